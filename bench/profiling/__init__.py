@@ -1,0 +1,1 @@
+"""Measuring networks: parameter and MAC counts, latency and peak memory."""
