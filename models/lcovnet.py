@@ -32,7 +32,9 @@ class LACBH(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.2) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(*_conv_bn_relu6(in_channels, out_channels, (1, 1, 3), (0, 0, 1)))
-        self.conv2_1 = nn.Sequential(*_conv_bn_relu6(out_channels, out_channels, (3, 3, 1), (1, 1, 0)), nn.Dropout(dropout))
+        self.conv2_1 = nn.Sequential(
+            *_conv_bn_relu6(out_channels, out_channels, (3, 3, 1), (1, 1, 0)), nn.Dropout(dropout)
+        )
         self.conv2_2 = nn.Sequential(
             nn.AvgPool3d(kernel_size=4, stride=2, padding=1),
             nn.Conv3d(out_channels, out_channels, kernel_size=1),
@@ -57,7 +59,9 @@ class LACBL(nn.Module):
         self.conv2_1 = nn.Sequential(
             *_conv_bn_relu6(out_channels, out_channels, (3, 3, 1), (1, 1, 0), groups=out_channels), nn.Dropout(dropout)
         )
-        self.conv2_2 = nn.Sequential(*_conv_bn_relu6(out_channels, out_channels, (1, 1, 1), (0, 0, 0)), nn.Dropout(dropout))
+        self.conv2_2 = nn.Sequential(
+            *_conv_bn_relu6(out_channels, out_channels, (1, 1, 1), (0, 0, 0)), nn.Dropout(dropout)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)

@@ -49,7 +49,9 @@ class UNet3D(nn.Module):
         self.pool = nn.MaxPool3d(2, 2)
         self.encoders = nn.ModuleList([_conv_block(in_channels, c[0], dropout)])
         self.encoders.extend(_conv_block(c[i - 1], c[i], dropout) for i in range(1, 5))
-        self.ups = nn.ModuleList([_up_block(c[4], c[3], dropout)] + [_up_block(c[i], c[i - 1], dropout) for i in (3, 2, 1)])
+        self.ups = nn.ModuleList(
+            [_up_block(c[4], c[3], dropout)] + [_up_block(c[i], c[i - 1], dropout) for i in (3, 2, 1)]
+        )
         self.decoders = nn.ModuleList([_conv_block(2 * c[i], c[i], dropout) for i in (3, 2, 1, 0)])
         self.heads = nn.ModuleList([nn.Conv3d(c[i], num_classes, kernel_size=1) for i in (3, 2, 1, 0)])
         self.feature_channels = [c[0], c[1], c[2], c[3]]

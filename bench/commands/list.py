@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append([name, patch, stride, info.description])
     print(tabulate(rows, headers=["model", "default patch", "stride", "description"]))
     print()
-    kd_rows = [[name, kd_methods.kd_method_info(name).description] for name in kd_methods.available_kd_methods(args.pattern)]
+    kd_rows = [
+        [name, kd_methods.kd_method_info(name).description] for name in kd_methods.available_kd_methods(args.pattern)
+    ]
     print(tabulate(kd_rows, headers=["KD method", "description"]))
     return 0

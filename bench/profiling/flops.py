@@ -67,12 +67,12 @@ def _sdpa(inputs: list[Any], outputs: list[Any]) -> int:
 
 
 _UNARY = ["relu", "relu_", "leaky_relu", "leaky_relu_", "hardtanh", "hardtanh_", "sigmoid", "sigmoid_", "tanh",
-          "gelu", "silu", "silu_", "elu", "elu_", "prelu", "softmax", "log_softmax", "exp", "sqrt", "rsqrt", "neg",
-          "abs", "pow", "clamp", "clamp_", "clamp_min", "erf", "reciprocal"]  # fmt: skip
+          "gelu", "silu", "silu_", "elu", "elu_", "prelu", "softmax", "log_softmax", "exp", "sqrt", "rsqrt",
+          "neg", "abs", "pow", "clamp", "clamp_", "clamp_min", "erf", "reciprocal"]  # fmt: skip
 _BINARY = ["add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "rsub", "maximum", "minimum", "where"]
-_FREE = ["cat", "constant_pad_nd", "pad", "reflection_pad3d", "replicate_pad3d", "dropout", "dropout_", "feature_dropout",
-         "upsample_nearest3d", "upsample_nearest2d", "pixel_shuffle", "clone", "contiguous", "repeat", "roll",
-         "fill_", "zero_", "masked_fill", "expand_as", "view_as", "linspace", "meshgrid", "ones_like", "new_ones",
+_FREE = ["cat", "constant_pad_nd", "pad", "reflection_pad3d", "replicate_pad3d", "dropout", "dropout_",
+         "feature_dropout", "upsample_nearest3d", "upsample_nearest2d", "pixel_shuffle", "clone", "contiguous",
+         "repeat", "roll", "fill_", "zero_", "masked_fill", "expand_as", "view_as", "linspace", "meshgrid", "ones_like", "new_ones",
          "split", "flip", "type_as", "detach", "alias", "slice", "unfold", "index_select", "im2col", "col2im"]  # fmt: skip
 
 EXTRA_HANDLES: dict[str, _Handle] = {

@@ -1,0 +1,135 @@
+"""``bench profile``: parameters, MACs, latency and peak memory of registered models.
+
+MACs are counted by tracing with fvcore plus handlers for every 3D op the registered networks use (GFLOPs = 2 x
+GMACs); ``uncounted_ops`` lists any op left without a handler. thop's count is shown as a cross-check, with the
+reasons it is known to be wrong for a model. Latency is the median (and p90) of timed forward passes after warm-up:
+CUDA events on a GPU, ``perf_counter`` with a fixed thread count on the CPU. Peak memory is
+``torch.cuda.max_memory_allocated`` on a GPU and the peak resident-memory increase on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from bench.cliargs import parse_int_list, parse_name_list
+from bench.device import resolve_device
+from bench.errors import BenchError
+from bench.store import atomic_write_json, atomic_write_text
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="count parameters and MACs, time latency and peak memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--models", required=True, help="comma-separated registered names (see `bench list`)")
+    p.add_argument("--classes", type=int, default=17, help="output classes incl. background (default 17, WORD)")
+    p.add_argument("--in-channels", type=int, default=1, help="input channels (default 1)")
+    p.add_argument("--patch", default="64,128,128", help="input patch D,H,W (default 64,128,128)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--amp", default="off", choices=["bf16", "fp16", "off"], help="autocast precision (default off)")
+    p.add_argument("--channels-last", action="store_true", help="use torch.channels_last_3d memory format")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up passes (default 3)")
+    p.add_argument("--runs", type=int, default=10, help="timed passes (default 10)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads to fix and record (default: torch's)")
+    p.add_argument("--no-thop", action="store_true", help="skip thop's cross-check count")
+    p.add_argument("--json", type=Path, help="write the records as a JSON list")
+    p.add_argument("--csv", type=Path, help="write the records as CSV")
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace):
+    from bench.profiling.profile import ProfileSettings
+
+    if args.classes < 2:
+        raise BenchError(f"--classes must be at least 2 (background + one organ), got {args.classes}")
+    for flag, value in (("--in-channels", args.in_channels), ("--batch", args.batch), ("--runs", args.runs)):
+        if value < 1:
+            raise BenchError(f"{flag} must be positive, got {value}")
+    if args.warmup < 0:
+        raise BenchError(f"--warmup must be zero or more, got {args.warmup}")
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads must be positive, got {args.threads}")
+    return ProfileSettings(
+        classes=args.classes,
+        in_channels=args.in_channels,
+        patch=tuple(parse_int_list(args.patch, "--patch", length=3)),
+        batch=args.batch,
+        device=resolve_device(args.device),
+        amp=args.amp,
+        channels_last=args.channels_last,
+        warmup=args.warmup,
+        runs=args.runs,
+        threads=args.threads,
+        thop=not args.no_thop,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import models
+    from bench.profiling.profile import check_patch, profile_model
+
+    names = parse_name_list(args.models, "--models")
+    for name in names:
+        try:
+            models.model_info(name)
+        except models.UnknownModelError as err:
+            raise BenchError(str(err)) from None
+    settings = settings_from_args(args)
+    for name in names:
+        check_patch(name, settings.patch)
+    records = [profile_model(name, settings) for name in tqdm(names, desc="profile", unit="model", file=sys.stderr)]
+    print(format_table(records))
+    notes = {r["model"]: r["thop_note"] for r in records if r["thop_note"]}
+    for model, note in notes.items():
+        print(f"thop caveat for {model}: {note}")
+    if args.json:
+        atomic_write_json(args.json, records)
+    if args.csv:
+        atomic_write_text(args.csv, _to_csv(records))
+    return 0
+
+
+def format_table(records: list[dict]) -> str:
+    rows = [
+        [
+            r["model"],
+            f"{r['params'] / 1e6:.3f}",
+            f"{r['gmacs']:.2f}",
+            f"{r['gmacs_thop']:.2f}" if r["gmacs_thop"] is not None else "-",
+            ",".join(r["uncounted_ops"]) or "none",
+            f"{r['latency_ms_median']:.1f}",
+            f"{r['latency_ms_p90']:.1f}",
+            f"{r['peak_mem_mb']:.0f}",
+        ]
+        for r in records
+    ]
+    first = records[0]
+    title = (
+        f"patch {'x'.join(map(str, first['patch']))}, batch {first['batch']}, {first['classes']} classes, "
+        f"device {first['device']}, amp {first['amp']}, threads {first['threads']}, torch {first['torch']}"
+    )
+    headers = ["model", "params (M)", "GMACs", "GMACs (thop)", "uncounted ops", "latency ms (median)",
+               "latency ms (p90)", "peak mem (MB)"]  # fmt: skip
+    return title + "\n" + tabulate(rows, headers=headers)
+
+
+def _to_csv(records: list[dict]) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in record.items()})
+    return buffer.getvalue()

@@ -1,0 +1,98 @@
+"""``bench run``: train, evaluate, profile and store every (model, KD method, seed) of a benchmark grid.
+
+Without --data the built-in synthetic abdominal CT set is generated once (see `bench data synth`) and used.
+Without --preset, `default` is used when a GPU is present and `smoke` otherwise. With --kd, the teacher
+(--teacher, default from the preset: unet3d) is trained once per dataset, preset and seed with the same protocol
+and cached in the results store, or loaded from --teacher-checkpoint; every student is also run without KD
+(`none`) so that gains can be computed. `ca+ms` is one run with both losses; `ca,ms` are two runs.
+KD runs start from scratch with the same iteration budget unless --kd-init student.
+
+Complete runs are skipped (use --force to redo them); interrupted runs resume from their last checkpoint
+(use --restart to discard it). Multi-GPU: torchrun --nproc-per-node N -m bench run ...
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cliargs import parse_int_list, parse_name_list
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="train, evaluate and profile models (with KD methods) and store the results",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--models", required=True, help="comma-separated registered models (see `bench list`)")
+    p.add_argument("--kd", default="none", help="comma-separated KD methods, e.g. ca,ms or ca+ms (default none)")
+    p.add_argument("--preset", default=None, help="smoke, default, paper or a TOML file (default: by device)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset key, e.g. --set iterations=500 (repeatable)")  # fmt: skip
+    p.add_argument("--data", type=Path, help="dataset: nnU-Net/MSD/WORD folder or image,label CSV (default: built-in)")
+    p.add_argument("--labels", type=Path, help="label names (JSON name->int) when the dataset has no dataset.json")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--fold", type=int, default=0, help="cross-validation fold when the dataset has no test split")
+    p.add_argument("--teacher", help="teacher model for KD (default: the preset's, unet3d)")
+    p.add_argument("--teacher-checkpoint", type=Path, help="load the teacher's weights instead of training it")
+    p.add_argument("--kd-init", choices=["scratch", "student"], help="start KD from scratch or the no-KD student")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results store (default results/)")
+    p.add_argument("--save-predictions", action="store_true", help="write NIfTI masks in the CT's geometry")
+    p.add_argument("--eval-workers", type=int, default=0, help="processes for HD95 (default 0: in-process)")
+    p.add_argument("--force", action="store_true", help="re-run complete runs")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", default=True,
+                       help="continue interrupted runs from their last checkpoint (the default)")  # fmt: skip
+    group.add_argument("--restart", action="store_true", help="discard interrupted runs' checkpoints")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from bench.errors import BenchError
+    from bench.training.config import load_config
+    from bench.training.distributed import init_distributed
+    from bench.training.runner import GridRunner, GridSpec
+
+    preset = args.preset
+    if preset is None:
+        preset = "default" if torch.cuda.is_available() else "smoke"
+        print(f"bench run: no --preset given; using '{preset}' ({'GPU' if preset == 'default' else 'no GPU'} found)",
+              file=sys.stderr)  # fmt: skip
+    overrides = list(args.overrides)
+    if args.kd_init:
+        overrides.append(f'kd_init="{args.kd_init}"')
+    config = load_config(preset, overrides)
+    if args.teacher_checkpoint is not None and not args.teacher_checkpoint.is_file():
+        raise BenchError(f"--teacher-checkpoint {args.teacher_checkpoint} does not exist")
+    if args.data is not None and not args.data.exists():
+        raise BenchError(f"--data {args.data} does not exist")
+    spec = GridSpec(
+        models=parse_name_list(args.models, "--models"),
+        kds=parse_name_list(args.kd, "--kd"),
+        config=config,
+        preset=Path(preset).stem,
+        seeds=parse_int_list(args.seeds, "--seeds", positive=False),
+        data=args.data,
+        labels=args.labels,
+        fold=args.fold,
+        teacher=args.teacher,
+        teacher_checkpoint=args.teacher_checkpoint,
+        device=args.device,
+        results=args.results,
+        force=args.force,
+        restart=args.restart,
+        save_predictions=args.save_predictions,
+        eval_workers=args.eval_workers,
+    )
+    ctx = init_distributed(args.device)
+    runs = GridRunner(spec, ctx).run()
+    if ctx.is_main:
+        print(f"bench run: {len(runs)} run(s) in {args.results}; see `bench report --results {args.results}`")
+    return 0

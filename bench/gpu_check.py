@@ -1,0 +1,91 @@
+"""One-call check of every GPU path, for a lent GPU (``bench/gpu_check.sh``) or, with ``--device cpu``, the tests.
+
+1. Latency and peak memory of lcovnet and unet3d in fp32 and under AMP (+ ``channels_last_3d`` on CUDA), with the
+   AMP/fp32 ratio measured in the same run (CUDA events on a GPU).
+2. A short training + evaluation grid (lcovnet without KD and with CA-KD from a unet3d teacher) on a small
+   synthetic set with AMP and ``channels_last_3d``, fp16 with a grad scaler on CUDA, and ``torch.compile`` when
+   ``--compile`` is given: the loss stays finite, the sliding-window inference and evaluation run, and the figures
+   are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from bench.device import resolve_device
+from bench.environment import environment
+from bench.profiling.profile import ProfileSettings, profile_model
+from bench.training.config import load_config
+from bench.training.runner import GridRunner, GridSpec
+
+
+def _latency_table(device: torch.device, quick: bool) -> list[list]:
+    patch = (32, 64, 64) if quick else (64, 128, 128)
+    kwargs = {"base_channels": 8} if quick else {}
+    amp = "bf16"
+    rows = []
+    for name in ("lcovnet", "unet3d"):
+        base = ProfileSettings(classes=17, patch=patch, device=device, warmup=2 if quick else 10,
+                               runs=3 if quick else 40, thop=False, model_kwargs=kwargs)  # fmt: skip
+        fp32 = profile_model(name, base)
+        mixed = profile_model(name, ProfileSettings(**{**vars(base), "amp": amp,
+                                                       "channels_last": device.type == "cuda"}))  # fmt: skip
+        fp32_ms, amp_ms = fp32["latency_ms_median"], mixed["latency_ms_median"]
+        rows.append([name, "x".join(map(str, patch)), f"{fp32_ms:.2f}", f"{amp_ms:.2f}", f"{amp_ms / fp32_ms:.2f}",
+                     f"{fp32['peak_mem_mb']:.0f}", f"{mixed['peak_mem_mb']:.0f}", fp32["device"]])  # fmt: skip
+    return rows
+
+
+def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list[dict]:
+    from bench.data.synth import generate_synthetic
+
+    data = generate_synthetic(work / "data", cases=6, seed=0, size=(32, 64, 64), test_cases=2)
+    summaries = []
+    precisions = ["bf16", "fp16"] if device.type == "cuda" else ["bf16"]
+    for amp in precisions:
+        overrides = [f'amp="{amp}"', f"channels_last={'true' if device.type == 'cuda' else 'false'}",
+                     f"iterations={10 if quick else 60}", f"val_every={5 if quick else 30}", "patch=[32, 64, 64]",
+                     "spacing=\"keep\"", "profile_runs=2", "profile_warmup=1",
+                     f"compile={str(compile_).lower()}"]  # fmt: skip
+        config = load_config("smoke", overrides)
+        spec = GridSpec(models=["lcovnet"], kds=["none", "ca"], config=config, preset=f"gpu-check-{amp}",
+                        data=data, device=str(device), results=work / f"results-{amp}")  # fmt: skip
+        runner = GridRunner(spec)
+        for run_id in runner.run():
+            summary = json.loads((runner.store.run_dir(run_id) / "summary.json").read_text())
+            summaries.append({"amp": amp, **summary})
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (the CPU mode the tests use)")
+    parser.add_argument("--compile", action="store_true", help="also train under torch.compile")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    quick = args.quick or device.type == "cpu"
+    print(json.dumps(environment(), indent=1))
+    start = time.perf_counter()
+    headers = ["model", "patch", "fp32 ms", "amp ms", "amp/fp32", "fp32 MB", "amp MB", "device"]
+    print(tabulate(_latency_table(device, quick), headers=headers))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [[s["amp"], s["model"], s["kd"], s["iterations"], f"{s['dice_mean']:.3f}", f"{s['hd95_mean']:.1f}",
+                 f"{s['train_seconds']:.1f}", f"{s['latency_ms_median']:.2f}"]
+                for s in _grid(device, quick, args.compile, Path(tmp))]  # fmt: skip
+    print(tabulate(rows, headers=["amp", "model", "kd", "iterations", "Dice", "HD95", "train s", "latency ms"]))
+    print(f"gpu_check: all paths ran on {device} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""``bench profile`` records: parameters, MACs (fvcore with 3D handlers, thop as a cross-check), latency, memory."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+import models
+from bench.device import amp_dtype, memory_format
+from bench.errors import BenchError
+from bench.profiling.flops import count_macs, count_macs_thop, thop_caveats
+from bench.profiling.timing import time_forward
+
+RECORD_KEYS = (
+    "model", "params", "trainable_params", "gmacs", "gflops", "gmacs_thop", "thop_note", "uncounted_ops",
+    "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "device", "amp", "channels_last", "patch", "batch",
+    "in_channels", "classes", "torch", "threads",
+)  # fmt: skip
+
+
+@dataclass
+class ProfileSettings:
+    """What to measure: input geometry, device and precision, and how many warm-up and timed runs."""
+
+    classes: int = 17
+    in_channels: int = 1
+    patch: tuple[int, int, int] = (64, 128, 128)
+    batch: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: str = "off"
+    channels_last: bool = False
+    warmup: int = 3
+    runs: int = 10
+    threads: int | None = None
+    thop: bool = True
+    model_kwargs: dict = field(default_factory=dict)  # width settings passed to the model factory
+
+
+def check_patch(name: str, patch: tuple[int, ...]) -> None:
+    """A patch side that is not a multiple of the model's total stride is a usage error naming the multiple."""
+    stride = models.model_info(name).stride
+    bad = [(p, s) for p, s in zip(patch, stride) if p % s]
+    if bad:
+        need = "x".join(map(str, stride))
+        got = "x".join(map(str, patch))
+        raise BenchError(f"patch {got} does not suit {name}: each side must be a multiple of its stride {need}")
+
+
+def build_model(name: str, in_channels: int, classes: int, **kwargs) -> nn.Module:
+    """``models.create_model`` with registry and dependency errors turned into one-line usage errors."""
+    try:
+        return models.create_model(name, in_channels=in_channels, num_classes=classes, **kwargs)
+    except models.UnknownModelError as err:
+        raise BenchError(str(err)) from None
+    except ImportError as err:
+        raise BenchError(f"model {name} needs an optional dependency: {err}") from None
+
+
+def profile_model(name: str, settings: ProfileSettings) -> dict:
+    """Measure one registered model in its inference configuration (deep-supervision heads off)."""
+    check_patch(name, settings.patch)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    kwargs = settings.model_kwargs
+    full = build_model(name, settings.in_channels, settings.classes, **kwargs)
+    params = sum(p.numel() for p in full.parameters())
+    trainable = sum(p.numel() for p in full.parameters() if p.requires_grad)
+    del full
+    model = build_model(name, settings.in_channels, settings.classes, deep_supervision=False, **kwargs).eval()
+    x_cpu = torch.randn(settings.batch, settings.in_channels, *settings.patch)
+    try:
+        macs = count_macs(model, x_cpu)
+    except RuntimeError as err:
+        raise BenchError(f"{name} cannot run on patch {'x'.join(map(str, settings.patch))}: {err}") from None
+    record = {
+        "model": name,
+        "params": params,
+        "trainable_params": trainable,
+        "gmacs": macs.macs / 1e9,
+        "gflops": 2 * macs.macs / 1e9,
+        "gmacs_thop": count_macs_thop(model, x_cpu) / 1e9 if settings.thop else None,
+        "thop_note": "; ".join(thop_caveats(model)),
+        "uncounted_ops": sorted(macs.uncounted_ops),
+    }
+    record.update(_measure_latency(model, x_cpu, settings))
+    record.update(
+        patch=list(settings.patch),
+        batch=settings.batch,
+        in_channels=settings.in_channels,
+        classes=settings.classes,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+    )
+    return {k: record[k] for k in RECORD_KEYS}
+
+
+def _measure_latency(model: nn.Module, x_cpu: torch.Tensor, settings: ProfileSettings) -> dict:
+    device = settings.device
+    dtype = amp_dtype(settings.amp, device)
+    fmt = memory_format(settings.channels_last)
+    model = model.to(device=device, memory_format=fmt)
+    x = x_cpu.to(device=device, memory_format=fmt)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def forward() -> None:
+        with torch.inference_mode(), autocast:
+            model(x)
+
+    try:
+        timing = time_forward(forward, device, settings.warmup, settings.runs)
+    except torch.cuda.OutOfMemoryError:
+        raise BenchError(
+            f"CUDA out of memory at patch {'x'.join(map(str, settings.patch))} and batch {settings.batch}; "
+            "try a smaller --patch or --batch"
+        ) from None
+    return {
+        "latency_ms_median": timing.median_ms,
+        "latency_ms_p90": timing.p90_ms,
+        "peak_mem_mb": timing.peak_mem_mb,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "amp": settings.amp,
+        "channels_last": settings.channels_last,
+    }

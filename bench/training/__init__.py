@@ -1,0 +1,1 @@
+"""The standardized training protocol: losses, presets, the trainer and the run orchestration."""

@@ -1,0 +1,153 @@
+"""Run configuration: TOML presets shipped in the package, ``--preset FILE`` and ``--set key=value`` overrides.
+
+Every key of :class:`RunConfig` may appear in a preset; a run stores its fully resolved configuration and a hash
+of it, which (with model, KD method, teacher, seed and dataset) identifies the run in the results store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PRESETS = ("smoke", "default", "paper")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines how a network is trained, evaluated and profiled."""
+
+    description: str = ""
+    base_channels: int = 0  # 0: each model's own width
+    patch: list[int] = field(default_factory=lambda: [64, 128, 128])
+    inference_patch: list[int] = field(default_factory=list)  # empty: same as patch
+    batch_size: int = 2
+    iterations: int = 1000
+    val_every: int = 100
+    val_cases: int = 5
+    optimizer: str = "sgd"  # sgd (Nesterov) or adam
+    lr: float = 1e-2
+    weight_decay: float = 3e-5
+    momentum: float = 0.99
+    schedule: str = "poly"  # poly (exponent 0.9) or constant
+    grad_clip: float = 12.0  # 0 disables clipping
+    spacing: Any = "keep"  # "keep", "median" or [z, y, x] in mm
+    normalization: str = "ct"  # ct (nnU-Net), zscore or window
+    window: list[float] = field(default_factory=lambda: [-175.0, 250.0])
+    crop: bool = True
+    fg_fraction: float = 0.33
+    augment: bool = True
+    overlap: float = 0.5
+    sw_batch_size: int = 2
+    amp: str = "off"  # bf16, fp16 or off
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = True
+    workers: int = 0
+    profile_warmup: int = 3
+    profile_runs: int = 10
+    kd_init: str = "scratch"  # scratch or student (start KD from the trained no-KD student)
+    teacher: str = "unet3d"
+    folds: int = 5
+
+    def validate(self) -> None:
+        """Raise BenchError naming the first key whose value is out of range."""
+        checks = [
+            ("patch", len(self.patch) == 3 and all(p > 0 for p in self.patch), "three positive sizes"),
+            ("inference_patch", not self.inference_patch or len(self.inference_patch) == 3, "empty or three sizes"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("iterations", self.iterations >= 1, "at least 1"),
+            ("val_every", self.val_every >= 1, "at least 1"),
+            ("optimizer", self.optimizer in ("sgd", "adam"), "sgd or adam"),
+            ("schedule", self.schedule in ("poly", "constant"), "poly or constant"),
+            ("lr", self.lr > 0, "positive"),
+            ("normalization", self.normalization in ("ct", "zscore", "window"), "ct, zscore or window"),
+            ("amp", self.amp in ("bf16", "fp16", "off"), "bf16, fp16 or off"),
+            ("overlap", 0 <= self.overlap < 1, "in [0, 1)"),
+            ("fg_fraction", 0 <= self.fg_fraction <= 1, "in [0, 1]"),
+            ("kd_init", self.kd_init in ("scratch", "student"), "scratch or student"),
+            ("spacing", self.spacing in ("keep", "median") or _is_spacing(self.spacing), '"keep", "median" or [z,y,x]'),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise BenchError(f"preset key {key} must be {expected}, got {getattr(self, key)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short hash of every setting that changes results (the description does not)."""
+        data = {k: v for k, v in self.to_dict().items() if k != "description"}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+
+    def eval_patch(self) -> list[int]:
+        return list(self.inference_patch or self.patch)
+
+
+def _is_spacing(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(isinstance(v, int | float) and v > 0 for v in value)
+
+
+def valid_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def _read_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise BenchError(f"{source} is not valid TOML: {err}") from None
+
+
+def _apply(config: RunConfig, values: dict[str, Any], source: str) -> None:
+    defaults = RunConfig()
+    for key, value in values.items():
+        if key not in valid_keys():
+            raise BenchError(f"unknown preset key {key!r} in {source}; valid keys: {', '.join(valid_keys())}")
+        expected = type(getattr(defaults, key))
+        if key == "spacing" or (expected is float and isinstance(value, int)):
+            value = float(value) if expected is float else value
+        elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise BenchError(f"preset key {key} in {source} must be {expected.__name__}, got {value!r}")
+        setattr(config, key, value)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``key=value`` with a TOML value (``iterations=500``, ``patch=[32,64,64]``); bare words are strings."""
+    if "=" not in item:
+        raise BenchError(f"--set takes key=value, got {item!r}")
+    key, raw = (s.strip() for s in item.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def load_config(preset: str, overrides: list[str] | None = None) -> RunConfig:
+    """A shipped preset by name, or a TOML file by path, with ``key=value`` overrides applied and validated."""
+    if preset in PRESETS:
+        text = resources.files("bench.presets").joinpath(f"{preset}.toml").read_text()
+        source = f"preset {preset}"
+    else:
+        path = Path(preset)
+        if not path.is_file():
+            raise BenchError(f"--preset {preset!r} is neither a shipped preset ({', '.join(PRESETS)}) nor a file")
+        text, source = path.read_text(), str(path)
+    config = RunConfig()
+    _apply(config, _read_toml(text, source), source)
+    _apply(config, dict(parse_override(o) for o in overrides or []), "--set")
+    config.validate()
+    return config

@@ -1,0 +1,62 @@
+"""Supervised segmentation loss: soft Dice + cross-entropy with nnU-Net-style deep supervision."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def soft_dice_loss(logits: Tensor, target: Tensor, smooth: float = 1e-5) -> Tensor:
+    """1 - mean soft Dice over foreground classes, per sample (nnU-Net's ``batch_dice=False``; background excluded).
+
+    ``logits`` [B,K,...], ``target`` integer labels [B,...]. A class absent from both prediction and target scores
+    ~1 through the smoothing term, as in nnU-Net's ``SoftDiceLoss``.
+    """
+    probs = logits.float().softmax(1)
+    onehot = F.one_hot(target.long(), logits.shape[1]).movedim(-1, 1).to(probs.dtype)
+    dims = tuple(range(2, logits.ndim))
+    intersection = (probs * onehot).sum(dims)
+    denominator = probs.sum(dims) + onehot.sum(dims)
+    dice = (2 * intersection + smooth) / (denominator + smooth).clamp_min(1e-8)
+    return 1 - dice[:, 1:].mean()
+
+
+class DiceCELoss(nn.Module):
+    """Soft Dice + cross-entropy, weighted 1:1 (nnU-Net's ``DC_and_CE_loss``)."""
+
+    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0) -> None:
+        super().__init__()
+        self.dice_weight, self.ce_weight = dice_weight, ce_weight
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        ce = F.cross_entropy(logits.float(), target.long())
+        return self.dice_weight * soft_dice_loss(logits, target) + self.ce_weight * ce
+
+
+def deep_supervision_weights(n_scales: int) -> list[float]:
+    """nnU-Net's weights 1/2^i, normalised to sum to 1 (its lowest-resolution masking is not applied here)."""
+    raw = [1 / 2**i for i in range(n_scales)]
+    return [w / sum(raw) for w in raw]
+
+
+def downsample_target(target: Tensor, size: tuple[int, ...]) -> Tensor:
+    """Ground truth at a coarser deep-supervision scale, by nearest-neighbour interpolation (as nnU-Net)."""
+    if tuple(target.shape[1:]) == tuple(size):
+        return target
+    return F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+class DeepSupervisionLoss(nn.Module):
+    """Weighted sum of a per-scale loss over every logits tensor of a ``SegOutput``, full resolution first."""
+
+    def __init__(self, loss: nn.Module | None = None) -> None:
+        super().__init__()
+        self.loss = loss or DiceCELoss()
+
+    def forward(self, logits: list[Tensor], target: Tensor) -> Tensor:
+        weights = deep_supervision_weights(len(logits))
+        total = logits[0].new_zeros((), dtype=torch.float32)
+        for w, scale_logits in zip(weights, logits):
+            total = total + w * self.loss(scale_logits, downsample_target(target, tuple(scale_logits.shape[2:])))
+        return total

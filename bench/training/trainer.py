@@ -1,0 +1,266 @@
+"""One training protocol for every network, with or without a distillation loss.
+
+Iteration-based: the run is cut into segments of ``val_every`` iterations. Each segment draws its patches from a
+loader seeded by (seed, segment), ends with validation (mean foreground Dice) and a checkpoint holding the model,
+optimiser, grad scaler, KD adapters, RNG states and iteration. Resuming therefore re-creates exactly the loader
+and RNG state an uninterrupted run would have had, without replaying earlier batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bench.device import amp_dtype, memory_format
+from bench.errors import BenchError
+from bench.store import TRAIN_LOG_COLUMNS, TRAIN_LOG_FILE, atomic_write_text
+from bench.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bench.training.config import RunConfig
+from bench.training.distributed import DistContext, all_reduce_grads
+from bench.training.losses import DeepSupervisionLoss
+
+LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a finished training leaves behind."""
+
+    iterations: int
+    best_val_dice: float | None
+    train_seconds: float
+    weights: Path  # the checkpoint to evaluate: best on validation, else last
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; in deterministic mode also ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def poly_lr(base: float, iteration: int, total: int, exponent: float = 0.9) -> float:
+    """nnU-Net's polynomial decay."""
+    return base * (1 - iteration / total) ** exponent
+
+
+class Trainer:
+    """Trains ``model`` on prepared cases; ``kd``/``teacher`` add a distillation loss from a frozen teacher."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        config: RunConfig,
+        train_cases: list,
+        val_cases: list,
+        device: torch.device,
+        run_dir: Path,
+        seed: int,
+        kd: nn.Module | None = None,
+        teacher: nn.Module | None = None,
+        ctx: DistContext | None = None,
+        label: str = "train",
+    ) -> None:
+        self.config, self.device, self.run_dir, self.seed = config, device, Path(run_dir), seed
+        self.ctx = ctx or DistContext()
+        self.label = label
+        self.fmt = memory_format(config.channels_last and device.type == "cuda")
+        self.amp = amp_dtype(config.amp, device)
+        self.model = model.to(device=device, memory_format=self.fmt)
+        self.kd = kd.to(device) if kd is not None else None
+        self.teacher = teacher
+        if teacher is not None:
+            self.teacher = teacher.to(device=device, memory_format=self.fmt).eval().requires_grad_(False)
+        self.train_cases, self.val_cases = train_cases, val_cases
+        self.seg_loss = DeepSupervisionLoss()
+        self.seg_weight = getattr(kd, "seg_loss_weight", 1.0) if kd is not None else 1.0
+        params = list(self.model.parameters()) + (list(self.kd.parameters()) if self.kd is not None else [])
+        self.optimizer = self._make_optimizer(params)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+        self.net = self.model
+        if self.ctx.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if config.compile:
+            self.net = torch.compile(self.net)
+
+    def _make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay)
+
+    # -- state ----------------------------------------------------------------------------------------------------
+    def _payload(self, iteration: int, best: float | None, elapsed: float) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "kd": self.kd.state_dict() if self.kd is not None else None,
+            "iteration": iteration,
+            "best_val_dice": best,
+            "elapsed": elapsed,
+            "rng": rng_state(),
+            "config_hash": self.config.hash(),
+        }
+
+    def _restore(self) -> tuple[int, float | None, float, list[dict]]:
+        path = self.run_dir / LAST
+        if not path.exists():
+            return 0, None, 0.0, []
+        state = load_checkpoint(path)
+        if state.get("config_hash") != self.config.hash():
+            raise BenchError(f"{path} was written with another configuration; remove it or use --restart")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.kd is not None and state["kd"] is not None:
+            self.kd.load_state_dict(state["kd"])
+        set_rng_state(state["rng"])
+        iteration = state["iteration"]
+        log_path = self.run_dir / TRAIN_LOG_FILE
+        rows = []
+        if log_path.exists():
+            log = pd.read_csv(log_path)
+            rows = log[log["iteration"] <= iteration].to_dict("records")
+        return iteration, state["best_val_dice"], state["elapsed"], rows
+
+    # -- loop -----------------------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        from bench.data.sampler import make_patch_loader
+
+        c = self.config
+        iteration, best, elapsed, rows = self._restore()
+        start = time.perf_counter() - elapsed
+        bar = tqdm(total=c.iterations, initial=iteration, desc=self.label, unit="it", disable=not self.ctx.is_main,
+                   dynamic_ncols=True, leave=False)  # fmt: skip
+        window: list[tuple[float, float, float]] = []
+        log_every = max(1, c.val_every // 10)
+        val_dice = math.nan
+        while iteration < c.iterations:
+            segment = iteration // c.val_every
+            end = min((segment + 1) * c.val_every, c.iterations)
+            loader = make_patch_loader(
+                self.train_cases, tuple(c.patch), c.batch_size, seed=self.seed * 100_003 + segment,
+                augment=c.augment, workers=c.workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
+                fg_fraction=c.fg_fraction,
+            )  # fmt: skip
+            self.net.train()
+            for batch in loader:
+                if iteration >= end:
+                    break
+                lr = self._set_lr(iteration)
+                window.append(self._step(batch, iteration))
+                iteration += 1
+                bar.update(1)
+                if iteration % log_every == 0 or iteration == end:
+                    rows.append(self._log_row(iteration, window, lr, start))
+                    bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", dice=f"{val_dice:.3f}")
+                    window = []
+            del loader
+            val_dice = self._validate() if self.ctx.is_main else math.nan
+            if self.ctx.is_main:
+                rows[-1]["val_dice"] = val_dice
+                improved = not math.isnan(val_dice) and (best is None or val_dice > best)
+                best = val_dice if improved else best
+                payload = self._payload(iteration, best, time.perf_counter() - start)
+                if improved:
+                    save_checkpoint(self.run_dir / BEST, payload)
+                save_checkpoint(self.run_dir / LAST, payload)
+                self._write_log(rows)
+                bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", dice=f"{val_dice:.3f}")
+            self.ctx.barrier()
+        bar.close()
+        best_path = self.run_dir / BEST
+        weights = best_path if best_path.exists() else self.run_dir / LAST
+        return TrainResult(iteration, best, time.perf_counter() - start, weights)
+
+    def _set_lr(self, iteration: int) -> float:
+        c = self.config
+        lr = poly_lr(c.lr, iteration, c.iterations) if c.schedule == "poly" else c.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext()
+
+    def _step(self, batch: dict, iteration: int) -> tuple[float, float, float]:
+        x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+        y = batch["label"].to(self.device, non_blocking=True)
+        try:
+            with self._autocast():
+                out = self.net(x)
+                seg = self.seg_loss(out.logits, y)
+                kd_loss = torch.zeros((), device=self.device)
+                if self.kd is not None:
+                    with torch.no_grad():
+                        teacher_out = self.teacher(x)
+                    kd_loss = self.kd(out, teacher_out, y)
+                loss = self.seg_weight * seg + kd_loss
+        except torch.cuda.OutOfMemoryError:
+            raise BenchError(
+                f"CUDA out of memory training with patch {'x'.join(map(str, self.config.patch))} and batch "
+                f"{self.config.batch_size}; try --set patch=[...] with smaller sides or --set batch_size=1"
+            ) from None
+        if not torch.isfinite(loss):
+            raise BenchError(
+                f"the loss became {loss.item()} at iteration {iteration + 1}; training stopped and the last good "
+                f"checkpoint is kept in {self.run_dir / LAST} (lower lr or use amp=off)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.kd is not None:
+            all_reduce_grads(list(self.kd.parameters()), self.ctx)
+        if self.config.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.item(), seg.item(), kd_loss.item()
+
+    def _log_row(self, iteration: int, window: list[tuple[float, float, float]], lr: float, start: float) -> dict:
+        loss, seg, kd = (float(np.mean(col)) for col in zip(*window))
+        return {"iteration": iteration, "loss": loss, "seg_loss": seg, "kd_loss": kd, "lr": lr,
+                "val_dice": math.nan, "seconds": time.perf_counter() - start}  # fmt: skip
+
+    def _write_log(self, rows: list[dict]) -> None:
+        frame = pd.DataFrame(rows, columns=TRAIN_LOG_COLUMNS)
+        atomic_write_text(self.run_dir / TRAIN_LOG_FILE, frame.to_csv(index=False))
+
+    def _validate(self) -> float:
+        """Mean over validation cases of the mean foreground Dice (sliding window on the preprocessed volume)."""
+        from bench.data.preprocess import load_prepared
+        from bench.inference import predict_labels
+        from bench.metrics import dice
+
+        if not self.val_cases:
+            return math.nan
+        scores = []
+        for case in self.val_cases:
+            image, label, _ = load_prepared(case)
+            pred = predict_labels(
+                self.model, torch.from_numpy(np.ascontiguousarray(image)), tuple(self.config.eval_patch()),
+                overlap=self.config.overlap, sw_batch_size=self.config.sw_batch_size, device=self.device,
+                amp_dtype=self.amp, memory_format=self.fmt,
+            )  # fmt: skip
+            present = [k for k in np.union1d(np.unique(label), np.unique(pred)) if k != 0]
+            scores.append(np.mean([dice(pred == k, label == k) for k in present]) if present else 1.0)
+        return float(np.mean(scores))
