@@ -13,7 +13,8 @@ class SegOutput:
 
     ``logits`` holds the full-resolution logits first, then each coarser deep-supervision scale.
     ``features`` holds, in the same order, the decoder feature map that feeds each of those heads.
-    A model with deep supervision switched off (or in eval mode) returns a single entry in each list.
+    A model with deep supervision switched off returns a single entry in each list; in eval mode a model keeps
+    returning every scale, so that a frozen teacher still feeds multi-scale distillation.
     """
 
     logits: list[Tensor]

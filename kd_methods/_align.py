@@ -1,0 +1,68 @@
+"""Pairing student and teacher scales, and resampling the teacher onto the student's grid.
+
+Conventions shared by every method (each method's docstring says which of these it uses):
+
+- Scales are paired full resolution first: student scale ``i`` with teacher scale ``i``, for the first
+  ``min(len(student), len(teacher))`` scales (optionally capped further by the method).
+- When the spatial sizes of a pair differ (e.g. an nnU-Net teacher that pools [1, 2, 2] first), the **teacher**
+  tensor is resampled trilinearly (``align_corners=False``) to the student's size, so the loss is always computed on
+  the student's grid; labels are resampled with ``nearest``.
+- Every returned tensor is fp32; teacher tensors are detached (the teacher runs under ``no_grad`` anyway, but the
+  loss must not depend on that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def common_scales(student: Sequence[Tensor], teacher: Sequence[Tensor], limit: int | None = None) -> int:
+    """Number of scale pairs: the shorter list's length, capped at ``limit``."""
+    n = min(len(student), len(teacher))
+    return n if limit is None else min(n, limit)
+
+
+def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
+    """``x`` [B, C, D, H, W] resampled trilinearly to spatial ``size``; unchanged when it already has that size."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
+
+
+def paired(
+    student: Sequence[Tensor], teacher: Sequence[Tensor], limit: int | None = None
+) -> list[tuple[Tensor, Tensor]]:
+    """``(student_i, teacher_i)`` fp32 pairs on the student's grid, teacher detached, full resolution first."""
+    n = common_scales(student, teacher, limit)
+    return [(s.float(), resize_to(t.detach().float(), s.shape[2:])) for s, t in zip(student[:n], teacher[:n])]
+
+
+def labels_at(target: Tensor, size: Sequence[int]) -> Tensor:
+    """Integer labels [B, D, H, W] resampled with ``nearest`` to spatial ``size`` (int64)."""
+    if tuple(target.shape[1:]) == tuple(size):
+        return target.long()
+    resized = F.interpolate(target[:, None].float(), size=tuple(size), mode="nearest")
+    return resized[:, 0].round().long()
+
+
+def scale_weights(base: Sequence[float], n: int) -> list[float]:
+    """The first ``min(n, len(base))`` weights of ``base``, renormalised to sum to the sum of ``base``.
+
+    With the paper's [0.4, 0.2, 0.2, 0.2] and four scales this is the identity; with fewer scales available the
+    weights keep their ratios (two scales -> [2/3, 1/3]) so the loss keeps the same overall magnitude.
+    """
+    used = [float(w) for w in base[: min(n, len(base))]]
+    if not used or sum(used) <= 0:
+        raise ValueError(f"need at least one positive scale weight, got {list(base)} for {n} scale(s)")
+    factor = sum(float(w) for w in base) / sum(used)
+    return [w * factor for w in used]
+
+
+def require_features(student_features: Sequence[Tensor], teacher_features: Sequence[Tensor], method: str) -> None:
+    """Raise a clear error when either output carries no decoder features."""
+    for side, feats in (("student", student_features), ("teacher", teacher_features)):
+        if not feats:
+            raise ValueError(f"{method} distils decoder features, but the {side} SegOutput has no `features`")
