@@ -45,14 +45,16 @@ def _latency_table(device: torch.device, quick: bool) -> list[list]:
 
 
 def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list[dict]:
-    from bench.data.synth import generate_synthetic
+    from bench.data.synth import generate_dataset
 
-    data = generate_synthetic(work / "data", cases=6, seed=0, size=(32, 64, 64), test_cases=2)
+    size = (32, 48, 48) if quick else (48, 128, 128)
+    data = generate_dataset(work / "data", cases=4 if quick else 8, seed=0, size=size, test_cases=2)
     summaries = []
     precisions = ["bf16", "fp16"] if device.type == "cuda" else ["bf16"]
     for amp in precisions:
         overrides = [f'amp="{amp}"', f"channels_last={'true' if device.type == 'cuda' else 'false'}",
-                     f"iterations={10 if quick else 60}", f"val_every={5 if quick else 30}", "patch=[32, 64, 64]",
+                     f"iterations={4 if quick else 60}", f"val_every={2 if quick else 30}",
+                     f"patch={[32, 32, 32] if quick else [32, 64, 64]}", f"base_channels={4 if quick else 16}",
                      "spacing=\"keep\"", "profile_runs=2", "profile_warmup=1",
                      f"compile={str(compile_).lower()}"]  # fmt: skip
         config = load_config("smoke", overrides)

@@ -72,8 +72,9 @@ _UNARY = ["relu", "relu_", "leaky_relu", "leaky_relu_", "hardtanh", "hardtanh_",
 _BINARY = ["add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "rsub", "maximum", "minimum", "where"]
 _FREE = ["cat", "constant_pad_nd", "pad", "reflection_pad3d", "replicate_pad3d", "dropout", "dropout_",
          "feature_dropout", "upsample_nearest3d", "upsample_nearest2d", "pixel_shuffle", "clone", "contiguous",
-         "repeat", "roll", "fill_", "zero_", "masked_fill", "expand_as", "view_as", "linspace", "meshgrid", "ones_like", "new_ones",
-         "split", "flip", "type_as", "detach", "alias", "slice", "unfold", "index_select", "im2col", "col2im"]  # fmt: skip
+         "repeat", "roll", "fill_", "zero_", "masked_fill", "expand_as", "view_as", "linspace", "meshgrid",
+         "ones_like", "new_ones", "split", "flip", "type_as", "detach", "alias", "slice", "unfold", "index_select",
+         "im2col", "col2im"]  # fmt: skip
 
 EXTRA_HANDLES: dict[str, _Handle] = {
     **{f"aten::{op}": _per_output(1) for op in _UNARY + _BINARY},
@@ -87,6 +88,8 @@ EXTRA_HANDLES: dict[str, _Handle] = {
     "aten::adaptive_avg_pool1d": _per_input,
     "aten::upsample_trilinear3d": _per_output(8),
     "aten::scaled_dot_product_attention": _sdpa,
+    # comparisons building masks (Swin-UNETR attention masks); fvcore already ignores eq/gt/ge
+    **{f"aten::{op}": _zero for op in ("ne", "lt", "le")},
 }
 # reductions over a tensor touch each input element once
 for _op in ("mean", "sum", "norm", "linalg_vector_norm", "var", "std", "max", "amax", "argmax", "cumsum"):

@@ -25,7 +25,7 @@ import kd_methods
 import models
 from bench.device import resolve_device
 from bench.environment import environment
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError
 from bench.profiling.profile import ProfileSettings, build_model, check_patch, profile_model
 from bench.store import ResultsStore, atomic_write_json, make_run_id
 from bench.training.checkpoint import load_checkpoint, load_weights
@@ -112,31 +112,29 @@ class GridRunner:
 
     # -- data -----------------------------------------------------------------------------------------------------
     def prepare_data(self) -> tuple[_Data, list, list, list]:
-        from bench.data import ensure_default_dataset
         from bench.data.check import check_dataset
-        from bench.data.layouts import load_dataset, split_cases
+        from bench.data.layouts import load_dataset
         from bench.data.preprocess import PreprocessSettings, prepare_cases
+        from bench.data.splits import split_cases
+        from bench.data.synth import ensure_default_dataset
 
-        path = self.spec.data or ensure_default_dataset()
-        dataset = load_dataset(Path(path), self.spec.labels)
-        report = check_dataset(Path(path)) if self.spec.labels is None else None
-        if report is not None and report.errors:
-            shown = "\n  ".join(str(e) for e in report.errors[:5])
-            raise DataError(
-                f"{path} has {len(report.errors)} bad case(s); run `bench data check --data {path}`:\n  {shown}"
-            )
-        splits_file = self.store.root / "splits" / f"{dataset.name}_fold{self.spec.fold}.json"
-        train, val, test = split_cases(dataset, self.spec.fold, 0, splits_file)
+        path = Path(self.spec.data) if self.spec.data is not None else ensure_default_dataset()
+        dataset = load_dataset(path, self.spec.labels)
+        check_dataset(dataset, workers=2).raise_for_issues()
+        splits_file = self.store.root / "splits" / f"{dataset.name}.json"
+        train, val, test = split_cases(dataset, self.spec.fold, 0, splits_file, n_folds=self.config.folds)
         if not train or not test:
             raise BenchError(f"{path}: need training and test cases, got {len(train)} and {len(test)}")
+        window = tuple(self.config.window) if self.config.normalization == "window" else None
         settings = PreprocessSettings(
             target_spacing=self._target_spacing(train),
             normalization=self.config.normalization,
-            window=tuple(self.config.window),
+            window=window,
             crop=self.config.crop,
         )
         cases = train + val + test
-        prepared = prepare_cases(cases, settings, self.store.root / "cache", workers=min(4, len(cases)))
+        workers = min(2, len(cases))
+        prepared = prepare_cases(cases, settings, self.store.root / "cache", workers=workers, fit_cases=train)
         by_id = {p.case_id: p for p in prepared}
         labels = {int(k): v for k, v in dataset.labels.items()}
         data = _Data(dataset.name, labels, max(labels) + 1, len(cases[0].images), by_id, {c.case_id: c for c in cases})
@@ -165,9 +163,12 @@ class GridRunner:
             teacher = None
             if any(k != "none" for k in self.spec.kds):
                 teacher = self._teacher(data, train, val, test, seed)
+                if not teacher[1].startswith("checkpoint:"):
+                    done.append(teacher[1])
             for name in self.spec.models:
                 none_id = self._run_one(data, train, val, test, name, "none", seed, None)
-                done.append(none_id)
+                if none_id not in done:
+                    done.append(none_id)
                 for kd in self.spec.kds:
                     if kd != "none":
                         done.append(self._run_one(data, train, val, test, name, kd, seed, teacher, none_id))
@@ -210,9 +211,7 @@ class GridRunner:
             method = kd_methods.create_kd_method(
                 kd, student.feature_channels, teacher_model.feature_channels, data.num_classes
             )
-            hparams = {
-                k: v for k, v in vars(method).items() if k != "training" and not k.startswith("_") and _is_scalar(v)
-            }
+            hparams = kd_hparams(method)
             if self.config.kd_init == "student" and none_id:
                 student.load_state_dict(load_checkpoint(self.store.run_dir(none_id) / "weights.pt")["model"])
         if self.ctx.is_main:
@@ -253,7 +252,7 @@ class GridRunner:
         for case in tqdm(test, desc="evaluate", unit="case", leave=False, file=sys.stderr):
             image, _, meta = load_prepared(data.prepared[case.case_id])
             pred = predict_labels(
-                model, torch.from_numpy(np.ascontiguousarray(image)), tuple(self.config.eval_patch()),
+                model, torch.from_numpy(np.array(image)), tuple(self.config.eval_patch()),
                 overlap=self.config.overlap, sw_batch_size=self.config.sw_batch_size, device=self.device,
                 amp_dtype=amp_dtype(self.config.amp, self.device), memory_format=fmt,
             )  # fmt: skip
@@ -302,6 +301,14 @@ class GridRunner:
     def _say(self, text: str) -> None:
         if self.ctx.is_main:
             print(text, file=sys.stderr, flush=True)
+
+
+def kd_hparams(method: nn.Module) -> dict:
+    """The scalar settings of a KD method (of each part, for a ``ca+ms`` composition), for the run record."""
+    parts = getattr(method, "parts", None)
+    if isinstance(parts, nn.ModuleDict):
+        return {name: kd_hparams(part) for name, part in parts.items()}
+    return {k: v for k, v in vars(method).items() if k != "training" and not k.startswith("_") and _is_scalar(v)}
 
 
 def _is_scalar(value: object) -> bool:

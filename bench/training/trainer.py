@@ -257,7 +257,7 @@ class Trainer:
         for case in self.val_cases:
             image, label, _ = load_prepared(case)
             pred = predict_labels(
-                self.model, torch.from_numpy(np.ascontiguousarray(image)), tuple(self.config.eval_patch()),
+                self.model, torch.from_numpy(np.array(image)), tuple(self.config.eval_patch()),
                 overlap=self.config.overlap, sw_batch_size=self.config.sw_batch_size, device=self.device,
                 amp_dtype=self.amp, memory_format=self.fmt,
             )  # fmt: skip

@@ -1,0 +1,127 @@
+"""`bench run` end to end on a tiny synthetic set: store contents, skip/--force, resume after a kill, bad input."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from bench.store import ResultsStore
+from tests.bench.runutil import TINY_RUN, bench_cmd
+
+
+def _run(data, results, *extra, iterations=4, timeout=600):
+    args = bench_cmd("run", "--models", "lcovnet", "--data", str(data), "--results", str(results), *TINY_RUN,
+                     "--set", f"iterations={iterations}", "--set", "val_every=2", *extra)  # fmt: skip
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_stores_summary_per_case_log_and_database(tiny_dataset, tmp_path):
+    proc = _run(tiny_dataset, tmp_path / "res")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    store = ResultsStore(tmp_path / "res")
+    (summary,) = store.summaries()
+    assert summary["model"] == "lcovnet" and summary["kd"] == "none" and summary["teacher"] is None
+    assert summary["iterations"] == 4 and summary["n_cases"] == 2
+    assert 0 <= summary["dice_mean"] <= 1
+    assert summary["params"] == sum(p.numel() for p in __import__("models").create_model(
+        "lcovnet", 1, len(summary["per_organ"]) + 1, base_channels=4).parameters())  # fmt: skip
+    assert summary["uncounted_ops"] == []
+    run_dir = store.run_dir(summary["run_id"])
+    for name in ("config.json", "env.json", "train_log.csv", "per_case.csv", "weights.pt", "checkpoint_last.pt"):
+        assert (run_dir / name).exists(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["iterations"] == 4 and config["preset"] == "smoke"
+    log = store.train_log(summary["run_id"])
+    assert list(log["iteration"])[-1] == 4 and log["val_dice"].notna().sum() == 2
+    per_case = store.per_case(summary["run_id"])
+    assert set(per_case["case"]) == {c for c in per_case["case"]} and len(set(per_case["case"])) == 2
+    with sqlite3.connect(store.db_path) as db:
+        assert db.execute("select count(*) from runs").fetchone()[0] == 1
+        assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+    again = _run(tiny_dataset, tmp_path / "res")
+    assert again.returncode == 0 and "skip" in again.stderr
+    forced = _run(tiny_dataset, tmp_path / "res", "--force")
+    assert forced.returncode == 0 and "skip" not in forced.stderr
+    assert ResultsStore(tmp_path / "res").summaries()[0]["created"] >= summary["created"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dataset, tmp_path):
+    whole = _run(tiny_dataset, tmp_path / "whole", iterations=6)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    args = bench_cmd("run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results", str(tmp_path / "cut"),
+                     *TINY_RUN, "--set", "iterations=6", "--set", "val_every=2")  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    runs = tmp_path / "cut" / "runs"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(runs.glob("*/checkpoint_last.pt")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (run_dir,) = runs.iterdir()
+    assert not (run_dir / "summary.json").exists()
+    assert torch.load(run_dir / "checkpoint_last.pt", weights_only=False)["iteration"] < 6
+
+    resumed = _run(tiny_dataset, tmp_path / "cut", iterations=6)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (a,) = ResultsStore(tmp_path / "whole").summaries()
+    (b,) = ResultsStore(tmp_path / "cut").summaries()
+    assert a["run_id"] == b["run_id"] and b["iterations"] == 6
+    wa = torch.load(tmp_path / "whole" / "runs" / a["run_id"] / "weights.pt", weights_only=False)["model"]
+    wb = torch.load(run_dir / "weights.pt", weights_only=False)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a["dice_mean"] == b["dice_mean"]
+    with sqlite3.connect(tmp_path / "cut" / "bench.sqlite") as db:
+        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+        assert db.execute("select count(*) from runs").fetchone()[0] == 1
+
+
+def test_nan_loss_stops_naming_the_iteration_and_keeps_the_checkpoint(tiny_dataset, tmp_path):
+    proc = _run(tiny_dataset, tmp_path / "res", "--set", "lr=1e30", "--set", "val_every=1", iterations=6)
+    assert proc.returncode == 2
+    assert "at iteration" in proc.stderr and "last good checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list((tmp_path / "res" / "runs").glob("*/checkpoint_last.pt"))
+    assert ResultsStore(tmp_path / "res").summaries() == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "iteratons=3"], "unknown preset key 'iteratons'"),
+        (["--kd", "nosuchkd"], "unknown KD method 'nosuchkd'"),
+        (["--set", "patch=[40, 32, 32]"], "multiple of its stride"),
+        (["--teacher-checkpoint", "/nonexistent/t.pt", "--kd", "kd"], "does not exist"),
+    ],
+)
+def test_bad_run_input_fails_before_training(tiny_dataset, tmp_path, extra, message):
+    proc = _run(tiny_dataset, tmp_path / "res", *extra)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "res").glob("runs/*/checkpoint_last.pt"))
+
+
+def test_unwritable_results_directory_is_an_error_before_training(tiny_dataset, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = _run(tiny_dataset, blocker / "results")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert str(blocker) in proc.stderr
+
+
+def test_ddp_on_cpu_with_two_gloo_processes(tiny_dataset, tmp_path):
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29531",
+            "-m", "bench", "run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results",
+            str(tmp_path / "res"), *TINY_RUN, "--set", "iterations=4", "--set", "val_every=2"]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (summary,) = ResultsStore(tmp_path / "res").summaries()
+    assert summary["iterations"] == 4
