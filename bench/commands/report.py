@@ -1,0 +1,43 @@
+"""``bench report``: tables, significance tests, figures, report.md and a self-contained report.html from the results
+store.
+
+Reads every complete run under RESULTS/runs (those with a summary.json) and writes, by default into RESULTS/report:
+report.md and report.html (tables and figures), main_table.csv / per_organ.csv / runs.csv (raw numbers and
+p-values), tables.tex (LaTeX), and plots/*.png|svg (Pareto plot, per-organ Dice heatmap, KD gain, training curves,
+per-case Dice box plots). Rows are grouped per dataset and preset; several seeds are averaged; KD rows are compared
+with the same student trained without KD (delta and paired Wilcoxon test over cases).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cliargs import parse_name_list
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write tables, figures, report.md and report.html from the results store",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default="results", metavar="DIR", help="results store directory (default: results)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: RESULTS/report)")
+    p.add_argument("--format", default="md,csv,tex,html", metavar="LIST",
+                   help="comma-separated subset of md,csv,tex,html (default: all); figures come with md or html")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.errors import BenchError
+    from bench.report import build_report
+    from bench.store import ResultsStore
+
+    formats = parse_name_list(args.format, "--format")
+    results = Path(args.results)
+    if not results.is_dir():
+        raise BenchError(f"results store {results} does not exist; run `bench run` first or pass --results DIR")
+    report = build_report(ResultsStore(results), Path(args.out) if args.out else results / "report", formats)
+    print(report.terminal_table())
+    print()
+    print(f"wrote {len(report.files)} report file(s) and {sum(2 * len(g.plots) for g in report.groups)} figure file(s) "
+          f"to {report.out_dir}")
+    return 0

@@ -1,0 +1,158 @@
+"""Assemble the report from a results store: tables per dataset/preset, figures, then the requested files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+from tqdm import tqdm
+
+from bench.errors import BenchError
+from bench.report import plots as P
+from bench.report.stats import case_mean_dice
+from bench.report.tables import (
+    GROUP,
+    TERMINAL_COLUMNS,
+    aggregate,
+    main_table,
+    organ_frame,
+    row_label,
+    row_labels,
+    runs_frame,
+)
+from bench.report.writers import write_csv, write_html, write_markdown, write_tex
+from bench.store import ResultsStore, slugify
+
+FORMATS = ("md", "csv", "tex", "html")
+PLOTS_PER_GROUP = 5
+
+
+@dataclass
+class GroupReport:
+    """The rows of one dataset/preset: the aggregated main table, per-organ values and the figures."""
+
+    dataset: str
+    preset: str
+    agg: pd.DataFrame
+    organs: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    plots: list[P.Plot] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    header: str
+    runs: pd.DataFrame
+    agg: pd.DataFrame
+    organs: pd.DataFrame
+    groups: list[GroupReport]
+    files: list[Path] = field(default_factory=list)
+
+    def terminal_table(self) -> str:
+        """A short table per dataset/preset for the terminal."""
+        blocks = []
+        for group in self.groups:
+            headers, rows = main_table(group.agg, columns=TERMINAL_COLUMNS)
+            blocks.append(f"{group.dataset} / preset {group.preset}\n"
+                          + tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
+        return "\n\n".join(blocks)
+
+
+def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FORMATS,
+                 progress: bool = True) -> Report:
+    """Read every complete run of ``store`` and write the report files of ``formats`` under ``out_dir``.
+
+    Figures (PNG + SVG under ``out_dir/plots``) are made when ``md`` or ``html`` is asked for.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise BenchError(f"--format takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)!r}")
+    summaries = store.summaries()
+    if not summaries:
+        raise BenchError(f"results store {store.root} has no complete runs (no runs/*/summary.json); "
+                         "run `bench run` first or pass --results DIR")
+    runs = runs_frame(summaries)
+    case_dice = case_mean_dice(store.per_case())
+    agg = aggregate(runs, case_dice)
+    organs = organ_frame(summaries, runs)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    header = (f"Generated {created} from {store.root} : {len(runs)} runs, {len(agg)} configurations, "
+              f"{agg.groupby(GROUP).ngroups} dataset/preset groups.")
+    report = Report(Path(out_dir), header, runs, agg, organs, [])
+    for (dataset, preset), agg_g in agg.groupby(GROUP, sort=False):
+        organs_g = organs[(organs.dataset == dataset) & (organs.preset == preset)]
+        runs_g = runs[(runs.dataset == dataset) & (runs.preset == preset)]
+        report.groups.append(GroupReport(dataset, preset, agg_g.reset_index(drop=True), organs_g, _notes(runs_g)))
+    if "md" in formats or "html" in formats:
+        _make_plots(report, store, case_dice, progress)
+    out_dir = report.out_dir
+    if "md" in formats:
+        write_markdown(report, out_dir / "report.md")
+        report.files.append(out_dir / "report.md")
+    if "html" in formats:
+        write_html(report, out_dir / "report.html")
+        report.files.append(out_dir / "report.html")
+    if "csv" in formats:
+        report.files += write_csv(report, out_dir)
+    if "tex" in formats:
+        write_tex(report, out_dir / "tables.tex")
+        report.files.append(out_dir / "tables.tex")
+    return report
+
+
+def _make_plots(report: Report, store: ResultsStore, case_dice: pd.DataFrame, progress: bool) -> None:
+    bar = tqdm(total=PLOTS_PER_GROUP * len(report.groups), desc="report figures", unit="fig",
+               disable=None if progress else True)
+    with bar:
+        for group in report.groups:
+            stem = report.out_dir / "plots" / f"{slugify(group.dataset)}__{slugify(group.preset)}"
+            labels = row_labels(group.agg)
+            makers = [
+                partial(P.pareto_plot, group.agg, labels, stem),
+                partial(P.organ_heatmap, group.organs, group.agg, labels, stem),
+                partial(P.kd_gain_plot, group.agg, stem),
+                partial(P.training_curves, _train_logs(store, report.runs, group), stem),
+                partial(P.case_dice_boxplot, _case_values(case_dice, group.agg, labels), stem),
+            ]
+            for make in makers:
+                plot = make()
+                if plot is not None:
+                    group.plots.append(plot)
+                bar.update()
+
+
+def _notes(runs: pd.DataFrame) -> list[str]:
+    """The metric policies the runs recorded (HD95 definition, empty-mask handling, torch), stated per table."""
+    notes = []
+    for column, title in (("hd95_definition", "HD95 definition"), ("empty_mask_policy", "empty masks"),
+                          ("torch", "torch")):
+        values = [v for v in dict.fromkeys(runs[column]) if v != "-"]
+        if values:
+            notes.append(f"{title}: {', '.join(values)}")
+    return notes
+
+
+def _train_logs(store: ResultsStore, runs: pd.DataFrame, group: GroupReport) -> dict[str, pd.DataFrame]:
+    chosen = runs[(runs.dataset == group.dataset) & (runs.preset == group.preset)]
+    several = chosen.groupby(["model", "kd"])["teacher"].transform("nunique") > 1
+    logs = {}
+    for (_, run), with_teacher in zip(chosen.iterrows(), several):
+        log = store.train_log(run["run_id"])
+        if log is not None:
+            seed = "" if pd.isna(run["seed"]) else f" s{int(run['seed'])}"
+            logs[row_label(run, with_teacher) + seed] = log
+    return logs
+
+
+def _case_values(case_dice: pd.DataFrame, agg: pd.DataFrame, labels: list[str]) -> dict[str, list[float]]:
+    """Per-case mean foreground Dice of each row, cases of all its seeds pooled."""
+    by_run = case_dice.dropna(subset=["case_dice"]).groupby("run_id")["case_dice"].apply(list).to_dict()
+    return {label: [v for run_id in row["run_ids"] for v in by_run.get(run_id, [])]
+            for label, (_, row) in zip(labels, agg.iterrows())}
+

@@ -1,0 +1,258 @@
+"""Report tables as pandas frames: one row per run, one per (model, KD, teacher) over seeds, and per-organ values.
+
+Every summary key may be missing or null; missing text keys become ``-`` and missing numbers NaN, shown as ``-``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.report import fmt
+from bench.report.stats import paired_wilcoxon, significance_mark
+
+GROUP = ["dataset", "preset"]
+KEY = [*GROUP, "model", "kd", "teacher"]
+NO_KD = "none"
+TEXT_COLUMNS = ["run_id", "dataset", "preset", "model", "kd", "teacher", "teacher_run", "preset_hash", "patch",
+                "device", "latency_device", "created", "torch", "hd95_definition", "empty_mask_policy"]
+NUMERIC_COLUMNS = ["seed", "params", "gmacs", "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "dice_mean",
+                   "dice_std", "hd95_mean", "hd95_std", "n_cases", "n_missed", "n_false_positive", "n_both_empty",
+                   "train_seconds", "iterations"]
+MEAN_OVER_SEEDS = ["params", "gmacs", "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "n_cases", "n_missed",
+                   "n_false_positive", "n_both_empty", "train_seconds"]
+
+
+def _patch_text(patch: Any) -> str | None:
+    if isinstance(patch, (list, tuple)):
+        return "x".join(str(p) for p in patch)
+    return None if patch is None else str(patch)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def runs_frame(summaries: list[dict]) -> pd.DataFrame:
+    """One row per run; for several runs of one (key, seed) only the latest ``created`` is kept."""
+    rows = []
+    for summary in summaries:
+        row: dict[str, Any] = {c: summary.get(c) for c in TEXT_COLUMNS}
+        row["patch"] = _patch_text(summary.get("patch"))
+        row.update({c: _number(summary.get(c)) for c in NUMERIC_COLUMNS})
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=TEXT_COLUMNS + NUMERIC_COLUMNS)
+    for column in TEXT_COLUMNS:
+        frame[column] = frame[column].map(fmt.text).astype(object)
+    frame = frame.sort_values(["created", "run_id"], kind="stable")
+    frame = frame.drop_duplicates([*KEY, "seed"], keep="last")
+    return frame.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+def _by_seed(runs: pd.DataFrame, column: str) -> pd.Series:
+    return runs.dropna(subset=["seed", column]).set_index("seed")[column]
+
+
+def _mean_std(runs: pd.DataFrame, metric: str) -> tuple[float, float, str]:
+    """Mean and std over seeds when several seeds have the metric, else the single run's value and case std."""
+    values = runs[metric].dropna()
+    if len(values) > 1:
+        return values.mean(), values.std(ddof=1), "seeds"
+    if len(values) == 1:
+        return values.iloc[0], runs.loc[values.index, metric.replace("_mean", "_std")].iloc[0], "cases"
+    return np.nan, np.nan, ""
+
+
+def _joined(values: pd.Series) -> str:
+    unique = [v for v in dict.fromkeys(values) if v != fmt.MISSING]
+    return ", ".join(unique) if unique else fmt.MISSING
+
+
+def _sort_key(row: pd.Series) -> tuple:
+    return (row["dataset"], row["preset"], row["model"], row["kd"] != NO_KD, row["kd"], row["teacher"])
+
+
+def aggregate(runs: pd.DataFrame, case_dice: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, preset, model, kd, teacher): means over seeds, deltas and a paired test against no KD.
+
+    Deltas use the seeds both the KD row and the same student without KD have (mean of per-seed differences). The
+    Wilcoxon test pairs cases: each case's mean foreground Dice, averaged over those common seeds.
+    """
+    rows = []
+    for key, runs_k in runs.groupby(KEY, sort=False, dropna=False):
+        row: dict[str, Any] = dict(zip(KEY, key))
+        seeds = sorted(int(s) for s in runs_k["seed"].dropna())
+        row["n_seeds"] = len(runs_k)
+        row["seeds"] = ",".join(map(str, seeds)) or fmt.MISSING
+        row["run_ids"] = list(runs_k["run_id"])
+        row.update({c: runs_k[c].mean() for c in MEAN_OVER_SEEDS})
+        for metric in ("dice", "hd95"):
+            row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_std_over"] = _mean_std(runs_k, f"{metric}_mean")
+        row["patch"] = _joined(runs_k["patch"])
+        row["latency_device"] = _joined(runs_k["latency_device"])
+        row.update(_against_no_kd(runs, runs_k, key, case_dice))
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=KEY)
+    frame = pd.DataFrame(rows)
+    order = sorted(range(len(frame)), key=lambda i: _sort_key(frame.iloc[i]))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _against_no_kd(runs: pd.DataFrame, runs_k: pd.DataFrame, key: tuple, case_dice: pd.DataFrame) -> dict[str, Any]:
+    dataset, preset, model, kd, _ = key
+    empty = {"delta_seeds": 0, "delta_dice": np.nan, "delta_dice_std": np.nan, "delta_hd95": np.nan,
+             "delta_hd95_std": np.nan, "p_wilcoxon": np.nan, "n_pairs": 0, "wilcoxon_note": ""}
+    if kd in (NO_KD, fmt.MISSING):
+        return empty
+    base = runs[(runs.dataset == dataset) & (runs.preset == preset) & (runs.model == model) & (runs.kd == NO_KD)]
+    common = sorted(set(runs_k["seed"].dropna()) & set(base["seed"].dropna()))
+    if not common:
+        return {**empty, "wilcoxon_note": "no run of the same student without KD with the same seed"}
+    out = dict(empty, delta_seeds=len(common))
+    for metric in ("dice", "hd95"):
+        diff = (_by_seed(runs_k, f"{metric}_mean") - _by_seed(base, f"{metric}_mean")).loc[common].dropna()
+        out[f"delta_{metric}"] = diff.mean() if len(diff) else np.nan
+        out[f"delta_{metric}_std"] = diff.std(ddof=1) if len(diff) > 1 else np.nan
+    treated = _case_values(case_dice, runs_k[runs_k.seed.isin(common)].run_id)
+    control = _case_values(case_dice, base[base.seed.isin(common)].run_id)
+    test = paired_wilcoxon(treated, control)
+    out.update(p_wilcoxon=np.nan if test.p is None else test.p, n_pairs=test.n, wilcoxon_note=test.note)
+    return out
+
+
+def _case_values(case_dice: pd.DataFrame, run_ids: pd.Series) -> pd.Series:
+    chosen = case_dice[case_dice.run_id.isin(set(run_ids))]
+    return chosen.groupby("case")["case_dice"].mean()
+
+
+def organ_frame(summaries: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
+    """Long format (key, organ, dice, hd95, n_missed, n_false_positive), means over the runs kept in ``runs``."""
+    keep = set(runs.run_id)
+    key_of = runs.set_index("run_id")[KEY].to_dict("index")
+    rows = []
+    for summary in summaries:
+        per_organ = summary.get("per_organ")
+        if summary.get("run_id") not in keep or not isinstance(per_organ, dict):
+            continue
+        for organ, values in per_organ.items():
+            values = values if isinstance(values, dict) else {}
+            rows.append({**key_of[summary["run_id"]], "organ": str(organ),
+                         **{m: _number(values.get(m)) for m in ("dice", "hd95", "n_missed", "n_false_positive")}})
+    columns = [*KEY, "organ", "dice", "hd95", "n_missed", "n_false_positive"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows).groupby([*KEY, "organ"], sort=False, dropna=False).mean().reset_index()[columns]
+
+
+def row_label(row: pd.Series | dict, with_teacher: bool = False) -> str:
+    """``lcovnet`` without KD, ``lcovnet+ca`` with, ``lcovnet+ca (T: unet3d)`` where teachers must be told apart."""
+    if row["kd"] in (NO_KD, fmt.MISSING):
+        return str(row["model"])
+    label = f"{row['model']}+{row['kd']}"
+    return f"{label} (T: {row['teacher']})" if with_teacher else label
+
+
+def row_labels(agg: pd.DataFrame) -> list[str]:
+    teachers = agg.groupby(["model", "kd"])["teacher"].transform("nunique") if len(agg) else pd.Series(dtype=int)
+    return [row_label(row, bool(n > 1)) for (_, row), n in zip(agg.iterrows(), teachers)]
+
+
+# Main table columns: (markdown header, LaTeX header, formatter(row, pm)).
+Column = tuple[str, str, Callable[[pd.Series, str], str]]
+
+
+def _latency(row: pd.Series) -> str:
+    value = fmt.num(row["latency_ms_median"], 1)
+    device = row["latency_device"]
+    return value if fmt.MISSING in (value, device) else f"{value} @ {device}"
+
+
+def _delta_dice(row: pd.Series) -> str:
+    value = fmt.num(row["delta_dice"], 4, signed=True)
+    p = row["p_wilcoxon"]
+    return value + significance_mark(None if fmt.is_missing(p) else float(p)) if value != fmt.MISSING else value
+
+
+def _empties(row: pd.Series) -> str:
+    return "/".join(fmt.count(row[c]) for c in ("n_missed", "n_false_positive", "n_both_empty"))
+
+
+MAIN_COLUMNS: list[Column] = [
+    ("model", "model", lambda r, pm: r["model"]),
+    ("KD", "KD", lambda r, pm: r["kd"]),
+    ("teacher", "teacher", lambda r, pm: r["teacher"]),
+    ("seeds", "seeds", lambda r, pm: r["seeds"]),
+    ("params (M)", "params (M)", lambda r, pm: fmt.num(r["params"] / 1e6, 3)),
+    ("GMACs", "GMACs", lambda r, pm: fmt.num(r["gmacs"], 2)),
+    ("patch", "patch", lambda r, pm: r["patch"]),
+    ("latency ms @ device", "latency ms @ device", lambda r, pm: _latency(r)),
+    ("peak mem (MB)", "peak mem (MB)", lambda r, pm: fmt.num(r["peak_mem_mb"], 0)),
+    ("Dice", "Dice", lambda r, pm: fmt.mean_pm(r["dice_mean"], r["dice_std"], 4, pm)),
+    ("HD95 (mm)", "HD95 (mm)", lambda r, pm: fmt.mean_pm(r["hd95_mean"], r["hd95_std"], 2, pm)),
+    ("ΔDice", r"$\Delta$Dice", lambda r, pm: _delta_dice(r)),
+    ("ΔHD95", r"$\Delta$HD95", lambda r, pm: fmt.num(r["delta_hd95"], 2, signed=True)),
+    ("cases", "cases", lambda r, pm: fmt.count(r["n_cases"])),
+    ("missed/FP/empty", "missed/FP/empty", lambda r, pm: _empties(r)),
+]
+
+TERMINAL_COLUMNS = ["model", "KD", "teacher", "GMACs", "latency ms @ device", "Dice", "HD95 (mm)", "ΔDice"]
+
+TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(TEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def main_table(agg: pd.DataFrame, style: str = "md", columns: list[str] | None = None) -> tuple[list[str], list[list]]:
+    """Headers and formatted rows; ``style`` ``tex`` escapes text and uses ``$\\pm$`` (the others use ``±``)."""
+    chosen = [c for c in MAIN_COLUMNS if columns is None or c[0] in columns]
+    tex = style == "tex"
+    pm = r"$\pm$" if tex else "±"
+    headers = [c[1] if tex else c[0] for c in chosen]
+    rows = []
+    for _, row in agg.iterrows():
+        cells = [str(c[2](row, pm)) for c in chosen]
+        rows.append([_tex_cell(cell) for cell in cells] if tex else cells)
+    return headers, rows
+
+
+def _tex_cell(cell: str) -> str:
+    """Escape a formatted cell, keeping the ``$\\pm$`` that ``mean_pm`` put in."""
+    return r"$\pm$".join(tex_escape(part) for part in cell.split(r"$\pm$"))
+
+
+def organ_table(
+    organs: pd.DataFrame, agg: pd.DataFrame, metric: str, style: str = "md"
+) -> tuple[list[str], list[list]]:
+    """Rows of ``agg`` x organs (first-seen order) holding ``metric`` (``dice`` or ``hd95``) averaged over seeds."""
+    names = list(dict.fromkeys(organs["organ"]))
+    digits = 4 if metric == "dice" else 2
+    lookup = dict(organs.set_index([*KEY, "organ"])[metric].items())
+    headers = ["run", *names]
+    rows = []
+    for label, (_, row) in zip(row_labels(agg), agg.iterrows()):
+        key = tuple(row[c] for c in KEY)
+        rows.append([label, *(fmt.num(lookup.get((*key, name)), digits) for name in names)])
+    if style == "tex":
+        headers = [tex_escape(h) for h in headers]
+        rows = [[tex_escape(c) for c in r] for r in rows]
+    return headers, rows
+
+
+def main_csv_frame(agg: pd.DataFrame) -> pd.DataFrame:
+    """The main table with raw numbers (no rounding) and the p-values, for the CSV."""
+    columns = [*KEY, "n_seeds", "seeds", "patch", "params", "gmacs", "latency_ms_median", "latency_ms_p90",
+               "latency_device", "peak_mem_mb", "dice_mean", "dice_std", "dice_std_over", "hd95_mean", "hd95_std",
+               "hd95_std_over", "delta_seeds", "delta_dice", "delta_dice_std", "delta_hd95", "delta_hd95_std",
+               "p_wilcoxon", "n_pairs", "wilcoxon_note", "n_cases", "n_missed", "n_false_positive", "n_both_empty",
+               "train_seconds"]
+    return agg.reindex(columns=columns)

@@ -1,0 +1,124 @@
+"""Report files: ``report.md``, a self-contained ``report.html``, CSV tables and ``tables.tex``, written atomically."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tabulate import tabulate
+
+from bench.report.tables import main_csv_frame, main_table, organ_table, tex_escape
+from bench.store import atomic_write_text
+
+if TYPE_CHECKING:
+    from bench.report.build import Report
+
+NOTES = [
+    "Dice and HD95: mean over cases; ± is the standard deviation over seeds when a row has several seeds, otherwise "
+    "over cases (column `dice_std_over` in main_table.csv says which).",
+    "HD95 in mm (voxel spacing of the images); its definition and how empty masks enter the means are stated under "
+    "each dataset heading, as the runs recorded them.",
+    "ΔDice / ΔHD95: the KD row minus the same student trained without KD on the same dataset, preset and seeds "
+    "(mean of the per-seed differences).",
+    "\\* p<0.05, \\*\\* p<0.01: two-sided Wilcoxon signed-rank test over cases of the per-case mean foreground Dice "
+    "(averaged over the common seeds) against the same student without KD; p-values in main_table.csv.",
+    "GMACs: 10^9 multiply-accumulates of one forward pass at the stated patch (GFLOPs = 2 x GMACs); latency: median "
+    "forward time on the stated device; peak mem: peak allocated memory during inference.",
+    "missed/FP/empty: organ instances with the reference present but nothing predicted / nothing in the reference but "
+    "something predicted / both empty, per seed.",
+    "With several runs of one configuration and seed, the latest (`created`) is used. `-`: not recorded.",
+]
+
+
+def _group_title(group) -> str:
+    return f"{group.dataset} / preset {group.preset}"
+
+
+def write_markdown(report: Report, path: Path) -> None:
+    lines = ["# segkd-bench report", "", report.header, "", *(f"- {note}" for note in NOTES), ""]
+    for group in report.groups:
+        lines += [f"## {_group_title(group)}", ""]
+        if group.notes:
+            lines += ["; ".join(group.notes), ""]
+        lines += ["### Main table", ""]
+        lines += [tabulate(*_swap(main_table(group.agg)), tablefmt="github", disable_numparse=True), ""]
+        for metric, title in (("dice", "Per-organ Dice"), ("hd95", "Per-organ HD95 (mm)")):
+            if len(group.organs):
+                lines += [f"### {title}", ""]
+                lines += [tabulate(*_swap(organ_table(group.organs, group.agg, metric)), tablefmt="github",
+                                   disable_numparse=True), ""]
+        if group.plots:
+            lines += ["### Figures", ""]
+            for plot in group.plots:
+                rel = plot.png.relative_to(path.parent).as_posix()
+                svg = plot.svg.relative_to(path.parent).as_posix()
+                lines += [f"![{plot.title}]({rel})", "", f"*{plot.title}* ([SVG]({svg}))", ""]
+    atomic_write_text(path, "\n".join(lines))
+
+
+def _swap(table: tuple[list[str], list[list]]) -> tuple[list[list], list[str]]:
+    """``main_table`` returns (headers, rows); tabulate takes (rows, headers)."""
+    headers, rows = table
+    return rows, headers
+
+
+def write_html(report: Report, path: Path) -> None:
+    """One file a person can open anywhere: CSS inline, every figure embedded as a base64 PNG."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>segkd-bench report</title>',
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+        "margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+        "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}img{max-width:100%;"
+        "border:1px solid #eee;margin:0.5em 0}figcaption{color:#555;font-size:13px}</style></head><body>",
+        "<h1>segkd-bench report</h1>", f"<p>{esc(report.header)}</p>",
+        "<ul>", *(f"<li>{esc(note.replace(chr(92), '').replace('`', ''))}</li>" for note in NOTES), "</ul>",
+    ]
+    for group in report.groups:
+        parts += [f"<h2>{esc(_group_title(group))}</h2>", f"<p>{esc('; '.join(group.notes))}</p>",
+                  "<h3>Main table</h3>",
+                  tabulate(*_swap(main_table(group.agg)), tablefmt="html", disable_numparse=True)]
+        for metric, title in (("dice", "Per-organ Dice"), ("hd95", "Per-organ HD95 (mm)")):
+            if len(group.organs):
+                parts += [f"<h3>{title}</h3>",
+                          tabulate(*_swap(organ_table(group.organs, group.agg, metric)), tablefmt="html",
+                                   disable_numparse=True)]
+        for plot in group.plots:
+            data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
+            parts += [f'<figure><img alt="{esc(plot.title)}" src="data:image/png;base64,{data}">',
+                      f"<figcaption>{esc(plot.title)}</figcaption></figure>"]
+    parts.append("</body></html>")
+    atomic_write_text(path, "\n".join(parts) + "\n")
+
+
+def write_csv(report: Report, out_dir: Path) -> list[Path]:
+    """``main_table.csv`` (raw numbers, p-values), ``per_organ.csv`` (long) and ``runs.csv`` (one row per run)."""
+    frames = {
+        "main_table.csv": main_csv_frame(report.agg),
+        "per_organ.csv": report.organs,
+        "runs.csv": report.runs,
+    }
+    paths = []
+    for name, frame in frames.items():
+        atomic_write_text(out_dir / name, frame.to_csv(index=False))
+        paths.append(out_dir / name)
+    return paths
+
+
+def write_tex(report: Report, path: Path) -> None:
+    """``tables.tex``: main and per-organ tables per dataset/preset (needs ``\\usepackage{graphicx}`` only for the
+    ``\\resizebox``)."""
+    parts = ["% segkd-bench report tables; " + report.header]
+    for group in report.groups:
+        title = tex_escape(_group_title(group))
+        tables = [("Main results", main_table(group.agg, style="tex"))]
+        if len(group.organs):
+            tables += [("Per-organ Dice", organ_table(group.organs, group.agg, "dice", style="tex")),
+                       ("Per-organ HD95 (mm)", organ_table(group.organs, group.agg, "hd95", style="tex"))]
+        for caption, (headers, rows) in tables:
+            body = tabulate(rows, headers, tablefmt="latex_raw", disable_numparse=True)
+            parts += ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}: {title}}}",
+                      "\\resizebox{\\textwidth}{!}{%", body, "}", "\\end{table}", ""]
+    atomic_write_text(path, "\n".join(parts))

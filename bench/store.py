@@ -1,0 +1,337 @@
+"""The results store: one directory per run plus an SQLite index of runs and per-case metrics.
+
+Layout under ``ROOT`` (``results/`` by default)::
+
+    ROOT/bench.sqlite                 index of complete runs (WAL mode, safe with concurrent writers)
+    ROOT/runs/<run_id>/config.json    resolved config              (written by the trainer)
+    ROOT/runs/<run_id>/env.json       host, torch, CUDA, GPU, ...  (written by the trainer)
+    ROOT/runs/<run_id>/train_log.csv  iteration,loss,seg_loss,kd_loss,lr,val_dice,seconds
+    ROOT/runs/<run_id>/checkpoint_{last,best}.pt
+    ROOT/runs/<run_id>/per_case.csv   case,label,name,dice,hd95,status
+    ROOT/runs/<run_id>/summary.json   written last: a run is complete iff this file exists
+
+The run directories are the truth; the database is an index of them. ``record_run`` writes the files atomically and
+then replaces the run's rows in one transaction. A writer killed between the two leaves the index stale, never corrupt:
+reads through ``per_case`` re-index any complete run whose summary is missing from or differs from the index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+
+PER_CASE_COLUMNS = ["case", "label", "name", "dice", "hd95", "status"]
+TRAIN_LOG_COLUMNS = ["iteration", "loss", "seg_loss", "kd_loss", "lr", "val_dice", "seconds"]
+SUMMARY_FILE = "summary.json"
+PER_CASE_FILE = "per_case.csv"
+TRAIN_LOG_FILE = "train_log.csv"
+BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    model TEXT, kd TEXT, teacher TEXT, seed INTEGER, dataset TEXT, preset TEXT, preset_hash TEXT,
+    device TEXT, params INTEGER, gmacs REAL, latency_ms_median REAL, peak_mem_mb REAL,
+    dice_mean REAL, hd95_mean REAL, n_cases INTEGER, created TEXT,
+    summary_sha1 TEXT NOT NULL, summary_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS per_case (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    case_id TEXT NOT NULL, label INTEGER, name TEXT, dice REAL, hd95 REAL, status TEXT
+);
+CREATE INDEX IF NOT EXISTS per_case_run ON per_case(run_id);
+"""
+_RUN_COLUMNS = ["model", "kd", "teacher", "seed", "dataset", "preset", "preset_hash", "device", "params", "gmacs",
+                "latency_ms_median", "peak_mem_mb", "dice_mean", "hd95_mean", "n_cases", "created"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path``; readers, and a crash at any moment, see the old file or the new one."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, ``os.replace``, then fsync of the directory so the rename is durable."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # open(..., "xb") rather than mkstemp: the file gets the usual 0o666 & ~umask permissions, not 0o600.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # directories cannot be opened on Windows; the rename is still atomic there
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types: numpy scalars/arrays unwrapped, tuples to lists, NaN and +-inf to None; any other object
+    that JSON cannot hold (a path, a ``torch.device``) becomes its ``str``."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int)):
+        return obj
+    return None if obj is pd.NA else str(obj)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Pretty JSON (indent=2, keys in insertion order) written atomically; NaN and infinities become null."""
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def slugify(text: str) -> str:
+    """Filesystem-safe on Linux, macOS and Windows; ``__`` is kept free as the run-id field separator."""
+    slug = re.sub(r"[^A-Za-z0-9.+=-]+", "_", str(text)).strip("._")
+    return re.sub(r"_{2,}", "_", slug) or "x"
+
+
+def make_run_id(model: str, kd: str, teacher: str | None, seed: int, dataset: str, preset_hash: str) -> str:
+    """``synthetic__lcovnet__kd-ca+ms__t-unet3d__s0__3f2a9c1b``; no ``t-`` field when there is no teacher."""
+    parts = [slugify(dataset), slugify(model), f"kd-{slugify(kd)}"]
+    if teacher:
+        parts.append(f"t-{slugify(teacher)}")
+    parts += [f"s{int(seed)}", slugify(preset_hash)[:8]]
+    return "__".join(parts)
+
+
+def _is_busy(err: sqlite3.Error) -> bool:
+    message = str(err).lower()
+    return "locked" in message or "busy" in message
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _db_value(value: Any) -> Any:
+    value = to_jsonable(value)
+    return value if value is None or isinstance(value, (int, float, str)) else json.dumps(value)
+
+
+class ResultsStore:
+    """Run directories plus the SQLite index under ``root``; see the module docstring for the layout."""
+
+    def __init__(self, root: Path | str = "results") -> None:
+        self.root = Path(root)
+        try:
+            (self.root / "runs").mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise BenchError(f"results directory {self.root} cannot be created: {err.strerror or err}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise BenchError(f"results directory {self.root} is not writable")
+        self.db_path = self.root / "bench.sqlite"
+        self._init_db()
+
+    def _init_db(self) -> None:
+        """Switch the database to WAL (a persistent setting) and create the tables.
+
+        Processes creating a fresh database at the same moment can get "database is locked" from the journal-mode
+        switch without SQLite's busy handler being called, so this step retries until the busy timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            conn = self._open()
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                return
+            except sqlite3.DatabaseError as err:
+                if not _is_busy(err) or time.monotonic() > deadline:
+                    raise self._db_error(err) from None
+            finally:
+                conn.close()
+            time.sleep(random.uniform(0.01, 0.1))
+
+    def _db_error(self, err: sqlite3.Error) -> BenchError:
+        if _is_busy(err):
+            return BenchError(f"results database {self.db_path} stayed locked by another process for "
+                              f"{BUSY_TIMEOUT_MS // 1000} s")
+        return BenchError(f"results database {self.db_path} is unusable: {err}")
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as err:
+            raise BenchError(f"cannot open results database {self.db_path}: {err}") from None
+        return conn
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in autocommit mode; callers open explicit ``BEGIN IMMEDIATE`` transactions to write."""
+        conn = self._open()
+        try:
+            yield conn
+        except sqlite3.DatabaseError as err:
+            raise self._db_error(err) from None
+        finally:
+            conn.close()
+
+    def run_dir(self, run_id: str) -> Path:
+        """``root/runs/<run_id>``, created if needed."""
+        if run_id in {"", ".", ".."} or re.search(r"[/\\\x00]", run_id):
+            raise BenchError(f"invalid run id {run_id!r}: it must name a single directory")
+        path = self.root / "runs" / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def is_complete(self, run_id: str) -> bool:
+        return (self.root / "runs" / run_id / SUMMARY_FILE).is_file()
+
+    def record_run(self, run_id: str, summary: dict, per_case: pd.DataFrame) -> None:
+        """Write ``per_case.csv`` then ``summary.json`` atomically, then replace the run's rows in one transaction.
+
+        An earlier ``summary.json`` is removed first, so a re-recorded run is never complete with mismatched files.
+        """
+        missing = [c for c in PER_CASE_COLUMNS if c not in per_case.columns]
+        if missing:
+            raise ValueError(f"per_case for run {run_id} lacks columns {missing}; need {PER_CASE_COLUMNS}")
+        if summary.get("run_id") not in (None, run_id):
+            raise ValueError(f"summary run_id {summary['run_id']!r} does not match {run_id!r}")
+        summary = {"run_id": run_id, **{k: v for k, v in summary.items() if k != "run_id"}}
+        directory = self.run_dir(run_id)
+        (directory / SUMMARY_FILE).unlink(missing_ok=True)
+        atomic_write_text(directory / PER_CASE_FILE, per_case[PER_CASE_COLUMNS].to_csv(index=False))
+        summary_text = json.dumps(to_jsonable(summary), indent=2, allow_nan=False) + "\n"
+        atomic_write_text(directory / SUMMARY_FILE, summary_text)
+        with self._connect() as conn:
+            self._index(conn, run_id, summary_text, per_case)
+
+    @staticmethod
+    def _index(conn: sqlite3.Connection, run_id: str, summary_text: str, per_case: pd.DataFrame) -> None:
+        summary = json.loads(summary_text)
+        rows = [
+            (run_id, str(r.case), None if pd.isna(r.label) else int(r.label), None if pd.isna(r.name) else str(r.name),
+             _db_value(r.dice), _db_value(r.hd95), None if pd.isna(r.status) else str(r.status))
+            for r in per_case[PER_CASE_COLUMNS].itertuples(index=False)
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM per_case WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            columns = ["run_id", *_RUN_COLUMNS, "summary_sha1", "summary_json"]
+            values = [run_id, *(_db_value(summary.get(c)) for c in _RUN_COLUMNS), _sha1(summary_text), summary_text]
+            conn.execute(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+            conn.executemany("INSERT INTO per_case VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _complete_runs(self) -> list[str]:
+        runs = self.root / "runs"
+        return sorted(p.parent.name for p in runs.glob(f"*/{SUMMARY_FILE}") if p.is_file())
+
+    def summaries(self) -> list[dict]:
+        """Every complete run's ``summary.json``, sorted by run id."""
+        out = []
+        for run_id in self._complete_runs():
+            path = self.root / "runs" / run_id / SUMMARY_FILE
+            try:
+                summary = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:  # being re-recorded right now: not complete
+                continue
+            except (OSError, ValueError) as err:
+                raise BenchError(f"cannot read {path}: {err}") from None
+            if not isinstance(summary, dict):
+                raise BenchError(f"{path} does not hold a JSON object")
+            summary.setdefault("run_id", run_id)
+            out.append(summary)
+        return out
+
+    def _sync_index(self, conn: sqlite3.Connection) -> None:
+        """Re-index complete runs that a killed writer left out of (or stale in) the database; drop deleted runs."""
+        indexed = dict(conn.execute("SELECT run_id, summary_sha1 FROM runs").fetchall())
+        on_disk = set()
+        for run_id in self._complete_runs():
+            directory = self.root / "runs" / run_id
+            try:
+                text = (directory / SUMMARY_FILE).read_text(encoding="utf-8")
+            except FileNotFoundError:  # removed by a concurrent re-record; it is incomplete now
+                continue
+            on_disk.add(run_id)
+            if indexed.get(run_id) != _sha1(text):
+                self._index(conn, run_id, text, self._read_per_case_csv(directory / PER_CASE_FILE))
+        gone = [(r,) for r in indexed if r not in on_disk]
+        if gone:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM per_case WHERE run_id = ?", gone)
+            conn.executemany("DELETE FROM runs WHERE run_id = ?", gone)
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _read_per_case_csv(path: Path) -> pd.DataFrame:
+        try:
+            frame = pd.read_csv(path, dtype={"case": str, "name": str, "status": str})
+        except FileNotFoundError:
+            return pd.DataFrame(columns=PER_CASE_COLUMNS)
+        except (OSError, ValueError) as err:
+            raise BenchError(f"cannot read {path}: {err}") from None
+        return frame.reindex(columns=PER_CASE_COLUMNS)
+
+    def per_case(self, run_id: str | None = None) -> pd.DataFrame:
+        """Per-case, per-label metrics in long format: ``run_id, case, label, name, dice, hd95, status``."""
+        with self._connect() as conn:
+            self._sync_index(conn)
+            query = "SELECT run_id, case_id, label, name, dice, hd95, status FROM per_case"
+            params: tuple = ()
+            if run_id is not None:
+                query += " WHERE run_id = ?"
+                params = (run_id,)
+            rows = conn.execute(query + " ORDER BY run_id, rowid", params).fetchall()
+        frame = pd.DataFrame(rows, columns=["run_id", *PER_CASE_COLUMNS])
+        frame["label"] = frame["label"].astype("Int64")
+        frame[["dice", "hd95"]] = frame[["dice", "hd95"]].astype(float)
+        return frame
+
+    def train_log(self, run_id: str) -> pd.DataFrame | None:
+        """The run's ``train_log.csv`` (``val_dice`` NaN between validations), or None when there is none yet."""
+        path = self.root / "runs" / run_id / TRAIN_LOG_FILE
+        try:
+            return pd.read_csv(path)
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            return None
+        except (OSError, ValueError) as err:
+            raise BenchError(f"cannot read {path}: {err}") from None
