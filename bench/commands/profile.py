@@ -19,9 +19,7 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from bench.cliargs import parse_int_list, parse_name_list
-from bench.device import resolve_device
 from bench.errors import BenchError
-from bench.store import atomic_write_json, atomic_write_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def settings_from_args(args: argparse.Namespace):
+    from bench.device import resolve_device
     from bench.profiling.profile import ProfileSettings
 
     if args.classes < 2:
@@ -78,6 +77,7 @@ def settings_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import models
     from bench.profiling.profile import check_patch, profile_model
+    from bench.store import atomic_write_json, atomic_write_text
 
     names = parse_name_list(args.models, "--models")
     for name in names:

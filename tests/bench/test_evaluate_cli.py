@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from medpy.metric.binary import dc as medpy_dc
 from medpy.metric.binary import hd95 as medpy_hd95
 
-from bench.commands.evaluate import read_labels
+from bench.evaluation import read_labels
 from bench.errors import BenchError
 from bench.metrics import image_diagonal
 
