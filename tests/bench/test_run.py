@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import SimpleITK as sitk
 import torch
 
 from bench.store import ResultsStore
@@ -22,7 +23,7 @@ def _run(data, results, *extra, iterations=4, timeout=600):
 
 
 def test_run_stores_summary_per_case_log_and_database(tiny_dataset, tmp_path):
-    proc = _run(tiny_dataset, tmp_path / "res")
+    proc = _run(tiny_dataset, tmp_path / "res", "--save-predictions")
     assert proc.returncode == 0, proc.stderr[-2000:]
     store = ResultsStore(tmp_path / "res")
     (summary,) = store.summaries()
@@ -44,6 +45,16 @@ def test_run_stores_summary_per_case_log_and_database(tiny_dataset, tmp_path):
     with sqlite3.connect(store.db_path) as db:
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
         assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+    predictions = sorted((run_dir / "predictions").glob("*.nii.gz"))
+    assert len(predictions) == 2
+    for path in predictions:
+        pred = sitk.ReadImage(str(path))
+        gt = sitk.ReadImage(str(tiny_dataset / "labelsTs" / path.name))
+        assert pred.GetSize() == gt.GetSize()
+        assert pred.GetSpacing() == pytest.approx(gt.GetSpacing())
+        assert pred.GetOrigin() == pytest.approx(gt.GetOrigin())
+        assert pred.GetDirection() == pytest.approx(gt.GetDirection())
 
     again = _run(tiny_dataset, tmp_path / "res")
     assert again.returncode == 0 and "skip" in again.stderr
