@@ -166,7 +166,7 @@ class Trainer:
                 if iteration >= end:
                     break
                 lr = self._set_lr(iteration)
-                window.append(self._step(batch, iteration))
+                window.append(self.train_step(batch, iteration))
                 iteration += 1
                 bar.update(1)
                 if iteration % log_every == 0 or iteration == end:
@@ -201,7 +201,8 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext()
 
-    def _step(self, batch: dict, iteration: int) -> tuple[float, float, float]:
+    def train_step(self, batch: dict, iteration: int) -> tuple[float, float, float]:
+        """One optimiser step on ``batch``; returns (total, supervised, KD) loss values."""
         x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
         y = batch["label"].to(self.device, non_blocking=True)
         try:
