@@ -1,0 +1,286 @@
+"""Data sets on disk -> :class:`Dataset`: nnU-Net v2 raw, Medical Segmentation Decathlon, WORD-style folders, CSV.
+
+Loading only lists files and reads ``dataset.json``; missing or broken files are left for ``check_dataset`` to report
+all at once. Recognised layouts, tried in this order:
+
+- a ``.csv`` file with ``image`` and ``label`` columns (optional ``case_id`` and ``split`` = train/val/test columns;
+  several channels as ``a.nii.gz;b.nii.gz``), paths relative to the CSV;
+- MSD: ``dataset.json`` with a ``training`` list of ``{"image", "label"}`` (and an optional ``test`` list);
+- nnU-Net v2: ``imagesTr/CASE_0000.nii.gz`` (channel suffix) + ``labelsTr/CASE.nii.gz``, optional ``imagesTs`` /
+  ``labelsTs``; ``dataset.json`` gives ``channel_names``, ``labels``, ``file_ending`` (and optionally ``dataset``);
+- WORD-style folders: ``imagesTr/labelsTr``, ``imagesVal/labelsVal``, ``imagesTs/labelsTs`` holding files of the same
+  name (``word_0001.nii.gz``), no channel suffix, ``dataset.json`` optional (WORD's 16 organs are known).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.data.nifti import image_suffix, strip_suffix
+from bench.errors import BenchError
+
+WORD_LABELS: dict[int, str] = {
+    0: "background",
+    1: "liver",
+    2: "spleen",
+    3: "left_kidney",
+    4: "right_kidney",
+    5: "stomach",
+    6: "gallbladder",
+    7: "esophagus",
+    8: "pancreas",
+    9: "duodenum",
+    10: "colon",
+    11: "intestine",
+    12: "adrenal",
+    13: "rectum",
+    14: "bladder",
+    15: "Head_of_femur_L",
+    16: "Head_of_femur_R",
+}
+_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+_FOLDERS = (("imagesTr", "labelsTr", "train"), ("imagesVal", "labelsVal", "val"), ("imagesTs", "labelsTs", "test"))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case: its image files (one per channel, in channel order) and its label file (None when unlabelled)."""
+
+    case_id: str
+    images: list[Path]
+    label: Path | None
+
+
+@dataclass
+class Dataset:
+    """A data set: organ names (0 = background included), the training pool, the data set's own test and val splits."""
+
+    name: str
+    root: Path
+    labels: dict[int, str]
+    cases: list[Case]
+    test_cases: list[Case] = field(default_factory=list)
+    val_cases: list[Case] = field(default_factory=list)
+    layout: str = ""
+
+    @property
+    def organs(self) -> dict[int, str]:
+        """The labels without background."""
+        return {k: v for k, v in self.labels.items() if k != 0}
+
+    def all_cases(self) -> list[Case]:
+        return [*self.cases, *self.val_cases, *self.test_cases]
+
+
+def load_dataset(path: Path, labels: Path | None = None) -> Dataset:
+    """Load the data set at ``path`` (a folder, its ``dataset.json``, or a CSV); ``labels`` overrides organ names."""
+    path = Path(path).expanduser().absolute()
+    if not path.exists():
+        raise BenchError(f"--data {path}: no such file or folder")
+    override = parse_labels_file(labels) if labels is not None else None
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return _load_csv(path, override)
+    if path.is_file() and path.name == "dataset.json":
+        path = path.parent
+    if not path.is_dir():
+        raise BenchError(f"--data {path}: expected a data set folder, its dataset.json or a CSV of image,label pairs")
+    meta = _read_json(path / "dataset.json") if (path / "dataset.json").is_file() else {}
+    if isinstance(meta.get("training"), list) and not (path / "imagesVal").is_dir():
+        return _load_msd(path, meta, override)
+    if (path / "imagesTr").is_dir():
+        return _load_nnunet(path, meta, override) if _is_nnunet(path, meta) else _load_folders(path, meta, override)
+    raise BenchError(
+        f"--data {path}: not a recognised data set layout: expected dataset.json with a 'training' list (MSD), "
+        "imagesTr/ + labelsTr/ (nnU-Net v2 or WORD), or a CSV of image,label pairs"
+    )
+
+
+def parse_labels_file(path: Path) -> dict[int, str]:
+    """Organ names from a JSON file (``{"1": "liver"}``, ``{"liver": 1}`` or a dataset.json) or ``name=int`` lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"--labels {path}: no such file")
+    text = path.read_text()
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        obj = _read_json(path)
+        return labels_from_json(obj.get("labels", obj), f"--labels {path}")
+    pairs: dict[str, Any] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise BenchError(f"--labels {path}:{n}: expected name=int, got {line!r}")
+        pairs[name.strip()] = value.strip()
+    return labels_from_json(pairs, f"--labels {path}")
+
+
+def labels_from_json(obj: Any, where: str) -> dict[int, str]:
+    """``{"0": "background", "1": "liver"}`` (MSD) or ``{"background": 0, "liver": 1}`` (nnU-Net v2) -> {int: name}."""
+    if not isinstance(obj, dict) or not obj:
+        raise BenchError(f"{where}: 'labels' must be a non-empty mapping of label values and names")
+    out: dict[int, str] = {}
+    digit_keys = all(str(k).strip().lstrip("-").isdigit() for k in obj)
+    for key, value in obj.items():
+        if isinstance(value, list):
+            raise BenchError(f"{where}: region-based label {key!r}: {value} is not supported; give one value per organ")
+        number, name = (key, value) if digit_keys else (value, key)
+        try:
+            number = int(str(number).strip())
+        except ValueError:
+            raise BenchError(f"{where}: label value for {name!r} is not a whole number: {number!r}") from None
+        if number < 0 or number in out:
+            raise BenchError(f"{where}: label value {number} is negative or given twice")
+        out[number] = str(name)
+    out.setdefault(0, "background")
+    return dict(sorted(out.items()))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BenchError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(obj, dict):
+        raise BenchError(f"{path}: expected a JSON object")
+    return obj
+
+
+def _labels(root: Path, meta: dict, override: dict[int, str] | None, fallback: dict[int, str] | None = None):
+    if override is not None:
+        return override
+    if "labels" in meta:
+        return labels_from_json(meta["labels"], str(root / "dataset.json"))
+    if fallback is not None:
+        return dict(fallback)
+    raise BenchError(f"--data {root}: no organ names (no dataset.json with 'labels'); pass --labels FILE")
+
+
+def _image_files(folder: Path, ending: str | None = None) -> list[Path]:
+    """Image files in ``folder``, sorted; hidden files (macOS ``._x.nii.gz`` in MSD archives) are skipped."""
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    files = [p for p in files if (p.name.endswith(ending) if ending else image_suffix(p))]
+    return sorted(files)
+
+
+def _resolve(root: Path, rel: str) -> Path:
+    p = Path(rel)
+    return p if p.is_absolute() else (root / p).absolute()
+
+
+def _is_nnunet(root: Path, meta: dict) -> bool:
+    """nnU-Net v2 (``CASE_0000`` images, ``CASE`` labels) rather than same-name folders (``word_0001`` in both)."""
+    if "dataset" in meta or "channel_names" in meta or "file_ending" in meta:
+        return True
+    files = _image_files(root / "imagesTr")
+    if not files or (root / "labelsTr" / files[0].name).exists():
+        return False
+    return all(_CHANNEL.match(strip_suffix(p)) for p in files)
+
+
+def _load_msd(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
+    where = root / "dataset.json"
+
+    def case(entry: Any, need_label: bool) -> Case:
+        if isinstance(entry, str):
+            entry = {"image": entry}
+        if not isinstance(entry, dict) or "image" not in entry:
+            raise BenchError(f"{where}: each 'training'/'test' entry needs an 'image' path, got {entry!r}")
+        label = entry.get("label")
+        if need_label and not label:
+            raise BenchError(f"{where}: training entry {entry['image']!r} has no 'label'")
+        image = _resolve(root, entry["image"])
+        return Case(strip_suffix(image), [image], _resolve(root, label) if label else None)
+
+    cases = [case(e, True) for e in meta["training"]]
+    tests = [case(e, False) for e in meta.get("test", []) or []]
+    return Dataset(_name(root, meta), root, _labels(root, meta, override), cases, tests, layout="msd")
+
+
+def _load_nnunet(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
+    labels = _labels(root, meta, override)
+    ending = meta.get("file_ending", ".nii.gz")
+    if isinstance(meta.get("dataset"), dict):  # nnU-Net v2 explicit file list
+        cases = []
+        for cid, entry in sorted(meta["dataset"].items()):
+            label = entry.get("label")
+            images = [_resolve(root, p) for p in entry.get("images", [])]
+            cases.append(Case(cid, images, _resolve(root, label) if label else None))
+        return Dataset(_name(root, meta), root, labels, cases, [], layout="nnunet")
+    found = {
+        d: [m for p in _image_files(root / d, ending) if (m := _CHANNEL.match(p.name[: -len(ending)]))]
+        for d in ("imagesTr", "imagesTs")
+    }
+    seen = [int(m["channel"]) for ms in found.values() for m in ms]
+    n_channels = len(meta.get("channel_names", {})) or (max(seen) + 1 if seen else 1)
+
+    def split(images_dir: str, labels_dir: str, labelled: bool) -> list[Case]:
+        ids = {m["case"] for m in found[images_dir]}
+        has_labels = labelled or (root / labels_dir).is_dir()
+        return [
+            Case(
+                cid,
+                [root / images_dir / f"{cid}_{c:04d}{ending}" for c in range(n_channels)],
+                root / labels_dir / f"{cid}{ending}" if has_labels else None,
+            )
+            for cid in sorted(ids)
+        ]
+
+    cases, tests = split("imagesTr", "labelsTr", True), split("imagesTs", "labelsTs", False)
+    return Dataset(_name(root, meta), root, labels, cases, tests, layout="nnunet")
+
+
+def _load_folders(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
+    groups: dict[str, list[Case]] = {}
+    names = []
+    for images_dir, labels_dir, role in _FOLDERS:
+        has_labels = role == "train" or (root / labels_dir).is_dir()
+        files = _image_files(root / images_dir)
+        names += [p.name for p in files]
+        groups[role] = [
+            Case(strip_suffix(p), [p], root / labels_dir / p.name if has_labels else None) for p in files
+        ]
+    word = names and all(n.lower().startswith("word_") for n in names)
+    labels = _labels(root, meta, override, WORD_LABELS if word else None)
+    layout = "word" if word else "folders"
+    return Dataset(_name(root, meta), root, labels, groups["train"], groups["test"], groups["val"], layout=layout)
+
+
+def _load_csv(path: Path, override: dict[int, str] | None) -> Dataset:
+    root = path.parent
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise BenchError(f"--data {path}: cannot read CSV ({err})") from None
+    if not rows or not {"image", "label"} <= {(k or "").strip().lower() for k in rows[0]}:
+        raise BenchError(f"--data {path}: the CSV needs a header row with 'image' and 'label' columns")
+    groups: dict[str, list[Case]] = {"train": [], "val": [], "test": []}
+    for n, raw in enumerate(rows, 2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        if not row["image"]:
+            raise BenchError(f"--data {path}:{n}: empty 'image' cell")
+        images = [_resolve(root, p.strip()) for p in row["image"].split(";") if p.strip()]
+        label = _resolve(root, row["label"]) if row["label"] else None
+        cid = row.get("case_id") or row.get("id") or strip_suffix(images[0])
+        role = (row.get("split") or "train").lower()
+        if role not in groups:
+            raise BenchError(f"--data {path}:{n}: split must be train, val or test, got {role!r}")
+        groups[role].append(Case(cid, images, label))
+    json_path = root / "dataset.json"
+    meta = _read_json(json_path) if override is None and json_path.is_file() else {}
+    return Dataset(
+        path.stem, root, _labels(path, meta, override), groups["train"], groups["test"], groups["val"], layout="csv"
+    )
+
+
+def _name(root: Path, meta: dict) -> str:
+    return str(meta.get("name") or root.name)
