@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from medpy.metric.binary import dc as medpy_dc
 from medpy.metric.binary import hd95 as medpy_hd95
 
-from bench.evaluation import read_labels
 from bench.errors import BenchError
+from bench.evaluation import read_labels
 from bench.metrics import image_diagonal
 
 SHAPE = (12, 20, 24)  # array axes (z, y, x)
