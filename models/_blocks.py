@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+from torch import Tensor, nn
+
+from models._output import SegOutput
+
 
 def resolve_channels(
     channels: Sequence[int] | None, base_channels: int | None, default: Sequence[int], multipliers: Sequence[int]
@@ -22,3 +27,22 @@ def resolve_channels(
     if any(c < 1 for c in resolved):
         raise ValueError(f"channel counts must be positive, got {resolved}")
     return resolved
+
+
+def decode(x: Tensor, skips: Sequence[Tensor], ups: Sequence[nn.Module], decoders: Sequence[nn.Module]) -> list[Tensor]:
+    """U-Net decoder pass: from the bottleneck ``x`` up, concatenating [skip, up(x)] at each level.
+
+    ``skips`` are in encoder order (finest first); returns the decoder features finest first.
+    """
+    features = []
+    for up, decoder, skip in zip(ups, decoders, reversed(skips)):
+        x = decoder(torch.cat([skip, up(x)], dim=1))
+        features.append(x)
+    return features[::-1]
+
+
+def heads_output(heads: Sequence[nn.Module], features: list[Tensor], deep_supervision: bool) -> SegOutput:
+    """Apply 1x1x1 heads (finest first) to decoder features (finest first); only the finest without supervision."""
+    if not deep_supervision:
+        return SegOutput([heads[0](features[0])], [features[0]])
+    return SegOutput([head(f) for head, f in zip(heads, features)], features)

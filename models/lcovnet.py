@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from models._blocks import resolve_channels
+from models._blocks import decode, heads_output, resolve_channels
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -110,16 +110,8 @@ class LCOVNet(nn.Module):
         for i, encoder in enumerate(self.encoders):
             x = encoder(x if i == 0 else self.pool(x))
             skips.append(x)
-        x = self.bottleneck(self.pool(x))
-        features = []
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
-            x = decoder(torch.cat([skip, up(x)], dim=1))
-            features.append(x)
-        features.reverse()  # full resolution first
-        if not self.deep_supervision:
-            return SegOutput([self.heads[-1](features[0])], [features[0]])
-        heads = list(reversed(self.heads))
-        return SegOutput([head(f) for head, f in zip(heads, features)], features)
+        features = decode(self.bottleneck(self.pool(x)), skips, self.ups, self.decoders)
+        return heads_output(self.heads[::-1], features, self.deep_supervision)
 
 
 @register_model(

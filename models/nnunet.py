@@ -17,6 +17,7 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import Tensor, nn
 
+from models._blocks import heads_output
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -74,10 +75,7 @@ class NNUNet(nn.Module):
             lres = stage(torch.cat((decoder.transpconvs[s](lres), skips[-(s + 2)]), 1))
             features.append(lres)
         features.reverse()
-        if not self.deep_supervision:
-            return SegOutput([decoder.seg_layers[-1](features[0])], [features[0]])
-        heads = list(reversed(decoder.seg_layers))
-        return SegOutput([head(f) for head, f in zip(heads, features)], features)
+        return heads_output(decoder.seg_layers[::-1], features, self.deep_supervision)
 
 
 @register_model(

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from models._blocks import resolve_channels
+from models._blocks import decode, heads_output, resolve_channels
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -61,15 +60,8 @@ class UNet3D(nn.Module):
         for i, encoder in enumerate(self.encoders):
             x = encoder(x if i == 0 else self.pool(x))
             skips.append(x)
-        x = skips.pop()
-        features = []
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
-            x = decoder(torch.cat([skip, up(x)], dim=1))
-            features.append(x)
-        features.reverse()
-        if not self.deep_supervision:
-            return SegOutput([self.heads[-1](features[0])], [features[0]])
-        return SegOutput([head(f) for head, f in zip(reversed(self.heads), features)], features)
+        features = decode(skips.pop(), skips, self.ups, self.decoders)
+        return heads_output(self.heads[::-1], features, self.deep_supervision)
 
 
 @register_model(

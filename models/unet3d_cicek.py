@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from models._blocks import resolve_channels
+from models._blocks import decode, resolve_channels
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -63,12 +62,7 @@ class UNet3DCicek(nn.Module):
         for i, encoder in enumerate(self.encoders):
             x = encoder(x if i == 0 else self.pool(x))
             skips.append(x)
-        x = skips.pop()
-        features = []
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
-            x = decoder(torch.cat([skip, up(x)], dim=1))
-            features.append(x)
-        features.reverse()  # full, 1/2, 1/4
+        features = decode(skips.pop(), skips, self.ups, self.decoders)  # full, 1/2, 1/4
         if self.heads is None:
             return SegOutput([self.seg(features[0])], [features[0]])
         logits = [self.seg(features[0])] + [head(f) for head, f in zip(self.heads, features[1:])]
