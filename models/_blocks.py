@@ -29,6 +29,15 @@ def resolve_channels(
     return resolved
 
 
+def encode(x: Tensor, encoders: Sequence[nn.Module], pool: nn.Module) -> list[Tensor]:
+    """U-Net encoder pass: each level's output (finest first), pooling between levels."""
+    skips = []
+    for i, encoder in enumerate(encoders):
+        x = encoder(x if i == 0 else pool(x))
+        skips.append(x)
+    return skips
+
+
 def decode(x: Tensor, skips: Sequence[Tensor], ups: Sequence[nn.Module], decoders: Sequence[nn.Module]) -> list[Tensor]:
     """U-Net decoder pass: from the bottleneck ``x`` up, concatenating [skip, up(x)] at each level.
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from models._blocks import decode, heads_output, resolve_channels
+from models._blocks import decode, encode, heads_output, resolve_channels
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -106,11 +106,8 @@ class LCOVNet(nn.Module):
         self.feature_channels = [c[0], c[1], c[2], c[3]]
 
     def forward(self, x: Tensor) -> SegOutput:
-        skips = []
-        for i, encoder in enumerate(self.encoders):
-            x = encoder(x if i == 0 else self.pool(x))
-            skips.append(x)
-        features = decode(self.bottleneck(self.pool(x)), skips, self.ups, self.decoders)
+        skips = encode(x, self.encoders, self.pool)
+        features = decode(self.bottleneck(self.pool(skips[-1])), skips, self.ups, self.decoders)
         return heads_output(self.heads[::-1], features, self.deep_supervision)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from models._blocks import decode, heads_output, resolve_channels
+from models._blocks import decode, encode, heads_output, resolve_channels
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -56,10 +56,7 @@ class UNet3D(nn.Module):
         self.feature_channels = [c[0], c[1], c[2], c[3]]
 
     def forward(self, x: Tensor) -> SegOutput:
-        skips = []
-        for i, encoder in enumerate(self.encoders):
-            x = encoder(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode(x, self.encoders, self.pool)
         features = decode(skips.pop(), skips, self.ups, self.decoders)
         return heads_output(self.heads[::-1], features, self.deep_supervision)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from models._blocks import decode, resolve_channels
+from models._blocks import decode, encode, resolve_channels
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -58,10 +58,7 @@ class UNet3DCicek(nn.Module):
         self.feature_channels = [c[1], c[2], c[3]] if deep_supervision else [c[1]]
 
     def forward(self, x: Tensor) -> SegOutput:
-        skips = []
-        for i, encoder in enumerate(self.encoders):
-            x = encoder(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode(x, self.encoders, self.pool)
         features = decode(skips.pop(), skips, self.ups, self.decoders)  # full, 1/2, 1/4
         if self.heads is None:
             return SegOutput([self.seg(features[0])], [features[0]])
