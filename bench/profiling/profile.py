@@ -124,3 +124,12 @@ def _measure_latency(model: nn.Module, x_cpu: torch.Tensor, settings: ProfileSet
         "amp": settings.amp,
         "channels_last": settings.channels_last,
     }
+
+
+def profile_in_fresh_process(name: str, settings: ProfileSettings) -> dict:
+    """:func:`profile_model` in a spawned process, so that a training run earlier in this process cannot hide the
+    peak memory (on the CPU it is a resident-set increase, which memory already held by the allocator masks)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(profile_model, (name, settings))

@@ -26,7 +26,7 @@ import models
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import BenchError
-from bench.profiling.profile import ProfileSettings, build_model, check_patch, profile_model
+from bench.profiling.profile import ProfileSettings, build_model, check_patch, profile_in_fresh_process
 from bench.store import ResultsStore, atomic_write_json, make_run_id
 from bench.training.checkpoint import load_checkpoint, load_weights
 from bench.training.config import RunConfig
@@ -275,7 +275,7 @@ class GridRunner:
                 self.device.type == "cuda", warmup=self.config.profile_warmup, runs=self.config.profile_runs,
                 thop=False, model_kwargs=model_kwargs(name, self.config),
             )  # fmt: skip
-            self._profiles[name] = profile_model(name, settings)
+            self._profiles[name] = profile_in_fresh_process(name, settings)
         return self._profiles[name]
 
     def _summary(self, run_id, name, kd, seed, data, teacher, teacher_run, hparams, result, per_case) -> dict:
