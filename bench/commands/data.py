@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from bench.cliargs import parse_int_list
+from bench.cliargs import parse_float_list, parse_int_list
 from bench.errors import BenchError, DataError
 
 _EPILOG = """examples:
@@ -156,19 +156,6 @@ def run_prepare(args: argparse.Namespace) -> int:
         f"shapes (z,y,x) from {smallest} to {largest}"
     )
     return 0
-
-
-def parse_float_list(text: str, arg: str, length: int, positive: bool = True) -> list[float]:
-    """``"2.5,0.8,0.8"`` -> ``[2.5, 0.8, 0.8]``; ``arg`` names the option in the error message."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise BenchError(f"{arg} takes comma-separated numbers, got {text!r}") from None
-    if len(values) != length:
-        raise BenchError(f"{arg} needs {length} comma-separated numbers, got {text!r}")
-    if positive and any(v <= 0 for v in values):
-        raise BenchError(f"{arg} values must be positive, got {text!r}")
-    return values
 
 
 def _data_path(args: argparse.Namespace) -> Path:

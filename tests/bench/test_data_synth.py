@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from bench.commands.data import parse_float_list
+from bench.cliargs import parse_float_list
 from bench.data import synth
 from bench.data.phantom import LABEL, ORGANS
 from bench.errors import BenchError
