@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from kd_methods._align import at_least_fp32
+
 
 def channel_adapter(in_channels: int, out_channels: int, *, always: bool) -> nn.Module:
     """A bias-free ``Conv3d(in, out, 1)`` (CIRKD's choice), or ``nn.Identity`` when channels match and not ``always``.
@@ -45,5 +47,5 @@ class ScaleAdapters(nn.Module):
             )
         adapter = self.adapters[scale]
         if isinstance(adapter, nn.Conv3d):
-            return adapter(features.to(adapter.weight.dtype)).float()
+            return at_least_fp32(adapter(features.to(adapter.weight.dtype)))
         return features

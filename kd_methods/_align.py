@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -32,12 +33,21 @@ def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
 
 
+def at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` in fp32 when it is half or bfloat16 (AMP activations); fp32 and fp64 pass unchanged, so the losses can
+    be evaluated in float64 (the golden-value tests do, to be exact across CPU kinds)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def paired(
     student: Sequence[Tensor], teacher: Sequence[Tensor], limit: int | None = None
 ) -> list[tuple[Tensor, Tensor]]:
-    """``(student_i, teacher_i)`` fp32 pairs on the student's grid, teacher detached, full resolution first."""
+    """``(student_i, teacher_i)`` fp32 (or fp64) pairs on the student's grid, teacher detached, full resolution
+    first."""
     n = common_scales(student, teacher, limit)
-    return [(s.float(), resize_to(t.detach().float(), s.shape[2:])) for s, t in zip(student[:n], teacher[:n])]
+    return [
+        (at_least_fp32(s), resize_to(at_least_fp32(t.detach()), s.shape[2:])) for s, t in zip(student[:n], teacher[:n])
+    ]
 
 
 def labels_at(target: Tensor, size: Sequence[int]) -> Tensor:

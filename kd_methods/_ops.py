@@ -81,10 +81,11 @@ def chunked_expand(weights: Tensor, a: Tensor, chunk: int) -> Tensor:
     return out
 
 
-def one_hot_voxels(labels: Tensor, num_classes: int) -> Tensor:
-    """[B, D, H, W] integer labels -> float one-hot [B, K, N]; labels outside [0, K) (ignore labels) get all zeros."""
+def one_hot_voxels(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """[B, D, H, W] integer labels -> one-hot [B, K, N] of ``dtype`` (the features' float type); labels outside
+    [0, K) (ignore labels) get all zeros."""
     classes = torch.arange(num_classes, device=labels.device)
-    return (labels.flatten(1)[:, None, :] == classes[None, :, None]).to(torch.float32)
+    return (labels.flatten(1)[:, None, :] == classes[None, :, None]).to(dtype)
 
 
 def region_means(features: Tensor, one_hot: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor]:

@@ -104,6 +104,6 @@ class EMKD(KDMethod):
         rad = 0.0
         for f_s, f_t in feature_pairs:
             imd = imd + (spatial_attention(f_s, 4.0) - spatial_attention(f_t, 4.0)).pow(2).sum(dim=1).mean()
-            one_hot = one_hot_voxels(labels_at(target, f_s.shape[2:]), self.num_classes)
+            one_hot = one_hot_voxels(labels_at(target, f_s.shape[2:]), self.num_classes, f_s.dtype)
             rad = rad + region_affinity_gap(f_s, f_t, one_hot)
         return self.pmd_weight * pmd + self.imd_weight * imd + self.rad_weight * rad

@@ -62,5 +62,5 @@ class IntraClassFeatureVariation(KDMethod):
     def compute(self, student_out: SegOutput, teacher_out: SegOutput, target: Tensor | None) -> Tensor:
         require_features(student_out.features, teacher_out.features, "ifvd")
         ((f_s, f_t),) = paired(student_out.features, teacher_out.features, limit=1)
-        one_hot = one_hot_voxels(labels_at(target, f_s.shape[2:]), self.num_classes)
+        one_hot = one_hot_voxels(labels_at(target, f_s.shape[2:]), self.num_classes, f_s.dtype)
         return (intra_class_variation(f_s, one_hot) - intra_class_variation(f_t, one_hot)).pow(2).mean()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kd_methods._align import paired, require_features
+from kd_methods._align import at_least_fp32, paired, require_features
 from kd_methods._base import KDMethod
 from kd_methods._ops import voxel_kl
 from kd_methods._registry import register_kd_method
@@ -85,8 +85,8 @@ class StructuredKD(KDMethod):
     def compute(self, student_out: SegOutput, teacher_out: SegOutput, target: Tensor | None) -> Tensor:
         require_features(student_out.features, teacher_out.features, "skd")
         ((z_s, z_t),) = paired(student_out.logits, teacher_out.logits, limit=1)
-        f_s = student_out.features[0].float()
-        f_t = teacher_out.features[0].detach().float()
+        f_s = at_least_fp32(student_out.features[0])
+        f_t = at_least_fp32(teacher_out.features[0].detach())
         a_s = node_similarity(f_s, self.nodes_per_axis)
         a_t = node_similarity(f_t, self.nodes_per_axis)
         return self.pixel_weight * voxel_kl(z_t, z_s) + self.pair_weight * (a_s - a_t).pow(2).mean()

@@ -1,6 +1,8 @@
 """Hand-built student/teacher SegOutputs for the KD-method tests and the golden-value fixture.
 
 No concrete model is involved: logits and features are seeded random tensors with the shapes of a 4-scale decoder.
+They are drawn in float64 and then cast: torch's float32 ``randn`` takes a vectorised path on AVX2/AVX-512 CPUs and a
+scalar one elsewhere, so the same seed gives different float32 bits per CPU kind, while float64 draws are identical.
 """
 
 from __future__ import annotations
@@ -48,10 +50,15 @@ def make_output(
     generator: torch.Generator,
     num_classes: int = NUM_CLASSES,
     requires_grad: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> SegOutput:
     """Random logits (std 2, so predictions are not near-uniform) and ReLU features, full resolution first."""
-    logits = [2.0 * torch.randn(batch, num_classes, *size, generator=generator) for size in sizes]
-    features = [torch.randn(batch, c, *size, generator=generator).relu() + 0.05 for c, size in zip(channels, sizes)]
+
+    def draw(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
+
+    logits = [2.0 * draw(batch, num_classes, *size) for size in sizes]
+    features = [draw(batch, c, *size).relu() + 0.05 for c, size in zip(channels, sizes)]
     for t in (*logits, *features):
         t.requires_grad_(requires_grad)
     return SegOutput(logits=logits, features=features)
@@ -71,21 +78,23 @@ def make_case(
     teacher_sizes: tuple[tuple[int, int, int], ...] = SIZES,
     seed: int = 1234,
     requires_grad: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[SegOutput, SegOutput, Tensor]:
     """(student, teacher, target) from one seed; student tensors are leaves with ``requires_grad``."""
     gen = torch.Generator().manual_seed(seed)
-    student = make_output(batch, student_channels, student_sizes, gen, requires_grad=requires_grad)
-    teacher = make_output(batch, teacher_channels, teacher_sizes, gen)
+    student = make_output(batch, student_channels, student_sizes, gen, requires_grad=requires_grad, dtype=dtype)
+    teacher = make_output(batch, teacher_channels, teacher_sizes, gen, dtype=dtype)
     return student, teacher, make_target(batch, student_sizes[0], gen)
 
 
 def golden_losses() -> dict[str, float]:
-    """Every ``GOLDEN_CONFIGS`` loss on the fixed seeded case (adapters initialised from seed 0)."""
+    """Every ``GOLDEN_CONFIGS`` loss on the fixed seeded case, computed in float64 (adapters initialised from seed 0
+    in float32, as in training, then cast: ``uniform_`` initialisation draws the same bits on every CPU kind)."""
     values = {}
     for key, (name, hyperparameters, teacher_sizes) in GOLDEN_CONFIGS.items():
-        student, teacher, target = make_case(teacher_sizes=teacher_sizes)
+        student, teacher, target = make_case(teacher_sizes=teacher_sizes, dtype=torch.float64)
         torch.manual_seed(0)
-        method = create_kd_method(name, STUDENT_CHANNELS, TEACHER_CHANNELS, NUM_CLASSES, **hyperparameters)
+        method = create_kd_method(name, STUDENT_CHANNELS, TEACHER_CHANNELS, NUM_CLASSES, **hyperparameters).double()
         with torch.no_grad():
             values[key] = float(method(student, teacher, target))
     return values
