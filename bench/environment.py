@@ -26,7 +26,7 @@ def _git_sha() -> str | None:
 
 
 def environment() -> dict:
-    """Host, Python, torch, CUDA, GPU, cuDNN, thread count and code version."""
+    """Host, Python, torch, CUDA, GPU, cuDNN, thread count, CPU kernel set and code version."""
     cuda = torch.cuda.is_available()
     return {
         "host": socket.gethostname(),
@@ -38,6 +38,7 @@ def environment() -> dict:
         "num_gpus": torch.cuda.device_count() if cuda else 0,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "git_sha": _git_sha(),
     }

@@ -1,34 +1,51 @@
 """The logic of ``bench check``: compare the latest results with a committed baseline, and write baselines.
 
-Baseline file (JSON, written by ``bench check --update``; keys in this order)::
+Two kinds of checks, because training is chaotic and everything else is not:
+
+* **exact** checks hold on any machine: ``params`` (equal), ``gmacs`` (1e-6 relative: fvcore counts are integers
+  scaled to G) and the losses of each run's first training step (``first_step``: before any update the network,
+  its seeded initialisation and the first batch are the same everywhere; only float32 kernel rounding differs,
+  measured below 1e-6 relative across CPU kinds, so ``FIRST_STEP_REL`` = 1e-4 leaves 100x margin while a flipped
+  or zeroed loss term moves these values by far more). They catch a changed architecture, loss or label mapping
+  without any training noise.
+* **statistical** checks compare trained accuracy (``dice_mean``, ``hd95_mean``) with a tolerance derived from the
+  measured noise: the baseline is written from several runs of each entry (seeds and CPU settings, pooled from
+  one or more results stores), ``spread`` is their sample standard deviation and
+  ``tolerance = max(floor, k * spread)`` (``NOISE_K`` = 4: a normally distributed noise exceeds 4 sigma with
+  probability 6e-5). The floor keeps one lucky set of samples from making the gate stricter than the metric's
+  own resolution.
+
+Latency is informational: it is shown, and checked only with ``--latency-ratio R`` on the same latency device.
+
+Baseline file (JSON, written by ``bench check --update``)::
 
     {
-      "format": "segkd-bench-baseline/1",
-      "created": "2026-01-31T12:00:00+00:00",      # when the baseline was written (UTC)
-      "torch": "2.13.0",                           # torch version that produced it
-      "tolerance": {"dice": 0.01, "hd95": 1.0},    # tolerance hints; --tolerance overrides them one by one
-      "entries": [                                 # one per (dataset, preset, model, kd), sorted by that key
-        {"dataset": "synthetic", "preset": "smoke", "model": "lcovnet", "kd": "ca",
-         "seeds": [0, 1],                          # the seeds averaged; a check needs a run for each of them
-         "runs": ["synthetic__lcovnet__kd-ca__t-unet3d__s0__3f2a9c1b", "..."],
-         "latency_device": "cpu (2 threads)",
-         "metrics": {"params": 1020000, "gmacs": 12.5, "dice_mean": 0.7204, "hd95_mean": 7.58,
-                     "latency_ms_median": 28.0}}
+      "format": "segkd-bench-baseline/2",
+      "created": "2026-12-02T12:00:00+00:00", "torch": "2.13.0+cpu",
+      "noise": {"k": 4.0, "floor": {"dice": 0.01, "hd95": 2.0}, "first_step_rel": 1e-4,
+                "sources": {"seeds": [0, 1, 2], "cpu_capability": ["AVX2", "AVX512", "DEFAULT"], "threads": [1, 2]}},
+      "entries": [                                  # one per (dataset, preset, model, kd), sorted by that key
+        {"dataset": "SegKDSynthAbdomen", "preset": "smoke", "model": "lcovnet", "kd": "ca",
+         "seeds": [0, 1, 2], "runs": ["...", "..."], "latency_device": "cpu",
+         "exact": {"params": 177732, "gmacs": 0.278,
+                   "first_step": {"0": {"loss": 1.61, "seg_loss": 2.01, "kd_loss": 1.1e-05}, "1": {...}}},
+         "statistical": {"dice_mean": {"value": 0.81, "spread": 0.004, "tolerance": 0.016, "samples": 9},
+                         "hd95_mean": {"value": 6.1, "spread": 0.3, "tolerance": 2.0, "samples": 9}},
+         "informational": {"latency_ms_median": 46.2}}
       ]
     }
 
-Each metric is the mean over the entry's seeds of the latest run (latest ``created``) per (key, seed); a metric may
-be null (not recorded), in which case it is not checked. The rules (``RULES``): ``params`` must match exactly and
-``gmacs`` to 1e-6 relative; ``dice_mean`` (higher is better) must not drop by more than the ``dice`` tolerance;
-``hd95_mean`` (lower is better) must not rise by more than the ``hd95`` tolerance (mm); ``latency_ms_median`` is
-checked only with ``--latency-ratio R`` (now / baseline <= R) and only on the same latency device. Tolerances come
-from ``--tolerance``, else the baseline's hints, else the defaults in ``RULES``.
+A check compares, per entry, the mean over the seeds the current results have (latest run per seed) with the
+entry's ``value``; ``first_step`` is compared per seed. ``--tolerance dice=...`` overrides the derived tolerances.
+Baselines of the older format ``segkd-bench-baseline/1`` (one value per metric, no measured noise) are refused with
+a message saying how to write a new one.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,30 +54,33 @@ from typing import Any
 from bench.errors import BenchError
 from bench.store import atomic_write_json
 
-FORMAT = "segkd-bench-baseline/1"
+FORMAT = "segkd-bench-baseline/2"
+FORMAT_V1 = "segkd-bench-baseline/1"
 ENTRY_KEY = ("dataset", "preset", "model", "kd")
+NOISE_K = 4.0
+FLOORS = {"dice": 0.01, "hd95": 2.0}
+FIRST_STEP_REL = 1e-4
+FIRST_STEP_ABS = 1e-7  # for a KD loss that is (numerically) zero at the first step
+GMACS_REL = 1e-6
+FIRST_STEP_KEYS = ("loss", "seg_loss", "kd_loss")
 
 
 @dataclass(frozen=True)
-class MetricRule:
-    """How one summary metric is compared: ``exact`` (relative ``tolerance``), ``tolerance`` (absolute, in the
-    metric's bad direction) or ``ratio`` (now / baseline, only with ``--latency-ratio``)."""
+class StatMetric:
+    """A trained-accuracy metric checked against measured noise."""
 
     metric: str
     alias: str
-    higher_is_better: bool | None
-    mode: str
-    tolerance: float
+    label: str
+    higher_is_better: bool
+    digits: int
 
 
-RULES: tuple[MetricRule, ...] = (
-    MetricRule("params", "params", None, "exact", 0.0),
-    MetricRule("gmacs", "gmacs", None, "exact", 1e-6),
-    MetricRule("dice_mean", "dice", True, "tolerance", 0.01),
-    MetricRule("hd95_mean", "hd95", False, "tolerance", 1.0),
-    MetricRule("latency_ms_median", "latency", False, "ratio", math.nan),
+STAT_METRICS: tuple[StatMetric, ...] = (
+    StatMetric("dice_mean", "dice", "Dice", True, 4),
+    StatMetric("hd95_mean", "hd95", "HD95", False, 2),
 )
-TOLERANCE_ALIASES = {r.alias: r for r in RULES if r.mode == "tolerance"}
+TOLERANCE_ALIASES = {m.alias: m for m in STAT_METRICS}
 
 
 def parse_tolerance(text: str) -> dict[str, float]:
@@ -70,8 +90,10 @@ def parse_tolerance(text: str) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in TOLERANCE_ALIASES:
-            raise BenchError(f"--tolerance takes NAME=VALUE pairs with NAME in {', '.join(TOLERANCE_ALIASES)} "
-                             f"(e.g. dice=0.01,hd95=1.0), got {text!r}")
+            raise BenchError(
+                f"--tolerance takes NAME=VALUE pairs with NAME in {', '.join(TOLERANCE_ALIASES)} "
+                f"(e.g. dice=0.01,hd95=1.0), got {text!r}"
+            )
         try:
             number = float(value)
         except ValueError:
@@ -90,16 +112,6 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _mean(values: list[Any]) -> float | int | None:
-    """Mean of the recorded values (None when none is); integer counts such as params stay integers when equal."""
-    numbers = [n for n in (_number(v) for v in values) if n is not None]
-    if not numbers:
-        return None
-    if all(type(v) is int for v in values) and len(set(values)) == 1:
-        return values[0]
-    return sum(numbers) / len(numbers)
-
-
 def _key(summary: dict) -> tuple[str, ...]:
     return tuple("-" if summary.get(k) is None else str(summary[k]) for k in ENTRY_KEY)
 
@@ -110,6 +122,10 @@ def key_text(key: tuple[str, ...] | dict) -> str:
     return f"{values[0]}/{values[1]}/{values[2]}/kd={values[3]}"
 
 
+def _seed_order(seed: Any) -> tuple:
+    return (seed is None, seed if isinstance(seed, int | float) else 0, str(seed))
+
+
 def latest_runs(summaries: list[dict]) -> dict[tuple[str, ...], dict[Any, dict]]:
     """Per (dataset, preset, model, kd): seed -> the summary with the latest ``created`` (ISO strings compare)."""
     out: dict[tuple[str, ...], dict[Any, dict]] = {}
@@ -118,33 +134,133 @@ def latest_runs(summaries: list[dict]) -> dict[tuple[str, ...], dict[Any, dict]]
     return out
 
 
-def _entry(key: tuple[str, ...], by_seed: dict[Any, dict]) -> dict[str, Any]:
-    seeds = sorted(by_seed, key=lambda s: (s is None, s if isinstance(s, (int, float)) else 0, str(s)))
-    runs = [by_seed[s] for s in seeds]
-    devices = sorted({str(r["latency_device"]) for r in runs if r.get("latency_device")})
+def _mean(values: list[Any]) -> float | None:
+    numbers = [n for n in (_number(v) for v in values) if n is not None]
+    return sum(numbers) / len(numbers) if numbers else None
+
+
+def _first_step(summary: dict) -> dict[str, float] | None:
+    raw = summary.get("first_step")
+    if not isinstance(raw, dict):
+        return None
+    values = {k: _number(raw.get(k)) for k in FIRST_STEP_KEYS}
+    return None if any(v is None for v in values.values()) else values  # type: ignore[return-value]
+
+
+def first_step_close(a: float, b: float, rel: float = FIRST_STEP_REL) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b)) + FIRST_STEP_ABS
+
+
+# -- writing ------------------------------------------------------------------------------------------------------
+def _stat_entry(values: list[float], floor: float, override: float | None) -> dict[str, Any] | None:
+    if not values:
+        return None
+    spread = statistics.stdev(values) if len(values) > 1 else None
+    derived = max(floor, NOISE_K * spread) if spread is not None else floor
     return {
-        **dict(zip(ENTRY_KEY, key)),
-        "seeds": seeds,
-        "runs": [r.get("run_id") for r in runs],
-        "latency_device": ", ".join(devices) or None,
-        "metrics": {rule.metric: _mean([r.get(rule.metric) for r in runs]) for rule in RULES},
+        "value": sum(values) / len(values),
+        "spread": spread,
+        "tolerance": derived if override is None else override,
+        "samples": len(values),
     }
 
 
-def build_baseline(summaries: list[dict], tolerance: dict[str, float], torch_version: str | None) -> dict[str, Any]:
-    """A baseline holding every (dataset, preset, model, kd) of ``summaries``; see the module docstring."""
-    latest = latest_runs(summaries)
+def _exact_first_steps(key: tuple[str, ...], samples: list[dict]) -> dict[str, dict[str, float]]:
+    """Per seed, the first-step losses; samples of one seed that disagree mean the exact check cannot hold."""
+    out: dict[str, dict[str, float]] = {}
+    source: dict[str, str] = {}
+    for summary in samples:
+        values = _first_step(summary)
+        if values is None:
+            continue
+        seed = str(summary.get("seed"))
+        if seed not in out:
+            out[seed], source[seed] = values, str(summary.get("run_id"))
+            continue
+        for name, value in values.items():
+            if not first_step_close(out[seed][name], value):
+                raise BenchError(
+                    f"{key_text(key)} seed {seed}: first-step {name} differs between runs {source[seed]} "
+                    f"({out[seed][name]!r}) and {summary.get('run_id')} ({value!r}) by more than {FIRST_STEP_REL:g} "
+                    "relative; the exact check would fail on a healthy machine, so no baseline was written"
+                )
+    return out
+
+
+def _build_entry(key: tuple[str, ...], samples: list[dict], override: dict[str, float]) -> dict[str, Any]:
+    samples = sorted(samples, key=lambda s: (_seed_order(s.get("seed")), str(s.get("run_id"))))
+    params = sorted({s["params"] for s in samples if isinstance(s.get("params"), int)})
+    gmacs = _mean([s.get("gmacs") for s in samples])
+    if len(params) > 1:
+        raise BenchError(f"{key_text(key)}: runs disagree on the parameter count ({params}); no baseline written")
+    devices = sorted({str(s["latency_device"]) for s in samples if s.get("latency_device")})
+    statistical = {}
+    for metric in STAT_METRICS:
+        values = [v for v in (_number(s.get(metric.metric)) for s in samples) if v is not None]
+        stat = _stat_entry(values, FLOORS[metric.alias], override.get(metric.alias))
+        if stat is not None:
+            statistical[metric.metric] = stat
+    return {
+        **dict(zip(ENTRY_KEY, key)),
+        "seeds": sorted({s.get("seed") for s in samples}, key=_seed_order),
+        "runs": [s.get("run_id") for s in samples],
+        "latency_device": ", ".join(devices) or None,
+        "exact": {
+            "params": params[0] if params else None,
+            "gmacs": gmacs,
+            "first_step": _exact_first_steps(key, samples),
+        },
+        "statistical": statistical,
+        "informational": {"latency_ms_median": _mean([s.get("latency_ms_median") for s in samples])},
+    }
+
+
+def _sources(summaries: list[dict]) -> dict[str, list]:
+    def values(name: str) -> list:
+        found = {(s.get("numerics") or {}).get(name) for s in summaries}
+        return sorted(v for v in found if v is not None)
+
+    return {
+        "seeds": sorted({s.get("seed") for s in summaries}, key=_seed_order),
+        "cpu_capability": values("cpu_capability"),
+        "threads": values("threads"),
+    }
+
+
+def build_baseline(summaries: list[dict], override: dict[str, float], torch_version: str | None) -> dict[str, Any]:
+    """A baseline from every complete run in ``summaries`` (all seeds, all stores pooled as noise samples)."""
+    by_key: dict[tuple[str, ...], list[dict]] = {}
+    for summary in summaries:
+        by_key.setdefault(_key(summary), []).append(summary)
     return {
         "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch_version,
-        "tolerance": {**{a: r.tolerance for a, r in TOLERANCE_ALIASES.items()}, **tolerance},
-        "entries": [_entry(key, latest[key]) for key in sorted(latest)],
+        "noise": {
+            "k": NOISE_K,
+            "floor": dict(FLOORS),
+            "first_step_rel": FIRST_STEP_REL,
+            "sources": _sources(summaries),
+        },
+        "entries": [_build_entry(key, by_key[key], override) for key in sorted(by_key)],
     }
 
 
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
     atomic_write_json(path, baseline)
+
+
+# -- reading ------------------------------------------------------------------------------------------------------
+def _valid_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ENTRY_KEY):
+        return False
+    stat = entry.get("statistical")
+    return (
+        isinstance(entry.get("exact"), dict)
+        and isinstance(stat, dict)
+        and all(isinstance(v, dict) and _number(v.get("value")) is not None and _number(v.get("tolerance")) is not None
+                for v in stat.values())
+    )  # fmt: skip
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
@@ -158,33 +274,36 @@ def load_baseline(path: Path) -> dict[str, Any]:
         raise BenchError(f"cannot read baseline {path}: {err}") from None
     except ValueError as err:
         raise BenchError(f"baseline {path} is not valid JSON: {err}") from None
+    if isinstance(data, dict) and data.get("format") == FORMAT_V1:
+        raise BenchError(
+            f"baseline {path} has the old format {FORMAT_V1} (no measured noise); write it again with "
+            f"`bench check --baseline {path} --update --results DIR ...` from runs of several seeds"
+        )
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BenchError(f"baseline {path} is not a {FORMAT} file (its \"format\" field is missing or different)")
+        raise BenchError(f'baseline {path} is not a {FORMAT} file (its "format" field is missing or different)')
     entries = data.get("entries")
-    if not isinstance(entries, list) or not all(
-        isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ENTRY_KEY) and isinstance(e.get("metrics"), dict)
-        for e in entries
-    ):
-        raise BenchError(f"baseline {path}: \"entries\" must be a list of objects with {', '.join(ENTRY_KEY)} "
-                         "and metrics")
-    hints = data.get("tolerance") or {}
-    if not isinstance(hints, dict) or any(k not in TOLERANCE_ALIASES or _number(v) is None for k, v in hints.items()):
-        raise BenchError(f"baseline {path}: \"tolerance\" must map {', '.join(TOLERANCE_ALIASES)} to numbers")
+    if not isinstance(entries, list) or not all(_valid_entry(e) for e in entries):
+        raise BenchError(
+            f'baseline {path}: "entries" must be a list of objects with {", ".join(ENTRY_KEY)}, "exact" and '
+            '"statistical" (each metric with a numeric "value" and "tolerance")'
+        )
     return data
 
 
+# -- comparing ----------------------------------------------------------------------------------------------------
 @dataclass
 class Comparison:
-    """One row of the check table; ``failed`` marks a regression."""
+    """One row of the check table; ``failed`` marks a regression; ``verdict`` explains it in words."""
 
     key: str
+    kind: str  # exact, statistical or informational
     metric: str
     baseline: Any
     now: Any
-    delta: str
     allowed: str
     status: str
     failed: bool
+    verdict: str = ""
 
 
 @dataclass
@@ -198,65 +317,115 @@ class CheckResult:
         return [r for r in self.rows if r.failed]
 
 
-def _compare(rule: MetricRule, key: str, base: float, now: float | None, tolerance: float,
-             latency_ratio: float | None, same_device: bool) -> Comparison:
-    def row(delta: str, allowed: str, status: str, failed: bool) -> Comparison:
-        return Comparison(key, rule.metric, base, now, delta, allowed, status, failed)
+def _fmt(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _statistical(key: str, metric: StatMetric, stat: dict, now: float | None, override: float | None) -> Comparison:
+    base = float(stat["value"])
+    tolerance = float(stat["tolerance"]) if override is None else override
+    spread = _number(stat.get("spread"))
+    if override is not None:
+        origin = "--tolerance"
+    elif spread is None:
+        origin = "floor; spread not measured"
+    else:
+        origin = f"{NOISE_K:g} x spread {spread:.{metric.digits}f}, floor {FLOORS[metric.alias]:g}"
+    allowed = f"± {_fmt(tolerance, metric.digits)} ({origin})"
+    if now is None:
+        return Comparison(key, "statistical", metric.metric, base, None, allowed, "missing", True,
+                          f"{metric.label} missing now")  # fmt: skip
+    worse = (base - now) if metric.higher_is_better else (now - base)
+    eps = 1e-12 * max(1.0, abs(base))
+    text = (f"{metric.label} {_fmt(now, metric.digits)} vs baseline {_fmt(base, metric.digits)} "
+            f"± {_fmt(tolerance, metric.digits)} ({origin})")  # fmt: skip
+    if worse > tolerance + eps:
+        return Comparison(key, "statistical", metric.metric, base, now, allowed, "REGRESSED", True,
+                          f"{text}: worse by {worse:.{metric.digits}f}, beyond the noise")  # fmt: skip
+    if -worse > tolerance + eps:
+        return Comparison(key, "statistical", metric.metric, base, now, allowed, "improved", False,
+                          f"{text}: better than the noise allows; consider --update")  # fmt: skip
+    return Comparison(key, "statistical", metric.metric, base, now, allowed, "ok", False, f"{text}: within noise")
+
+
+def _exact_rows(key: str, exact: dict, current: dict[Any, dict]) -> list[Comparison]:
+    rows = []
+    runs = [current[s] for s in sorted(current, key=_seed_order)]
+    params = exact.get("params")
+    if isinstance(params, int):
+        now = runs[0].get("params")
+        ok = now == params
+        rows.append(Comparison(key, "exact", "params", params, now, "== baseline", "ok" if ok else "CHANGED", not ok,
+                               f"params {now} vs {params}"))  # fmt: skip
+    gmacs = _number(exact.get("gmacs"))
+    if gmacs is not None:
+        now = _number(runs[0].get("gmacs"))
+        ok = now is not None and abs(now - gmacs) <= GMACS_REL * abs(gmacs)
+        rows.append(Comparison(key, "exact", "gmacs", gmacs, now, f"rel {GMACS_REL:g}", "ok" if ok else "CHANGED",
+                               not ok, f"GMACs {now} vs {gmacs}"))  # fmt: skip
+    for seed_text, base_values in sorted((exact.get("first_step") or {}).items()):
+        run = next((r for s, r in current.items() if str(s) == seed_text), None)
+        if run is None:
+            continue
+        now_values = _first_step(run)
+        for name in FIRST_STEP_KEYS:
+            base = float(base_values[name])
+            now = None if now_values is None else now_values[name]
+            ok = now is not None and first_step_close(base, now)
+            rows.append(Comparison(
+                key, "exact", f"first_step.{name} (seed {seed_text})", base, now, f"rel {FIRST_STEP_REL:g}",
+                "ok" if ok else "CHANGED", not ok,
+                f"first-step {name} {now!r} vs {base!r}" + ("" if ok else ": the loss itself changed"),
+            ))  # fmt: skip
+    return rows
+
+
+def _latency_row(key: str, entry: dict, current_runs: list[dict], latency_ratio: float | None) -> Comparison | None:
+    base = _number((entry.get("informational") or {}).get("latency_ms_median"))
+    if base is None:
+        return None
+    now = _mean([r.get("latency_ms_median") for r in current_runs])
+    devices = ", ".join(sorted({str(r["latency_device"]) for r in current_runs if r.get("latency_device")})) or None
+    same_device = not entry.get("latency_device") or entry.get("latency_device") == devices
+
+    def row(allowed: str, status: str, failed: bool, verdict: str) -> Comparison:
+        return Comparison(key, "informational", "latency_ms_median", base, now, allowed, status, failed, verdict)
 
     if now is None:
-        return row("-", "-", "missing", True)
-    if rule.mode == "exact":
-        ok = now == base if tolerance == 0 else abs(now - base) <= tolerance * abs(base)
-        allowed = "== baseline" if tolerance == 0 else f"rel {tolerance:g}"
-        return row(f"{now - base:+.6g}", allowed, "ok" if ok else "CHANGED", not ok)
-    if rule.mode == "ratio":
-        if latency_ratio is None:
-            return row("-", "-", "not checked", False)
-        if not same_device:
-            return row("-", "-", "other device", False)
-        if base <= 0:
-            return row("-", "-", "not checked", False)
-        ratio = now / base
-        return row(f"x{ratio:.3f}", f"<= x{latency_ratio:g}", "ok" if ratio <= latency_ratio else "SLOWER",
-                   ratio > latency_ratio)
-    worse = (base - now) if rule.higher_is_better else (now - base)
-    eps = 1e-12 * max(1.0, abs(base))
-    if worse > tolerance + eps:
-        status, failed = "REGRESSED", True
-    else:
-        status, failed = ("improved" if -worse > tolerance + eps else "ok"), False
-    bound = f">= {base - tolerance:.6g}" if rule.higher_is_better else f"<= {base + tolerance:.6g}"
-    return row(f"{now - base:+.6g}", bound, status, failed)
+        return row("-", "not recorded", False, "latency not recorded now")
+    ratio = now / base if base > 0 else math.nan
+    text = f"latency x{ratio:.3f} of baseline"
+    if latency_ratio is None:
+        return row("-", "info", False, f"{text} (informational; --latency-ratio R makes it a check)")
+    if not same_device:
+        return row("-", "other device", False, f"{text} on another device: not compared")
+    failed = not ratio <= latency_ratio
+    return row(f"<= x{latency_ratio:g}", "SLOWER" if failed else "ok", failed, text)
 
 
-def effective_tolerance(baseline: dict[str, Any], override: dict[str, float]) -> dict[str, float]:
-    """Defaults, then the baseline's hints, then ``--tolerance``."""
-    hints = {k: float(v) for k, v in (baseline.get("tolerance") or {}).items()}
-    return {**{a: r.tolerance for a, r in TOLERANCE_ALIASES.items()}, **hints, **override}
-
-
-def compare(baseline: dict[str, Any], summaries: list[dict], tolerance: dict[str, float],
-            latency_ratio: float | None = None) -> CheckResult:
-    """Check the latest results against every baseline entry. ``tolerance`` is by alias (``dice``, ``hd95``)."""
+def compare(baseline: dict[str, Any], summaries: list[dict], override: dict[str, float] | None = None,
+            latency_ratio: float | None = None) -> CheckResult:  # fmt: skip
+    """Check the latest results against every baseline entry. ``override`` is by alias (``dice``, ``hd95``)."""
+    override = override or {}
     latest = latest_runs(summaries)
     rows: list[Comparison] = []
     missing: list[str] = []
     for entry in baseline["entries"]:
         key = tuple(entry[k] for k in ENTRY_KEY)
-        by_seed = latest.get(key, {})
-        seeds = entry.get("seeds") or list(by_seed)
-        absent = [s for s in seeds if s not in by_seed]
-        if not by_seed or absent:
-            missing.append(f"{key_text(key)} (seeds {', '.join(map(str, absent or seeds))})")
+        current = latest.get(key, {})
+        if not current:
+            missing.append(key_text(key))
             continue
-        current = _entry(key, {s: by_seed[s] for s in seeds})
-        same_device = entry.get("latency_device") == current["latency_device"] or not entry.get("latency_device")
-        for rule in RULES:
-            base = _number(entry["metrics"].get(rule.metric))
-            if base is None:
-                continue
-            tol = tolerance.get(rule.alias, rule.tolerance) if rule.mode == "tolerance" else rule.tolerance
-            rows.append(_compare(rule, key_text(key), base, _number(current["metrics"][rule.metric]), tol,
-                                 latency_ratio, same_device))
+        text = key_text(key)
+        runs = [current[s] for s in sorted(current, key=_seed_order)]
+        rows.extend(_exact_rows(text, entry.get("exact") or {}, current))
+        for metric in STAT_METRICS:
+            stat = (entry.get("statistical") or {}).get(metric.metric)
+            if stat is not None:
+                now = _mean([r.get(metric.metric) for r in runs])
+                rows.append(_statistical(text, metric, stat, now, override.get(metric.alias)))
+        latency = _latency_row(text, entry, runs, latency_ratio)
+        if latency is not None:
+            rows.append(latency)
     known = {tuple(e[k] for k in ENTRY_KEY) for e in baseline["entries"]}
     return CheckResult(rows, missing, [key_text(k) for k in sorted(latest) if k not in known])

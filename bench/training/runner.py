@@ -294,13 +294,19 @@ class GridRunner:
             "train_seconds": result.train_seconds, "iterations": result.iterations,
             "best_val_dice": None if result.best_val_dice is None or math.isnan(result.best_val_dice)
             else result.best_val_dice,
-            "kd_hparams": hparams, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "first_step": result.first_step, "numerics": numerics(), "kd_hparams": hparams,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
         }  # fmt: skip
 
     def _say(self, text: str) -> None:
         if self.ctx.is_main:
             print(text, file=sys.stderr, flush=True)
+
+
+def numerics() -> dict:
+    """What decides a run's floating-point rounding: the CPU kernel set (``ATEN_CPU_CAPABILITY``) and thread count."""
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
 
 
 def kd_hparams(method: nn.Module) -> dict:

@@ -40,6 +40,7 @@ class TrainResult:
     best_val_dice: float | None
     train_seconds: float
     weights: Path  # the checkpoint to evaluate: best on validation, else last
+    first_step: dict[str, float]  # the losses of iteration 1, before any update: exact on any CPU (see bench check)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -88,6 +89,7 @@ class Trainer:
         if teacher is not None:
             self.teacher = teacher.to(device=device, memory_format=self.fmt).eval().requires_grad_(False)
         self.train_cases, self.val_cases = train_cases, val_cases
+        self.first_step: dict[str, float] = {}
         self.seg_loss = DeepSupervisionLoss()
         self.seg_weight = getattr(kd, "seg_loss_weight", 1.0) if kd is not None else 1.0
         params = list(self.model.parameters()) + (list(self.kd.parameters()) if self.kd is not None else [])
@@ -118,6 +120,7 @@ class Trainer:
             "elapsed": elapsed,
             "rng": rng_state(),
             "config_hash": self.config.hash(),
+            "first_step": self.first_step,
         }
 
     def _restore(self) -> tuple[int, float | None, float, list[dict]]:
@@ -133,6 +136,7 @@ class Trainer:
         if self.kd is not None and state["kd"] is not None:
             self.kd.load_state_dict(state["kd"])
         set_rng_state(state["rng"])
+        self.first_step = dict(state.get("first_step") or {})
         iteration = state["iteration"]
         log_path = self.run_dir / TRAIN_LOG_FILE
         rows = []
@@ -167,6 +171,8 @@ class Trainer:
                     break
                 lr = self._set_lr(iteration)
                 window.append(self.train_step(batch, iteration))
+                if iteration == 0:
+                    self.first_step = dict(zip(("loss", "seg_loss", "kd_loss"), window[-1]))
                 iteration += 1
                 bar.update(1)
                 if iteration % log_every == 0 or iteration == end:
@@ -189,7 +195,7 @@ class Trainer:
         bar.close()
         best_path = self.run_dir / BEST
         weights = best_path if best_path.exists() else self.run_dir / LAST
-        return TrainResult(iteration, best, time.perf_counter() - start, weights)
+        return TrainResult(iteration, best, time.perf_counter() - start, weights, self.first_step)
 
     def _set_lr(self, iteration: int) -> float:
         c = self.config

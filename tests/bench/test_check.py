@@ -1,4 +1,5 @@
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -8,181 +9,216 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.regression import FORMAT, build_baseline, compare, effective_tolerance, load_baseline, parse_tolerance
+from bench.regression import FORMAT, NOISE_K, build_baseline, compare, load_baseline, parse_tolerance
 from bench.store import ResultsStore, make_run_id
 
 MODELS = {"lcovnet": (1_020_000, 12.5), "unet3d": (15_300_000, 310.0)}
 PER_CASE = pd.DataFrame({"case": ["c0", "c1"], "label": [1, 1], "name": ["liver"] * 2, "dice": [0.8, 0.7],
-                         "hd95": [3.0, 4.0], "status": ["ok", "ok"]})
+                         "hd95": [3.0, 4.0], "status": ["ok", "ok"]})  # fmt: skip
+BASE_DICE = {("unet3d", "none"): 0.85, ("lcovnet", "none"): 0.70, ("lcovnet", "ca"): 0.74}
+# Noise samples per entry: seed 0 on three CPU settings, seeds 1 and 2 on one.
+NOISE = {("AVX512", 2, 0): 0.0, ("AVX2", 2, 0): 0.004, ("DEFAULT", 1, 0): -0.003, ("AVX512", 2, 1): 0.006,
+         ("AVX512", 2, 2): -0.005}  # fmt: skip
 
 
-def _summary(model: str, kd: str, seed: int, dice: float, created: str = "2026-01-01T10:00:00+00:00", **extra) -> dict:
+def _first_step(model: str, kd: str, seed: int) -> dict:
+    kd_loss = 0.0 if kd == "none" else 0.01 * (seed + 1)
+    seg = 1.5 + 0.1 * seed + (0.2 if model == "unet3d" else 0.0)
+    return {"loss": seg + kd_loss, "seg_loss": seg, "kd_loss": kd_loss}
+
+
+def _summary(model: str, kd: str, seed: int, dice: float, created: str = "2026-01-01T10:00:00+00:00",
+             numerics: tuple[str, int] = ("AVX512", 2), **extra) -> dict:  # fmt: skip
     params, gmacs = MODELS[model]
     return {"model": model, "kd": kd, "teacher": None if kd == "none" else "unet3d", "seed": seed, "preset": "smoke",
             "dataset": "synthetic", "params": params, "gmacs": gmacs, "dice_mean": dice, "hd95_mean": 10 - 5 * dice,
-            "latency_ms_median": gmacs / 10, "latency_device": "cpu (2 threads)", "created": created,
-            "torch": "2.13.0", **extra}
+            "latency_ms_median": gmacs / 10, "latency_device": "cpu", "created": created, "torch": "2.13.0",
+            "first_step": _first_step(model, kd, seed),
+            "numerics": {"cpu_capability": numerics[0], "threads": numerics[1]}, **extra}  # fmt: skip
 
 
-def _record(store: ResultsStore, summary: dict, tag: str = "") -> None:
+def _record(store: ResultsStore, summary: dict, tag: str = "") -> str:
     run_id = make_run_id(summary["model"], summary["kd"], summary["teacher"], summary["seed"], "synthetic", "ab12")
     store.record_run(run_id + tag, summary, PER_CASE)
+    return run_id + tag
 
 
-def make_results(root: Path) -> ResultsStore:
-    store = ResultsStore(root)
-    for seed in (0, 1):
-        _record(store, _summary("unet3d", "none", seed, 0.85 + 0.01 * seed))
-        _record(store, _summary("lcovnet", "none", seed, 0.70 + 0.01 * seed))
-        _record(store, _summary("lcovnet", "ca", seed, 0.74 + 0.01 * seed))
-    return store
+def make_noise_stores(root: Path) -> list[Path]:
+    """One results store per CPU setting, as a user measures noise: each holds every entry's runs of its seeds."""
+    stores: dict[tuple[str, int], Path] = {}
+    for (capability, threads, seed), offset in NOISE.items():
+        path = stores.setdefault((capability, threads), root / f"{capability.lower()}-t{threads}")
+        for (model, kd), dice in BASE_DICE.items():
+            _record(ResultsStore(path), _summary(model, kd, seed, dice + offset, numerics=(capability, threads)))
+    return list(stores.values())
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bench", "check", *args], capture_output=True, text=True, timeout=120)
 
 
+def _results_args(stores: list[Path]) -> list[str]:
+    return [arg for store in stores for arg in ("--results", str(store))]
+
+
 @pytest.fixture
-def updated(tmp_path: Path) -> tuple[Path, Path]:
-    """Results plus a baseline written from them by ``bench check --update``."""
-    results, baseline = tmp_path / "results", tmp_path / "baselines" / "smoke.json"
-    make_results(results)
-    assert main(["check", "--baseline", str(baseline), "--results", str(results), "--update",
-                 "--tolerance", "dice=0.02"]) == 0
-    return results, baseline
+def noise(tmp_path: Path) -> tuple[list[Path], Path]:
+    """Noise stores plus a baseline written from all of them by ``bench check --update``."""
+    stores, baseline = make_noise_stores(tmp_path / "noise"), tmp_path / "baselines" / "smoke.json"
+    assert main(["check", "--baseline", str(baseline), "--update", *_results_args(stores)]) == 0
+    return stores, baseline
 
 
-def _edit(baseline: Path, model: str, kd: str, metric: str, change) -> None:
-    data = json.loads(baseline.read_text())
-    entry = next(e for e in data["entries"] if e["model"] == model and e["kd"] == kd)
-    entry["metrics"][metric] = change(entry["metrics"][metric])
-    baseline.write_text(json.dumps(data, indent=2))
+def _fresh_run(tmp_path: Path, dice_shift: dict | None = None, changes: dict | None = None) -> Path:
+    """A new results store as CI makes it: seed 0 of every entry, optionally with changed numbers."""
+    store = ResultsStore(tmp_path / "now")
+    for (model, kd), dice in BASE_DICE.items():
+        summary = _summary(model, kd, 0, dice + (dice_shift or {}).get((model, kd), 0.0))
+        summary.update((changes or {}).get((model, kd), {}))
+        _record(store, summary)
+    return store.root
 
 
-def test_update_writes_a_sorted_baseline_of_seed_means_that_reads_back(capsys, updated) -> None:
-    results, baseline = updated
+def test_update_derives_each_entrys_tolerance_from_the_spread_of_its_noise_runs(capsys, noise) -> None:
+    _, baseline = noise
     assert f"wrote 3 entries to {baseline}" in capsys.readouterr().out
     data = load_baseline(baseline)
-    assert list(data) == ["format", "created", "torch", "tolerance", "entries"]
     assert data["format"] == FORMAT and data["torch"] == "2.13.0"
-    assert data["tolerance"] == {"dice": 0.02, "hd95": 1.0}
+    assert data["noise"]["sources"] == {"seeds": [0, 1, 2], "cpu_capability": ["AVX2", "AVX512", "DEFAULT"],
+                                        "threads": [1, 2]}  # fmt: skip
     assert [(e["model"], e["kd"]) for e in data["entries"]] == [("lcovnet", "ca"), ("lcovnet", "none"),
-                                                                ("unet3d", "none")]
+                                                                ("unet3d", "none")]  # fmt: skip
     entry = data["entries"][0]
-    assert entry["seeds"] == [0, 1] and len(entry["runs"]) == 2 and entry["latency_device"] == "cpu (2 threads)"
-    assert entry["metrics"] == {"params": 1_020_000, "gmacs": 12.5, "dice_mean": pytest.approx(0.745),
-                                "hd95_mean": pytest.approx(10 - 5 * 0.745), "latency_ms_median": 1.25}
-    assert baseline.read_text().startswith('{\n  "format": "segkd-bench-baseline/1",\n  "created": ')
-    assert main(["check", "--baseline", str(baseline), "--results", str(results), "--update"]) == 0
-    assert load_baseline(baseline)["tolerance"] == {"dice": 0.02, "hd95": 1.0}  # the hints survive a re-update
+    samples = [0.74 + offset for offset in NOISE.values()]
+    dice = entry["statistical"]["dice_mean"]
+    assert dice["value"] == pytest.approx(statistics.mean(samples))
+    assert dice["spread"] == pytest.approx(statistics.stdev(samples))
+    assert dice["tolerance"] == pytest.approx(max(0.01, NOISE_K * statistics.stdev(samples)))
+    assert dice["samples"] == 5 and entry["seeds"] == [0, 1, 2] and len(entry["runs"]) == 5
+    assert entry["exact"]["params"] == 1_020_000 and entry["exact"]["gmacs"] == 12.5
+    assert entry["exact"]["first_step"]["1"] == _first_step("lcovnet", "ca", 1)
+    assert entry["informational"] == {"latency_ms_median": 1.25}
 
 
-def test_unchanged_results_pass(updated) -> None:
-    results, baseline = updated
-    proc = _bench("--baseline", str(baseline), "--results", str(results), "--latency-ratio", "1.1")
+def test_healthy_seed_0_run_passes_and_every_statistical_row_explains_its_verdict(tmp_path, noise) -> None:
+    _, baseline = noise
+    now = _fresh_run(tmp_path, {("lcovnet", "ca"): -0.01})
+    proc = _bench("--baseline", str(baseline), "--results", str(now))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["key", "metric", "baseline", "now", "delta", "allowed", "status"]
-    assert sum(line.rstrip().endswith(" ok") for line in lines) == 15
-    rows = [line.split() for line in lines]
-    assert ["synthetic/smoke/lcovnet/kd=ca", "dice_mean", "0.745", "0.745", "+0", ">=", "0.725", "ok"] in rows
-    assert ["synthetic/smoke/unet3d/kd=none", "latency_ms_median", "31", "31", "x1.000", "<=", "x1.1", "ok"] in rows
-    assert "OK: 15 checks" in proc.stdout
+    data = load_baseline(baseline)
+    dice = data["entries"][0]["statistical"]["dice_mean"]
+    expected = (f"Dice 0.7300 vs baseline {dice['value']:.4f} ± {dice['tolerance']:.4f} "
+                f"({NOISE_K:g} x spread {dice['spread']:.4f}, floor 0.01): within noise")  # fmt: skip
+    assert expected in proc.stdout
+    assert "latency x1.000 of baseline (informational" in proc.stdout
+    assert proc.stdout.count(" ok ") == 3 * (2 + 3 + 2)  # params, gmacs, 3 first-step losses, Dice, HD95
+    assert "OK: 24 checks" in proc.stdout
 
 
-def test_raised_baseline_dice_fails_with_exit_1(updated) -> None:
-    results, baseline = updated
-    _edit(baseline, "lcovnet", "ca", "dice_mean", lambda v: v + 0.05)
-    proc = _bench("--baseline", str(baseline), "--results", str(results))
+def test_dice_drop_beyond_the_noise_fails_naming_entry_and_numbers(tmp_path, noise) -> None:
+    _, baseline = noise
+    now = _fresh_run(tmp_path, {("lcovnet", "ca"): -0.05})
+    proc = _bench("--baseline", str(baseline), "--results", str(now))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    failed = [line for line in proc.stdout.splitlines() if "REGRESSED" in line]
-    assert len(failed) == 1 and failed[0].startswith("synthetic/smoke/lcovnet/kd=ca") and "dice_mean" in failed[0]
-    assert "FAIL: 1 regression(s)" in proc.stdout
-    assert main(["check", "--baseline", str(baseline), "--results", str(results), "--tolerance", "dice=0.06"]) == 0
+    fail = proc.stdout.split("FAIL: ")[1]
+    assert fail.startswith("1 regression(s)")  # HD95 rose by 0.25 mm, within its 2 mm floor
+    assert "synthetic/smoke/lcovnet/kd=ca dice_mean: Dice 0.6900 vs baseline 0.7404" in fail
+    assert "beyond the noise" in fail
+    assert main(["check", "--baseline", str(baseline), "--results", str(now), "--tolerance", "dice=0.06,hd95=1"]) == 0
 
 
-def test_changed_mac_count_fails(updated, capsys: pytest.CaptureFixture) -> None:
-    results, baseline = updated
-    args = ["check", "--baseline", str(baseline), "--results", str(results)]
-    _edit(baseline, "unet3d", "none", "gmacs", lambda v: v * (1 + 1e-8))  # within 1e-6 relative
-    assert main(args) == 0
-    _edit(baseline, "unet3d", "none", "gmacs", lambda v: v * (1 + 1e-5))
-    assert main(args) == 1
-    assert "synthetic/smoke/unet3d/kd=none" in capsys.readouterr().out.split("CHANGED")[0].splitlines()[-1]
-    _edit(baseline, "unet3d", "none", "gmacs", lambda v: 310.0)
-    _edit(baseline, "lcovnet", "none", "params", lambda v: v + 1)
-    assert main(args) == 1
+@pytest.mark.parametrize(
+    ("change", "failed_check"),
+    [
+        ({"params": 2_040_000}, "params"),
+        ({"gmacs": 12.5 * (1 + 1e-5)}, "gmacs"),
+        ({"first_step": {**_first_step("lcovnet", "ca", 0), "kd_loss": -0.01}}, "first_step.kd_loss (seed 0)"),
+        ({"first_step": {**_first_step("lcovnet", "ca", 0), "seg_loss": 0.9}}, "first_step.seg_loss (seed 0)"),
+    ],
+)
+def test_exact_checks_fail_on_any_machine_for_a_changed_network_or_loss(tmp_path, noise, change, failed_check):
+    _, baseline = noise
+    now = _fresh_run(tmp_path, changes={("lcovnet", "ca"): change})
+    proc = _bench("--baseline", str(baseline), "--results", str(now))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"synthetic/smoke/lcovnet/kd=ca {failed_check}:" in proc.stdout.split("FAIL: ")[1]
 
 
-def test_malformed_tolerance_or_baseline_exits_2(updated, capsys: pytest.CaptureFixture) -> None:
-    results, baseline = updated
-    proc = _bench("--baseline", str(baseline), "--results", str(results), "--tolerance", "dice=lots")
+def test_first_step_rounding_across_cpu_kinds_is_within_the_exact_tolerance(tmp_path, noise) -> None:
+    _, baseline = noise
+    rounded = {k: v * (1 + 3e-6) for k, v in _first_step("lcovnet", "ca", 0).items()}
+    now = _fresh_run(tmp_path, changes={("lcovnet", "ca"): {"first_step": rounded}})
+    assert main(["check", "--baseline", str(baseline), "--results", str(now)]) == 0
+
+
+def test_update_refuses_noise_runs_whose_first_step_disagrees(tmp_path) -> None:
+    stores = make_noise_stores(tmp_path)
+    odd = _summary("lcovnet", "ca", 0, 0.74, created="2026-02-01T00:00:00+00:00")
+    odd["first_step"]["seg_loss"] *= 1.01
+    _record(ResultsStore(stores[0]), odd, tag="__odd")
+    summaries = [s for store in stores for s in ResultsStore(store).summaries()]
+    with pytest.raises(BenchError, match=r"lcovnet/kd=ca seed 0: first-step seg_loss differs"):
+        build_baseline(summaries, {}, None)
+
+
+def test_latency_is_informational_unless_a_ratio_is_asked_for(tmp_path, noise) -> None:
+    _, baseline = noise
+    slow = {key: {"latency_ms_median": MODELS[key[0]][1] / 10 * 3} for key in BASE_DICE}
+    now = _fresh_run(tmp_path, changes=slow)
+    assert main(["check", "--baseline", str(baseline), "--results", str(now)]) == 0
+    assert main(["check", "--baseline", str(baseline), "--results", str(now), "--latency-ratio", "2"]) == 1
+    data = json.loads(baseline.read_text())
+    for entry in data["entries"]:
+        entry["latency_device"] = "cuda:0 (NVIDIA H100)"
+    baseline.write_text(json.dumps(data))
+    assert main(["check", "--baseline", str(baseline), "--results", str(now), "--latency-ratio", "2"]) == 0
+
+
+def test_latest_run_per_seed_is_compared(tmp_path, noise) -> None:
+    _, baseline = noise
+    now = _fresh_run(tmp_path)
+    store = ResultsStore(now)
+    _record(store, _summary("lcovnet", "ca", 0, 0.60, created="2026-02-01T10:00:00+00:00"), tag="__rerun")
+    _record(store, _summary("lcovnet", "none", 0, 0.10, created="2025-12-01T10:00:00+00:00"), tag="__older")
+    failed = compare(load_baseline(baseline), store.summaries()).regressions
+    assert [(r.key, r.metric) for r in failed] == [("synthetic/smoke/lcovnet/kd=ca", "dice_mean")]
+    assert failed[0].now == pytest.approx(0.60)
+
+
+def test_improvement_beyond_the_noise_passes_and_suggests_an_update(tmp_path, noise) -> None:
+    _, baseline = noise
+    now = _fresh_run(tmp_path, {("unet3d", "none"): 0.1})
+    rows = {(r.key, r.metric): r for r in compare(load_baseline(baseline), ResultsStore(now).summaries()).rows}
+    row = rows[("synthetic/smoke/unet3d/kd=none", "dice_mean")]
+    assert row.status == "improved" and not row.failed and "consider --update" in row.verdict
+
+
+def test_malformed_tolerance_or_baseline_exits_2(tmp_path, noise, capsys: pytest.CaptureFixture) -> None:
+    stores, baseline = noise
+    proc = _bench("--baseline", str(baseline), *_results_args(stores), "--tolerance", "dice=lots")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench check: error: --tolerance dice must be a number, got 'lots'"
     for bad in ("dice", "latency=2", "dice=0.01,,hd95=1", "hd95=-1", "dice=nan"):
         with pytest.raises(BenchError, match="--tolerance"):
             parse_tolerance(bad)
     assert parse_tolerance("hd95=2.5, dice=0") == {"hd95": 2.5, "dice": 0.0}
-    baseline.write_text('{"format": "segkd-bench-baseline/1", "entries": [')
-    assert main(["check", "--baseline", str(baseline), "--results", str(results)]) == 2
+    baseline.write_text('{"format": "segkd-bench-baseline/2", "entries": [')
+    assert main(["check", "--baseline", str(baseline), "--results", str(stores[0])]) == 2
     assert f"baseline {baseline} is not valid JSON" in capsys.readouterr().err
-    assert main(["check", "--baseline", str(baseline.with_name("nope.json")), "--results", str(results)]) == 2
+    baseline.write_text('{"format": "segkd-bench-baseline/1", "entries": []}')
+    assert main(["check", "--baseline", str(baseline), "--results", str(stores[0])]) == 2
+    assert "has the old format segkd-bench-baseline/1 (no measured noise)" in capsys.readouterr().err
+    assert main(["check", "--baseline", str(baseline.with_name("nope.json")), "--results", str(stores[0])]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_baseline_entry_without_a_run_exits_2_naming_it(updated) -> None:
-    results, baseline = updated
+def test_baseline_entry_without_a_run_exits_2_naming_it(tmp_path, noise) -> None:
+    _, baseline = noise
     data = json.loads(baseline.read_text())
     data["entries"].append({**data["entries"][0], "kd": "ms"})
-    data["entries"][1]["seeds"] = [0, 1, 2]
     baseline.write_text(json.dumps(data))
-    proc = _bench("--baseline", str(baseline), "--results", str(results))
+    now = _fresh_run(tmp_path)
+    proc = _bench("--baseline", str(baseline), "--results", str(now))
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert proc.stderr.startswith("bench check: error: no results for baseline entries: synthetic/smoke/lcovnet/"
-                                  "kd=none (seeds 2); synthetic/smoke/lcovnet/kd=ms (seeds 0, 1)")
+    assert proc.stderr.startswith("bench check: error: no results for baseline entries: synthetic/smoke/lcovnet/kd=ms")
     assert "synthetic/smoke/unet3d/kd=none" in proc.stdout  # the rest is still compared and shown
-
-
-def test_latest_run_per_seed_is_compared(tmp_path: Path) -> None:
-    store = make_results(tmp_path)
-    baseline = build_baseline(store.summaries(), {}, "2.13.0")
-    tolerance = effective_tolerance(baseline, {})
-    assert not compare(baseline, store.summaries(), tolerance).regressions
-    _record(store, _summary("lcovnet", "ca", 1, 0.60, created="2026-02-01T10:00:00+00:00"), tag="__rerun")
-    _record(store, _summary("lcovnet", "none", 0, 0.10, created="2025-12-01T10:00:00+00:00"), tag="__older")
-    failed = compare(baseline, store.summaries(), tolerance).regressions
-    assert [(r.key, r.metric) for r in failed] == [("synthetic/smoke/lcovnet/kd=ca", "dice_mean")]
-    assert failed[0].now == pytest.approx((0.74 + 0.60) / 2)
-
-
-def test_each_metric_fails_only_in_its_bad_direction(tmp_path: Path) -> None:
-    store = make_results(tmp_path)
-    baseline = build_baseline(store.summaries(), {}, None)
-    entry = baseline["entries"][0]["metrics"]
-    entry["dice_mean"] -= 0.2  # now is much better: improved, not a failure
-    entry["hd95_mean"] -= 0.9  # now is worse, but within 1.0 mm
-    entry["latency_ms_median"] /= 1.5
-    tolerance = effective_tolerance(baseline, {})
-    rows = {r.metric: r for r in compare(baseline, store.summaries(), tolerance).rows if r.key.endswith("kd=ca")}
-    assert rows["dice_mean"].status == "improved" and not rows["dice_mean"].failed
-    assert rows["hd95_mean"].status == "ok"
-    assert rows["latency_ms_median"].status == "not checked"
-    rows = {r.metric: r for r in compare(baseline, store.summaries(), {"hd95": 0.5}, latency_ratio=1.2).rows
-            if r.key.endswith("kd=ca")}
-    assert rows["hd95_mean"].status == "REGRESSED" and rows["latency_ms_median"].status == "SLOWER"
-    assert rows["latency_ms_median"].delta == "x1.500"
-    baseline["entries"][0]["latency_device"] = "cuda:0 (NVIDIA H100)"
-    rows = {r.metric: r for r in compare(baseline, store.summaries(), tolerance, latency_ratio=1.2).rows
-            if r.key.endswith("kd=ca")}
-    assert rows["latency_ms_median"].status == "other device" and not rows["latency_ms_median"].failed
-
-
-def test_metric_missing_now_fails_but_missing_in_baseline_is_skipped(tmp_path: Path) -> None:
-    store = ResultsStore(tmp_path)
-    _record(store, _summary("lcovnet", "none", 0, 0.7))
-    baseline = build_baseline(store.summaries(), {}, None)
-    baseline["entries"][0]["metrics"]["params"] = None
-    _record(store, _summary("lcovnet", "none", 0, 0.7, created="2026-03-01T00:00:00+00:00", hd95_mean=None), "__b")
-    rows = {r.metric: r for r in compare(baseline, store.summaries(), effective_tolerance(baseline, {})).rows}
-    assert "params" not in rows
-    assert rows["hd95_mean"].status == "missing" and rows["hd95_mean"].failed
