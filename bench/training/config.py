@@ -61,6 +61,8 @@ class RunConfig:
     kd_init: str = "scratch"  # scratch or student (start KD from the trained no-KD student)
     teacher: str = "unet3d"
     folds: int = 5
+    eval_checkpoint: str = "best"  # best (on validation) or last: the weights a run is evaluated and stored with
+    model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name: factory arguments
 
     def validate(self) -> None:
         """Raise BenchError naming the first key whose value is out of range."""
@@ -78,6 +80,8 @@ class RunConfig:
             ("overlap", 0 <= self.overlap < 1, "in [0, 1)"),
             ("fg_fraction", 0 <= self.fg_fraction <= 1, "in [0, 1]"),
             ("kd_init", self.kd_init in ("scratch", "student"), "scratch or student"),
+            ("eval_checkpoint", self.eval_checkpoint in ("best", "last"), "best or last"),
+            ("model_kwargs", _is_kwargs_table(self.model_kwargs), "a table of tables, e.g. [model_kwargs.unet3d]"),
             ("spacing", self.spacing in ("keep", "median") or _is_spacing(self.spacing), '"keep", "median" or [z,y,x]'),
         ]
         for key, ok, expected in checks:
@@ -98,6 +102,11 @@ class RunConfig:
 
 def _is_spacing(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 3 and all(isinstance(v, int | float) and v > 0 for v in value)
+
+
+def _is_kwargs_table(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, dict) and all(isinstance(k, str) for k in v)
+                                           for v in value.values())  # fmt: skip
 
 
 def valid_keys() -> list[str]:

@@ -67,11 +67,20 @@ class _Data:
 
 
 def model_kwargs(name: str, config: RunConfig) -> dict:
-    """Width override from the preset, for models whose factory takes ``base_channels``."""
-    if config.base_channels <= 0:
-        return {}
+    """Factory arguments of ``name`` under ``config``: the preset's width (for models whose factory takes
+    ``base_channels``), then the preset's ``[model_kwargs.<name>]`` table."""
     params = inspect.signature(models.model_info(name).factory).parameters
-    return {"base_channels": config.base_channels} if "base_channels" in params else {}
+    width = {"base_channels": config.base_channels} if config.base_channels > 0 and "base_channels" in params else {}
+    return {**width, **config.model_kwargs.get(name, {})}
+
+
+def check_model_kwargs(name: str, config: RunConfig) -> None:
+    """A preset's ``[model_kwargs.<name>]`` keys must be arguments of that model's factory."""
+    params = inspect.signature(models.model_info(name).factory).parameters
+    unknown = sorted(set(config.model_kwargs.get(name, {})) - set(params))
+    if unknown:
+        raise BenchError(f"preset key model_kwargs.{name}: {', '.join(unknown)} not an argument of {name} "
+                         f"(its arguments: {', '.join(p for p in params if p not in ('in_channels', 'num_classes'))})")
 
 
 def validate_kd_name(name: str) -> None:
@@ -104,6 +113,7 @@ class GridRunner:
                 models.model_info(name)
             except models.UnknownModelError as err:
                 raise BenchError(str(err)) from None
+            check_model_kwargs(name, self.config)
             check_patch(name, tuple(self.config.patch))
             check_patch(name, tuple(self.config.eval_patch()))
         for kd in self.spec.kds:

@@ -39,7 +39,7 @@ class TrainResult:
     iterations: int
     best_val_dice: float | None
     train_seconds: float
-    weights: Path  # the checkpoint to evaluate: best on validation, else last
+    weights: Path  # the checkpoint to evaluate: best on validation or last, as config.eval_checkpoint says
     first_step: dict[str, float]  # the losses of iteration 1, before any update: exact on any CPU (see bench check)
 
 
@@ -194,7 +194,8 @@ class Trainer:
             self.ctx.barrier()
         bar.close()
         best_path = self.run_dir / BEST
-        weights = best_path if best_path.exists() else self.run_dir / LAST
+        use_best = c.eval_checkpoint == "best" and best_path.exists()
+        weights = best_path if use_best else self.run_dir / LAST
         return TrainResult(iteration, best, time.perf_counter() - start, weights, self.first_step)
 
     def _set_lr(self, iteration: int) -> float:

@@ -108,7 +108,10 @@ def _ms_reference(student: SegOutput, teacher: SegOutput, norm: str, tau_fn: flo
     for w, z_s, z_t, f_s, f_t in zip([0.4, 0.2, 0.2, 0.2], student.logits, teacher.logits, student.features,
                                      teacher.features):  # fmt: skip
         z_s, z_t, f_s, f_t = map(_np, (z_s, z_t, f_s, f_t))
-        if norm == "voxel":
+        if norm == "sample":  # no element of make_case is near zero, so the floor is inactive
+            n_s, n_t = (np.sqrt((f**2).sum(axis=1).reshape(len(f), -1).mean(axis=1)).reshape(-1, 1, 1, 1, 1)
+                        for f in (f_s, f_t))  # fmt: skip
+        elif norm == "voxel":
             n_s, n_t = np.linalg.norm(f_s, axis=1, keepdims=True), np.linalg.norm(f_t, axis=1, keepdims=True)
         else:
             n_s, n_t = np.linalg.norm(f_s), np.linalg.norm(f_t)
@@ -117,7 +120,9 @@ def _ms_reference(student: SegOutput, teacher: SegOutput, norm: str, tau_fn: flo
     return total
 
 
-@pytest.mark.parametrize(("preset", "norm", "weight"), [("pymic", "voxel", 0.04), ("nnunet", "global", 0.2)])
+@pytest.mark.parametrize(
+    ("preset", "norm", "weight"), [("pymic", "sample", 0.04), ("pymic", "voxel", 0.04), ("nnunet", "global", 0.2)]
+)
 def test_ms_matches_reference_with_preset_weight(preset, norm, weight):
     student, teacher, _ = make_case()
     method = _build("ms", preset=preset, norm=norm)
@@ -125,6 +130,24 @@ def test_ms_matches_reference_with_preset_weight(preset, norm, weight):
     expected = weight * _ms_reference(student, teacher, norm, 2.0)
     assert method(student, teacher).item() == pytest.approx(expected, rel=1e-4)
     assert _build("ms", preset=preset, weight=3.0).weight == 3.0
+
+
+def test_ms_stays_bounded_when_a_voxel_or_a_batch_element_has_all_zero_features():
+    torch.manual_seed(0)
+    z_s, z_t = torch.randn(2, 5, 2, 2, 2, requires_grad=True), torch.randn(2, 5, 2, 2, 2)
+    f_s, f_t = torch.rand(2, 8, 2, 2, 2), torch.rand(2, 8, 2, 2, 2)
+    ms = _build("ms", [8], [8], 5)
+    before = ms(SegOutput([z_s], [f_s]), SegOutput([z_t], [f_t])).item()
+    f_s[0, :, 0, 0, 0] = 0  # one voxel, all features 0 (the reproduction)
+    one_voxel = ms(SegOutput([z_s], [f_s]), SegOutput([z_t], [f_t]))
+    one_voxel.backward()
+    assert one_voxel.item() < 2 * before and z_s.grad.abs().max() < 1.0
+    f_s[1] = 0  # a whole batch element
+    assert ms(SegOutput([z_s], [f_s]), SegOutput([z_t], [f_t])).item() < 50 * before
+    f_s.zero_()
+    assert torch.isfinite(ms(SegOutput([z_s], [f_s]), SegOutput([z_t], [f_t])))
+    low_precision = SegOutput([z_s.half()], [torch.rand(2, 8, 2, 2, 2).half()])
+    assert torch.isfinite(ms(low_precision, SegOutput([z_t.bfloat16()], [f_t.bfloat16()])))
 
 
 def test_ms_gives_the_student_a_gradient_at_every_scale():
