@@ -2,11 +2,15 @@
 
 Exact checks (hold on any machine): params equal, GMACs to 1e-6 relative, and the losses of each run's first
 training step to 1e-4 relative (they catch a changed network, loss term or label mapping without training noise).
-Statistical checks (trained accuracy): Dice may not drop, and HD95 may not rise, by more than the entry's tolerance,
-which the baseline derives from measured noise: tolerance = max(floor, 4 x spread), spread being the standard
-deviation of that entry over the runs the baseline was written from (seeds and CPU settings). Each row says why it
-passed or failed ("Dice 0.5710 vs baseline 0.5750 ± 0.0120 (...): within noise"). Latency is informational unless
---latency-ratio R is given (then now / baseline <= R on the same device).
+When the baseline has a reference checkpoint (written with --update --reference RUN_ID), it is evaluated on the
+built-in test cases, and every case's per-organ Dice and HD95 must equal the committed ones to 1e-6: an exact check
+of preprocessing, inference and metrics.
+
+Statistical checks (trained accuracy): Dice may not drop, and HD95 may not rise, by more than the entry's
+tolerance, which the baseline derives from measured noise: tolerance = max(floor, 4 x spread), spread being the
+standard deviation of that entry over the runs the baseline was written from (seeds and CPU settings). Each row says
+why it passed or failed ("Dice 0.5710 vs baseline 0.5750 ± 0.0120 (...): within noise"). Latency is informational
+unless --latency-ratio R is given (then now / baseline <= R on the same device).
 
 Exit status: 0 all hold, 1 on any regression, 2 on a usage error or when a baseline entry has no matching run.
 
@@ -36,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-ratio", type=float, metavar="R",
                    help="also fail when median latency now / baseline > R on the same device (default: not checked)")
     p.add_argument("--update", action="store_true", help="write the baseline from the current results and exit")
+    p.add_argument("--reference", metavar="RUN",
+                   help="with --update: commit this run's weights (a run id in the --results stores, or a run folder; "
+                   "a complete no-KD run) as the reference checkpoint, saved beside the baseline as "
+                   "<baseline>.reference.pt")
+    p.add_argument("--reference-data", metavar="DIR",
+                   help="with --reference: the data set the run was trained on (default: the built-in synthetic set)")
     p.set_defaults(func=run)
 
 
@@ -61,10 +71,17 @@ def run(args: argparse.Namespace) -> int:
             raise BenchError(f"results store {results} has no complete runs (no runs/*/summary.json)")
         summaries.extend(found)
 
+    if (args.reference or args.reference_data) and not args.update:
+        raise BenchError("--reference only goes with --update (a check uses the baseline's own reference)")
+    if args.reference_data and not args.reference:
+        raise BenchError("--reference-data needs --reference RUN_ID")
     if args.update:
-        return _update(baseline_path, summaries, override)
+        data = Path(args.reference_data) if args.reference_data else None
+        return _update(baseline_path, summaries, override, stores, args.reference, data)
 
     result = regression.compare(baseline, summaries, override, args.latency_ratio)
+    if baseline.get("reference"):
+        result.rows.append(_reference_row(baseline_path, baseline["reference"]))
     rows = [[r.key, r.metric, r.status, r.verdict] for r in result.rows]
     print(tabulate(rows, ["entry", "check", "status", "why"], disable_numparse=True))
     if result.not_in_baseline:
@@ -92,10 +109,37 @@ def _torch_version(summaries: list[dict]) -> str | None:
     return None
 
 
-def _update(path: Path, summaries: list[dict], override: dict[str, float]) -> int:
+def _reference_row(baseline_path: Path, reference: dict[str, Any]):
+    from bench.reference_eval import compare_reference, evaluate_reference, reference_weights_path
+    from bench.regression import Comparison
+
+    problems = compare_reference(reference, evaluate_reference(reference, reference_weights_path(baseline_path)))
+    count = len(reference["per_case"])
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        verdict = f"{len(problems)} of {count} case-organ metrics changed: {shown}"
+    else:
+        verdict = f"all {count} case-organ Dice and HD95 equal the committed ones"
+    return Comparison(f"reference {reference['model']} ({reference['run_id']})", "exact", "reference evaluation",
+                      count, count - len(problems), "== baseline", "CHANGED" if problems else "ok", bool(problems),
+                      verdict)  # fmt: skip
+
+
+def _update(path: Path, summaries: list[dict], override: dict[str, float], stores: list[Path],
+            reference_run: str | None, reference_data: Path | None) -> int:  # fmt: skip
     from bench import regression
+    from bench.errors import BenchError
 
     baseline = regression.build_baseline(summaries, override, _torch_version(summaries))
+    if reference_run:
+        from bench.reference_eval import write_reference
+
+        candidates = [Path(reference_run), *(s / "runs" / reference_run for s in stores)]
+        run_dir = next((c for c in candidates if (c / "config.json").is_file()), None)
+        if run_dir is None:
+            raise BenchError(f"--reference {reference_run}: no such run folder or run in {', '.join(map(str, stores))}")
+        baseline["reference"] = write_reference(run_dir, path, reference_data)
+        print(f"reference: {reference_run}, {len(baseline['reference']['per_case'])} case-organ metrics")
     regression.write_baseline(path, baseline)
     for entry in baseline["entries"]:
         stats = ", ".join(_stat_text(name, stat) for name, stat in entry["statistical"].items())

@@ -41,7 +41,7 @@ class RunConfig:
     lr: float = 1e-2
     weight_decay: float = 3e-5
     momentum: float = 0.99
-    schedule: str = "poly"  # poly (exponent 0.9) or constant
+    schedule: str = "poly"  # poly (exponent 0.9), cosine or constant
     grad_clip: float = 12.0  # 0 disables clipping
     spacing: Any = "keep"  # "keep", "median" or [z, y, x] in mm
     normalization: str = "ct"  # ct (nnU-Net), zscore or window
@@ -73,7 +73,7 @@ class RunConfig:
             ("iterations", self.iterations >= 1, "at least 1"),
             ("val_every", self.val_every >= 1, "at least 1"),
             ("optimizer", self.optimizer in ("sgd", "adam"), "sgd or adam"),
-            ("schedule", self.schedule in ("poly", "constant"), "poly or constant"),
+            ("schedule", self.schedule in ("poly", "cosine", "constant"), "poly, cosine or constant"),
             ("lr", self.lr > 0, "positive"),
             ("normalization", self.normalization in ("ct", "zscore", "window"), "ct, zscore or window"),
             ("amp", self.amp in ("bf16", "fp16", "off"), "bf16, fp16 or off"),

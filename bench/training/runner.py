@@ -241,7 +241,7 @@ class GridRunner:
             from bench.training.checkpoint import save_checkpoint
 
             save_checkpoint(run_dir / "weights.pt", {"model": student.state_dict(), "source": result.weights.name})
-            per_case = self._evaluate(student, data, test, run_dir)
+            per_case = self.evaluate_test(student, data, test, run_dir)
             summary = self._summary(run_id, name, kd, seed, data, teacher, teacher_run, hparams, result, per_case)
             self.store.record_run(run_id, summary, per_case)
             self._say(f"done {run_id}: Dice {summary['dice_mean']:.4f}, HD95 {summary['hd95_mean']:.2f} mm")
@@ -249,7 +249,8 @@ class GridRunner:
         return run_id
 
     # -- evaluation -----------------------------------------------------------------------------------------------
-    def _evaluate(self, model: nn.Module, data: _Data, test: list, run_dir: Path) -> pd.DataFrame:
+    def evaluate_test(self, model: nn.Module, data: _Data, test: list, run_dir: Path) -> pd.DataFrame:
+        """Per-case, per-organ Dice and HD95 of ``model`` on ``test`` cases, in each case's original geometry."""
         from tqdm import tqdm
 
         from bench.data.preprocess import load_prepared, restore_to_original

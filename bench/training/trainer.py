@@ -60,6 +60,15 @@ def poly_lr(base: float, iteration: int, total: int, exponent: float = 0.9) -> f
     return base * (1 - iteration / total) ** exponent
 
 
+def cosine_lr(base: float, iteration: int, total: int) -> float:
+    """Cosine decay to 0 (Loshchilov & Hutter, SGDR without restarts): in the last quarter it averages 5 % of
+    ``base`` against 14 % for :func:`poly_lr`, so a short run settles before it ends."""
+    return base * 0.5 * (1 + math.cos(math.pi * iteration / total))
+
+
+SCHEDULES = {"poly": poly_lr, "cosine": cosine_lr, "constant": lambda base, iteration, total: base}
+
+
 class Trainer:
     """Trains ``model`` on prepared cases; ``kd``/``teacher`` add a distillation loss from a frozen teacher."""
 
@@ -200,7 +209,7 @@ class Trainer:
 
     def _set_lr(self, iteration: int) -> float:
         c = self.config
-        lr = poly_lr(c.lr, iteration, c.iterations) if c.schedule == "poly" else c.lr
+        lr = SCHEDULES[c.schedule](c.lr, iteration, c.iterations)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr

@@ -51,6 +51,8 @@ def test_unknown_preset_key_lists_valid_keys():
         ("patch=[32, 32]", "patch must be three positive sizes"),
         ("spacing=[1, 2]", "spacing must be"),
         ("amp=fp8", "amp must be"),
+        ("eval_checkpoint=worst", "eval_checkpoint must be best or last"),
+        ("model_kwargs={unet3d=0}", "model_kwargs must be a table of tables"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
@@ -76,3 +78,20 @@ def test_override_parsing():
     with pytest.raises(BenchError, match="key=value"):
         parse_override("iterations")
     assert "kd_init" in valid_keys()
+
+
+def test_smoke_preset_evaluates_the_last_checkpoint_and_trains_the_unet_without_dropout():
+    config = load_config("smoke")
+    assert config.eval_checkpoint == "last"
+    assert config.model_kwargs == {"unet3d": {"dropout": 0.0}}
+    assert load_config("smoke", ["model_kwargs={unet3d={dropout=0.1}}"]).hash() != config.hash()
+
+
+def test_cosine_schedule_starts_at_the_base_rate_halves_midway_and_ends_at_zero():
+    from bench.training.trainer import SCHEDULES
+
+    cosine = SCHEDULES["cosine"]
+    assert [cosine(0.01, i, 800) for i in (0, 400, 800)] == pytest.approx([0.01, 0.005, 0.0], abs=1e-12)
+    assert load_config("smoke").schedule == "cosine"
+    with pytest.raises(BenchError, match="schedule must be poly, cosine or constant"):
+        load_config("smoke", ["schedule=step"])

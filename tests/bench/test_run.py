@@ -110,6 +110,7 @@ def test_nan_loss_stops_naming_the_iteration_and_keeps_the_checkpoint(tiny_datas
         (["--set", "iteratons=3"], "unknown preset key 'iteratons'"),
         (["--kd", "nosuchkd"], "unknown KD method 'nosuchkd'"),
         (["--set", "patch=[40, 32, 32]"], "multiple of its stride"),
+        (["--set", "model_kwargs={lcovnet={depth=3}}"], "model_kwargs.lcovnet: depth not an argument of lcovnet"),
         (["--teacher-checkpoint", "/nonexistent/t.pt", "--kd", "kd"], "does not exist"),
     ],
 )

@@ -1,0 +1,139 @@
+"""The regression gate has teeth: real bugs planted in the code are caught by `bench check`'s exact checks.
+
+Each bug is planted in every Python process of a real `bench run` (the CLI and its profiling subprocess) through a
+``sitecustomize`` module on ``PYTHONPATH``, then `bench check` runs unmodified against a baseline written from a
+healthy run of the same tiny protocol; a bug in the evaluation path is planted in `bench check` itself, which
+evaluates the baseline's reference checkpoint. Two training iterations suffice: the exact checks compare the
+first-step losses, the parameter count, the MACs and the reference checkpoint's metrics, which need no training to
+converge, so these catches hold on any CPU.
+(That trained accuracy catches a 0.05 Dice drop is shown on the smoke protocol itself; see the README.)
+"""
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.bench.runutil import TINY_RUN, bench_cmd
+
+# name -> (planted code, the failing check it must produce, whether it is planted in `bench check` instead of `run`)
+BUGS = {
+    "kd_sign_flipped": (
+        """
+        import kd_methods.ca as ca
+        _compute = ca.ClassAffinityKD.compute
+        ca.ClassAffinityKD.compute = lambda self, *args: -_compute(self, *args)
+        """,
+        "smoke/lcovnet/kd=ca first_step.kd_loss (seed 0)",
+        False,
+    ),
+    "dice_term_weighted_0": (
+        """
+        import bench.training.losses as losses
+        _init = losses.DiceCELoss.__init__
+        losses.DiceCELoss.__init__ = lambda self, dice_weight=1.0, ce_weight=1.0: _init(self, 0.0, ce_weight)
+        """,
+        "smoke/lcovnet/kd=none first_step.seg_loss (seed 0)",
+        False,
+    ),
+    "labels_off_by_one": (
+        """
+        import numpy as np
+        import bench.data.sampler as sampler
+        _crop = sampler._crop
+        def _shifted(*args, **kwargs):
+            image, label = _crop(*args, **kwargs)
+            return image, np.where(label > 0, label - 1, 0).astype(label.dtype)
+        sampler._crop = _shifted
+        """,
+        "smoke/lcovnet/kd=none first_step.seg_loss (seed 0)",
+        False,
+    ),
+    "parameter_count_doubled": (
+        """
+        import torch
+        import models._registry as registry
+        _info = registry._MODELS["lcovnet"]
+        def _doubled(*args, **kwargs):
+            model = _info.factory(*args, **kwargs)
+            model.extra = torch.nn.Parameter(torch.zeros(sum(p.numel() for p in model.parameters())))
+            return model
+        registry._MODELS["lcovnet"] = registry.ModelInfo(**{**_info.__dict__, "factory": _doubled})
+        """,
+        "smoke/lcovnet/kd=none params",
+        False,
+    ),
+    "evaluation_labels_off_by_one": (
+        """
+        import bench.metrics as metrics
+        _evaluate_case = metrics.evaluate_case
+        def _shifted(case_id, pred, gt, spacing, labels):
+            return _evaluate_case(case_id, (pred + 1) * (pred > 0) % (max(labels) + 1), gt, spacing, labels)
+        metrics.evaluate_case = _shifted
+        """,
+        ") reference evaluation",
+        True,
+    ),
+}
+
+
+def _run(data: Path, results: Path, *extra: str, env: dict | None = None, iterations: int = 2,
+         kd: str = "ca") -> subprocess.CompletedProcess:  # fmt: skip
+    """lcovnet without KD and with CA-KD, two iterations of the tiny protocol."""
+    args = bench_cmd("run", "--data", str(data), "--results", str(results), "--models", "lcovnet", "--kd", kd,
+                     *TINY_RUN, "--set", f"iterations={iterations}", "--set", f"val_every={iterations}",
+                     *extra)  # fmt: skip
+    return subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+
+
+@pytest.fixture(scope="module")
+def healthy(tiny_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """A healthy run of lcovnet with and without CA-KD, its baseline (students only: later runs reuse the teacher's
+    weights through --teacher-checkpoint instead of training it again), and those weights. The baseline's reference
+    checkpoint is trained for 60 iterations, enough to segment something (after 2 it predicts only background)."""
+    root = tmp_path_factory.mktemp("healthy")
+    proc = _run(tiny_dataset, root / "results")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run(tiny_dataset, root / "reference", iterations=60, kd="none")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    baseline = root / "baseline.json"
+    reference = next((root / "reference" / "runs").glob("*lcovnet__kd-none*"))
+    update = subprocess.run(bench_cmd("check", "--update", "--baseline", str(baseline), "--results",
+                                      str(root / "results"), "--reference", str(reference), "--reference-data",
+                                      str(tiny_dataset)), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert update.returncode == 0, update.stderr
+    data = json.loads(baseline.read_text())
+    data["entries"] = [e for e in data["entries"] if e["model"] == "lcovnet"]
+    baseline.write_text(json.dumps(data))
+    teacher = next((root / "results" / "runs").glob("*unet3d__kd-none*")) / "weights.pt"
+    return baseline, teacher
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_planted_bug_fails_the_gate_naming_entry_and_check(bug, healthy, tiny_dataset, tmp_path) -> None:
+    baseline, teacher = healthy
+    code, failed_check, in_check = BUGS[bug]
+    (tmp_path / "plant").mkdir()
+    (tmp_path / "plant" / "sitecustomize.py").write_text(textwrap.dedent(code))
+    planted = {**os.environ, "PYTHONPATH": str(tmp_path / "plant")}
+    proc = _run(tiny_dataset, tmp_path / "results", "--teacher-checkpoint", str(teacher),
+                env=None if in_check else planted)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check = subprocess.run(bench_cmd("check", "--baseline", str(baseline), "--results", str(tmp_path / "results")),
+                           capture_output=True, text=True, timeout=300, env=planted if in_check else None)  # fmt: skip
+    assert check.returncode == 1, check.stdout + check.stderr
+    failures = check.stdout.split("FAIL: ")[1]
+    assert f"{failed_check}:" in failures, failures
+    assert " vs " in failures.split(f"{failed_check}:")[1].splitlines()[0]  # the numbers are named
+
+
+def test_healthy_rerun_passes_the_gate(healthy, tiny_dataset, tmp_path) -> None:
+    baseline, teacher = healthy
+    proc = _run(tiny_dataset, tmp_path / "results", "--teacher-checkpoint", str(teacher))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check = subprocess.run(bench_cmd("check", "--baseline", str(baseline), "--results", str(tmp_path / "results")),
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
