@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from kd_methods._errors import KDMethodError
+
 
 def channel_adapter(in_channels: int, out_channels: int, *, always: bool) -> nn.Module:
     """A bias-free ``Conv3d(in, out, 1)`` (CIRKD's choice), or ``nn.Identity`` when channels match and not ``always``.
@@ -39,7 +41,7 @@ class ScaleAdapters(nn.Module):
         """Map the student feature of ``scale`` to the teacher's channel count, in fp32."""
         expected = self.student_channels[scale]
         if features.shape[1] != expected:
-            raise ValueError(
+            raise KDMethodError(
                 f"student feature at scale {scale} has {features.shape[1]} channels, but the method was built with "
                 f"student_channels[{scale}] = {expected}"
             )

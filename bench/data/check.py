@@ -61,7 +61,7 @@ class CheckReport:
         return not self.issues
 
     def raise_for_issues(self) -> None:
-        """Raise DataError (exit code 1) summarising the issues, if there are any."""
+        """Raise DataError (bad input, exit code 2) summarising the issues, if there are any."""
         if self.issues:
             n_cases = len({i.case_id for i in self.issues})
             raise DataError(

@@ -26,7 +26,13 @@ import models
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import BenchError
-from bench.profiling.profile import ProfileSettings, build_model, check_patch, profile_in_fresh_process
+from bench.profiling.profile import (
+    ProfileSettings,
+    build_model,
+    check_patch,
+    check_runs_on_patch,
+    profile_in_fresh_process,
+)
 from bench.store import ResultsStore, atomic_write_json, make_run_id
 from bench.training.checkpoint import load_checkpoint, load_weights
 from bench.training.config import RunConfig
@@ -106,6 +112,9 @@ class GridRunner:
                 raise BenchError(str(err)) from None
             check_patch(name, tuple(self.config.patch))
             check_patch(name, tuple(self.config.eval_patch()))
+            kwargs = model_kwargs(name, self.config)
+            check_runs_on_patch(name, tuple(self.config.patch), self.config.batch_size, train=True, **kwargs)
+            check_runs_on_patch(name, tuple(self.config.eval_patch()), self.config.sw_batch_size, train=False, **kwargs)
         for kd in self.spec.kds:
             if kd != "none":
                 validate_kd_name(kd)
