@@ -34,7 +34,7 @@ from bench.profiling.profile import (
     profile_in_fresh_process,
 )
 from bench.store import ResultsStore, atomic_write_json, make_run_id
-from bench.training.checkpoint import load_checkpoint, load_weights
+from bench.training.checkpoint import load_weights
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext
 from bench.training.trainer import Trainer, seed_everything
@@ -189,15 +189,20 @@ class GridRunner:
         if self.spec.teacher_checkpoint is not None:
             path = self.spec.teacher_checkpoint
             try:
-                model.load_state_dict(load_weights(path))
+                model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
             except (RuntimeError, OSError) as err:
                 first = str(err).strip().splitlines()[0]
                 raise BenchError(f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: "
                                  f"{first}") from None  # fmt: skip
             return model, f"checkpoint:{path.name}"
         run_id = self._run_one(data, train, val, test, name, "none", seed, None)
-        model.load_state_dict(load_checkpoint(self.store.run_dir(run_id) / "weights.pt")["model"])
+        model.load_state_dict(self._stored_weights(run_id, "teacher weights"))
         return model, run_id
+
+    def _stored_weights(self, run_id: str, what: str) -> dict:
+        """The final weights of a complete run in the store, loaded weights-only."""
+        path = self.store.run_dir(run_id) / "weights.pt"
+        return load_weights(path, what, f"; delete {path.parent} or use --force to train it again")
 
     def _run_one(self, data: _Data, train, val, test, name: str, kd: str, seed: int, teacher, none_id=None) -> str:
         teacher_model, teacher_run = teacher if teacher else (None, None)
@@ -222,7 +227,7 @@ class GridRunner:
             )
             hparams = kd_hparams(method)
             if self.config.kd_init == "student" and none_id:
-                student.load_state_dict(load_checkpoint(self.store.run_dir(none_id) / "weights.pt")["model"])
+                student.load_state_dict(self._stored_weights(none_id, "--kd-init student weights"))
         if self.ctx.is_main:
             atomic_write_json(run_dir / "config.json", {
                 "model": name, "kd": kd, "teacher": self.teacher_name if teacher else None, "teacher_run": teacher_run,
@@ -236,7 +241,7 @@ class GridRunner:
         )  # fmt: skip
         result = trainer.fit()
         if self.ctx.is_main:
-            student.load_state_dict(load_checkpoint(result.weights)["model"])
+            student.load_state_dict(load_weights(result.weights, "checkpoint", "; --restart discards it"))
             from bench.training.checkpoint import save_checkpoint
 
             save_checkpoint(run_dir / "weights.pt", {"model": student.state_dict(), "source": result.weights.name})

@@ -59,7 +59,7 @@ def run_planted(
     store_before, index_before = files(results), index_rows(results)
     outside_before = files(root, skip=results)
     proc = subprocess.run(bench_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == code, proc.stderr[-3000:]
+    assert proc.returncode == code, f"exit {proc.returncode}: {proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1, proc.stderr[-3000:]
@@ -69,3 +69,28 @@ def run_planted(
     assert set(index_before) <= set(index_rows(results)), "a run left the index"
     assert files(root, skip=results) == outside_before, "a file was written outside the results folder"
     return proc
+
+
+def run_id_for(data: Path, *extra: str, model: str = "lcovnet", kd: str = "none", teacher: str | None = None) -> str:
+    """The run id that ``bench run`` gives ``tiny_run_args(data, ..., *extra)`` with seed 0."""
+    import json
+
+    from bench.store import make_run_id
+    from bench.training.config import load_config
+
+    args = tiny_run_args(data, Path("unused"), *extra)
+    overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    name = json.loads((data / "dataset.json").read_text())["name"]
+    return make_run_id(model, kd, teacher, 0, name, load_config("smoke", overrides).hash())
+
+
+class Evil:
+    """Pickles to a call of ``os.system`` that creates ``marker``: what a malicious checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
