@@ -26,6 +26,7 @@ import models
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import BenchError
+from bench.names import path_component
 from bench.profiling.profile import (
     ProfileSettings,
     build_model,
@@ -33,6 +34,7 @@ from bench.profiling.profile import (
     check_runs_on_patch,
     profile_in_fresh_process,
 )
+from bench.runlock import RunLock
 from bench.store import ResultsStore, atomic_write_json, make_run_id
 from bench.training.checkpoint import load_weights
 from bench.training.config import RunConfig
@@ -129,8 +131,11 @@ class GridRunner:
 
         path = Path(self.spec.data) if self.spec.data is not None else ensure_default_dataset()
         dataset = load_dataset(path, self.spec.labels)
-        check_dataset(dataset, workers=2).raise_for_issues()
-        splits_file = self.store.root / "splits" / f"{dataset.name}.json"
+        report = check_dataset(dataset, workers=2)
+        report.raise_for_issues()
+        for warning in report.warnings:
+            self._say(f"warning: {warning}")
+        splits_file = self.store.root / "splits" / f"{path_component(dataset.name, 'data set name')}.json"
         train, val, test = split_cases(dataset, self.spec.fold, 0, splits_file, n_folds=self.config.folds)
         if not train or not test:
             raise BenchError(f"{path}: need training and test cases, got {len(train)} and {len(test)}")
@@ -205,9 +210,24 @@ class GridRunner:
         return load_weights(path, what, f"; delete {path.parent} or use --force to train it again")
 
     def _run_one(self, data: _Data, train, val, test, name: str, kd: str, seed: int, teacher, none_id=None) -> str:
-        teacher_model, teacher_run = teacher if teacher else (None, None)
         run_id = make_run_id(name, kd, self.teacher_name if teacher else None, seed, data.name, self.config.hash())
         run_dir = self.store.run_dir(run_id)
+        # One process owns a run (see bench.runlock): an identical command started at the same time waits here,
+        # then finds the run complete and skips it. Rank 0 owns it for all ranks of a DDP job.
+        lock = RunLock(run_dir) if self.ctx.is_main else None
+        if lock is not None:
+            lock.acquire(on_wait=lambda owner: self._say(
+                f"wait {run_id}: another process is running it ({owner or 'owner unknown'}); waiting for it to finish"
+            ))  # fmt: skip
+        self.ctx.barrier()
+        try:
+            return self._run_owned(data, train, val, test, name, kd, seed, teacher, none_id, run_id, run_dir)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run_owned(self, data, train, val, test, name, kd, seed, teacher, none_id, run_id: str, run_dir: Path) -> str:
+        teacher_model, teacher_run = teacher if teacher else (None, None)
         if self.store.is_complete(run_id) and not self.spec.force:
             self._say(f"skip {run_id}: complete (use --force to run it again)")
             return run_id
