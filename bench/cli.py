@@ -1,4 +1,9 @@
-"""The ``bench`` command line. Each module in ``bench.commands`` adds one sub-command."""
+"""The ``bench`` command line. Each module in ``bench.commands`` adds one sub-command.
+
+This is the one place where errors become exit codes (see ``bench.errors`` for the policy and the codes): every
+error type of the library is reported as one line, ``bench: COMMAND: error: ...``, without a traceback unless
+``--debug``; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import traceback
 
 import bench.commands
 from bench import __version__
-from bench.errors import BenchError
+from bench.errors import EXIT_INPUT, EXIT_INTERRUPTED, BenchError, disk_full_error, is_disk_full
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,11 +44,37 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except BenchError as err:
-        if args.debug:
-            traceback.print_exc()
-        print(f"bench {args.command}: error: {err}", file=sys.stderr)
-        return err.exit_code
     except KeyboardInterrupt:
         print(f"bench {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        known = user_error(err)
+        if known is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(known).split())  # one line, whatever the library put in it
+        print(f"bench {args.command}: error: {message}", file=sys.stderr)
+        return known.exit_code
+
+
+def user_error(err: Exception) -> BenchError | None:
+    """``err`` as a :class:`BenchError` when it is one of the library's error types, else None (a bug)."""
+    if isinstance(err, BenchError):
+        return err
+    if is_disk_full(err):
+        return disk_full_error(getattr(err, "filename", None))
+    # The model and KD layers cannot import bench; their error types are looked up only when they were loaded,
+    # which keeps `bench --help` free of torch.
+    layer_errors = [
+        getattr(sys.modules[name], attr)
+        for name, attrs in (("models", ("ModelError", "UnknownModelError")),
+                            ("kd_methods", ("KDMethodError", "UnknownKDMethodError")))
+        if name in sys.modules
+        for attr in attrs
+    ]  # fmt: skip
+    if layer_errors and isinstance(err, tuple(layer_errors)):
+        wrapped = BenchError(str(err))
+        wrapped.exit_code = EXIT_INPUT
+        return wrapped
+    return None

@@ -49,9 +49,9 @@ def predict_logits(
     elif image.ndim == 5 and image.shape[0] == 1:
         batch = image
     else:
-        raise ValueError(f"image must be [C, D, H, W] or [1, C, D, H, W], got shape {tuple(image.shape)}")
+        raise BenchError(f"image must be [C, D, H, W] or [1, C, D, H, W], got shape {tuple(image.shape)}")
     if len(patch) != 3:
-        raise ValueError(f"patch must have 3 sides (D, H, W), got {tuple(patch)}")
+        raise BenchError(f"patch must have 3 sides (D, H, W), got {tuple(patch)}")
     stitch = _stitch_device(stitch_device, device, batch.shape[2:].numel())
     model.to(device=device, memory_format=memory_format).eval()
 
@@ -85,7 +85,7 @@ def predict_labels(model: nn.Module, image: Tensor, patch: Sequence[int], **kwar
     if logits.ndim == 5:
         logits = logits[0]
     if logits.shape[0] > 256:
-        raise ValueError(f"{logits.shape[0]} classes do not fit in uint8 labels")
+        raise BenchError(f"{logits.shape[0]} classes do not fit in uint8 labels")
     return logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
 
 

@@ -45,6 +45,8 @@ from medpy.metric.binary import hd95 as _medpy_hd95
 from scipy import ndimage
 from tqdm import tqdm
 
+from bench.errors import BenchError
+
 EMPTY_MASK_POLICY = (
     "both_empty: Dice NaN, HD95 NaN, excluded from means; "
     "missed (GT present, prediction empty): Dice 0, HD95 = image diagonal in mm, included; "
@@ -175,10 +177,10 @@ def _case_rows(
     """Rows with Dice and status filled in, and for each row the HD95 job still to run (None when settled)."""
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"case {case_id}: prediction shape {pred.shape} differs from ground truth {gt.shape}")
+        raise BenchError(f"case {case_id}: prediction shape {pred.shape} differs from ground truth {gt.shape}")
     for name, arr in (("prediction", pred), ("ground truth", gt)):
         if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
-            raise ValueError(f"case {case_id}: {name} must be an integer label volume, got dtype {arr.dtype}")
+            raise BenchError(f"case {case_id}: {name} must be an integer label volume, got dtype {arr.dtype}")
     spacing = _check_spacing(spacing, pred.ndim)
     # One pass per volume finds every label's bounding box (None where a label is absent).
     pred_boxes = _label_boxes(pred)
@@ -213,7 +215,7 @@ def _record_case_ids(items: Iterable[tuple], case_ids: list[str]) -> Iterator[tu
     seen: set[str] = set()
     for item in items:
         if item[0] in seen:
-            raise ValueError(f"case {item[0]!r} appears twice")
+            raise BenchError(f"case {item[0]!r} appears twice")
         seen.add(item[0])
         case_ids.append(item[0])
         yield item
@@ -257,7 +259,7 @@ def _label_boxes(volume: np.ndarray) -> list[tuple[slice, ...] | None]:
     if volume.dtype == bool:
         volume = volume.view(np.uint8)
     if volume.size and volume.min() < 0:
-        raise ValueError(f"label volumes must not hold negative values, found {volume.min()}")
+        raise BenchError(f"label volumes must not hold negative values, found {volume.min()}")
     return [None, *ndimage.find_objects(volume)]
 
 
@@ -272,14 +274,14 @@ def _with_margin(box: tuple[slice, ...], shape: Sequence[int]) -> tuple[slice, .
 def _binary_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, gt = np.asarray(pred).astype(bool, copy=False), np.asarray(gt).astype(bool, copy=False)
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+        raise BenchError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
     return pred, gt
 
 
 def _check_spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != ndim or not all(s > 0 for s in spacing):
-        raise ValueError(f"spacing must hold {ndim} positive values (one per array axis), got {spacing}")
+        raise BenchError(f"spacing must hold {ndim} positive values (one per array axis), got {spacing}")
     return spacing
 
 

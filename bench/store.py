@@ -23,9 +23,9 @@ import json
 import math
 import os
 import random
-import re
 import secrets
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.errors import BenchError, disk_full_as_error, disk_full_error
+from bench.names import is_path_component, slugify
 
 PER_CASE_COLUMNS = ["case", "label", "name", "dice", "hd95", "status"]
 TRAIN_LOG_COLUMNS = ["iteration", "loss", "seg_loss", "kd_loss", "lr", "val_dice", "seconds"]
@@ -68,7 +69,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Temp file in the same directory, fsync, ``os.replace``, then fsync of the directory so the rename is durable."""
-    path = Path(path)
+    with disk_full_as_error(path):
+        _atomic_write_bytes(Path(path), data)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # open(..., "xb") rather than mkstemp: the file gets the usual 0o666 & ~umask permissions, not 0o600.
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
@@ -120,12 +125,6 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def slugify(text: str) -> str:
-    """Filesystem-safe on Linux, macOS and Windows; ``__`` is kept free as the run-id field separator."""
-    slug = re.sub(r"[^A-Za-z0-9.+=-]+", "_", str(text)).strip("._")
-    return re.sub(r"_{2,}", "_", slug) or "x"
-
-
 def make_run_id(model: str, kd: str, teacher: str | None, seed: int, dataset: str, preset_hash: str) -> str:
     """``synthetic__lcovnet__kd-ca+ms__t-unet3d__s0__3f2a9c1b``; no ``t-`` field when there is no teacher."""
     parts = [slugify(dataset), slugify(model), f"kd-{slugify(kd)}"]
@@ -154,14 +153,24 @@ class ResultsStore:
 
     def __init__(self, root: Path | str = "results") -> None:
         self.root = Path(root)
+        self.db_path = self.root / "bench.sqlite"
+        self.skipped: dict[str, str] = {}  # run id -> why its files cannot be read (reported once, then left out)
+        # A store that exists but cannot be written (a read-only copy of someone's results) is opened for reading:
+        # its run files are read directly and the index is neither updated nor needed.
+        self.readonly = self.root.is_dir() and not os.access(self.root, os.W_OK | os.X_OK)
+        if self.readonly:
+            return
         try:
             (self.root / "runs").mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise BenchError(f"results directory {self.root} cannot be created: {err.strerror or err}") from None
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise BenchError(f"results directory {self.root} is not writable")
-        self.db_path = self.root / "bench.sqlite"
         self._init_db()
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise BenchError(f"results directory {self.root} is read-only; runs need a writable store (--results DIR)")
 
     def _init_db(self) -> None:
         """Switch the database to WAL (a persistent setting) and create the tables.
@@ -184,6 +193,8 @@ class ResultsStore:
             time.sleep(random.uniform(0.01, 0.1))
 
     def _db_error(self, err: sqlite3.Error) -> BenchError:
+        if "full" in str(err).lower():  # SQLITE_FULL: "database or disk is full"
+            return disk_full_error(self.db_path)
         if _is_busy(err):
             return BenchError(f"results database {self.db_path} stayed locked by another process for "
                               f"{BUSY_TIMEOUT_MS // 1000} s")
@@ -211,7 +222,8 @@ class ResultsStore:
 
     def run_dir(self, run_id: str) -> Path:
         """``root/runs/<run_id>``, created if needed."""
-        if run_id in {"", ".", ".."} or re.search(r"[/\\\x00]", run_id):
+        self._writable()
+        if not is_path_component(run_id):
             raise BenchError(f"invalid run id {run_id!r}: it must name a single directory")
         path = self.root / "runs" / run_id
         path.mkdir(parents=True, exist_ok=True)
@@ -225,6 +237,7 @@ class ResultsStore:
 
         An earlier ``summary.json`` is removed first, so a re-recorded run is never complete with mismatched files.
         """
+        self._writable()
         missing = [c for c in PER_CASE_COLUMNS if c not in per_case.columns]
         if missing:
             raise ValueError(f"per_case for run {run_id} lacks columns {missing}; need {PER_CASE_COLUMNS}")
@@ -265,21 +278,43 @@ class ResultsStore:
         return sorted(p.parent.name for p in runs.glob(f"*/{SUMMARY_FILE}") if p.is_file())
 
     def summaries(self) -> list[dict]:
-        """Every complete run's ``summary.json``, sorted by run id."""
+        """Every readable complete run's ``summary.json``, sorted by run id.
+
+        A run whose ``summary.json`` or ``per_case.csv`` cannot be read is left out with a warning on stderr naming
+        the file (see ``skipped``), so that one broken run does not hide all the others.
+        """
         out = []
         for run_id in self._complete_runs():
-            path = self.root / "runs" / run_id / SUMMARY_FILE
-            try:
-                summary = json.loads(path.read_text(encoding="utf-8"))
-            except FileNotFoundError:  # being re-recorded right now: not complete
-                continue
-            except (OSError, ValueError) as err:
-                raise BenchError(f"cannot read {path}: {err}") from None
-            if not isinstance(summary, dict):
-                raise BenchError(f"{path} does not hold a JSON object")
-            summary.setdefault("run_id", run_id)
-            out.append(summary)
+            summary = self._summary(run_id)
+            if summary is not None:
+                out.append(summary)
         return out
+
+    def _summary(self, run_id: str) -> dict | None:
+        """The run's summary, or None when it is being re-recorded right now or its files are broken."""
+        if run_id in self.skipped:
+            return None
+        directory = self.root / "runs" / run_id
+        path = directory / SUMMARY_FILE
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(summary, dict):
+                raise ValueError("not a JSON object")
+            self._read_per_case_csv(directory / PER_CASE_FILE)
+        except FileNotFoundError as err:
+            if Path(err.filename or "") == path:  # being re-recorded right now: not complete
+                return None
+            return self._skip(run_id, f"{err.filename}: missing")
+        except BenchError as err:
+            return self._skip(run_id, str(err))
+        except (OSError, ValueError) as err:
+            return self._skip(run_id, f"cannot read {path}: {err}")
+        summary.setdefault("run_id", run_id)
+        return summary
+
+    def _skip(self, run_id: str, why: str) -> None:
+        self.skipped[run_id] = why
+        print(f"warning: run {run_id} left out: {why}", file=sys.stderr)
 
     def _sync_index(self, conn: sqlite3.Connection) -> None:
         """Re-index complete runs that a killed writer left out of (or stale in) the database; drop deleted runs."""
@@ -287,6 +322,10 @@ class ResultsStore:
         on_disk = set()
         for run_id in self._complete_runs():
             directory = self.root / "runs" / run_id
+            if self._summary(run_id) is None:  # incomplete right now, or broken: warned about, its rows left alone
+                if run_id in self.skipped:
+                    on_disk.add(run_id)
+                continue
             try:
                 text = (directory / SUMMARY_FILE).read_text(encoding="utf-8")
             except FileNotFoundError:  # removed by a concurrent re-record; it is incomplete now
@@ -308,11 +347,21 @@ class ResultsStore:
         except FileNotFoundError:
             return pd.DataFrame(columns=PER_CASE_COLUMNS)
         except (OSError, ValueError) as err:
-            raise BenchError(f"cannot read {path}: {err}") from None
-        return frame.reindex(columns=PER_CASE_COLUMNS)
+            raise BenchError(f"cannot read {path}: {' '.join(str(err).split())}") from None
+        missing = [c for c in PER_CASE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise BenchError(f"{path} lacks the column(s) {', '.join(missing)}")
+        try:
+            frame[["dice", "hd95"]] = frame[["dice", "hd95"]].astype(float)
+            frame["label"] = frame["label"].astype("Int64")
+        except (ValueError, TypeError) as err:
+            raise BenchError(f"{path} holds a value that is not a number ({err})") from None
+        return frame[PER_CASE_COLUMNS]
 
     def per_case(self, run_id: str | None = None) -> pd.DataFrame:
         """Per-case, per-label metrics in long format: ``run_id, case, label, name, dice, hd95, status``."""
+        if self.readonly:
+            return self._per_case_from_files(run_id)
         with self._connect() as conn:
             self._sync_index(conn)
             query = "SELECT run_id, case_id, label, name, dice, hd95, status FROM per_case"
@@ -322,16 +371,34 @@ class ResultsStore:
                 params = (run_id,)
             rows = conn.execute(query + " ORDER BY run_id, rowid", params).fetchall()
         frame = pd.DataFrame(rows, columns=["run_id", *PER_CASE_COLUMNS])
+        frame = frame[~frame["run_id"].isin(list(self.skipped))].reset_index(drop=True)
         frame["label"] = frame["label"].astype("Int64")
         frame[["dice", "hd95"]] = frame[["dice", "hd95"]].astype(float)
         return frame
+
+    def _per_case_from_files(self, run_id: str | None) -> pd.DataFrame:
+        """``per_case`` read from the run folders (a read-only store, whose index cannot be brought up to date)."""
+        frames = []
+        for rid in [run_id] if run_id is not None else self._complete_runs():
+            if self._summary(rid) is not None:
+                frame = self._read_per_case_csv(self.root / "runs" / rid / PER_CASE_FILE)
+                frames.append(frame.assign(run_id=rid)[["run_id", *PER_CASE_COLUMNS]])
+        if not frames:
+            return pd.DataFrame(columns=["run_id", *PER_CASE_COLUMNS]).astype({"label": "Int64", "dice": float,
+                                                                              "hd95": float})  # fmt: skip
+        return pd.concat(frames, ignore_index=True)
 
     def train_log(self, run_id: str) -> pd.DataFrame | None:
         """The run's ``train_log.csv`` (``val_dice`` NaN between validations), or None when there is none yet."""
         path = self.root / "runs" / run_id / TRAIN_LOG_FILE
         try:
-            return pd.read_csv(path)
+            log = pd.read_csv(path)
         except (FileNotFoundError, pd.errors.EmptyDataError):
             return None
         except (OSError, ValueError) as err:
-            raise BenchError(f"cannot read {path}: {err}") from None
+            print(f"warning: training curve of run {run_id} left out: cannot read {path}: {err}", file=sys.stderr)
+            return None
+        if not {"iteration", "loss"} <= set(log.columns):
+            print(f"warning: training curve of run {run_id} left out: {path} lacks iteration/loss", file=sys.stderr)
+            return None
+        return log

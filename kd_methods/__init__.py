@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 from importlib.metadata import entry_points
 
+from kd_methods._errors import KDMethodError
 from kd_methods._registry import (
     KDMethodInfo,
     UnknownKDMethodError,
@@ -21,6 +22,7 @@ from kd_methods._registry import (
 )
 
 __all__ = [
+    "KDMethodError",
     "KDMethodInfo",
     "UnknownKDMethodError",
     "available_kd_methods",

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from kd_methods._align import at_least_fp32
+from kd_methods._errors import KDMethodError
 
 
 def channel_adapter(in_channels: int, out_channels: int, *, always: bool) -> nn.Module:
@@ -41,7 +42,7 @@ class ScaleAdapters(nn.Module):
         """Map the student feature of ``scale`` to the teacher's channel count, in fp32."""
         expected = self.student_channels[scale]
         if features.shape[1] != expected:
-            raise ValueError(
+            raise KDMethodError(
                 f"student feature at scale {scale} has {features.shape[1]} channels, but the method was built with "
                 f"student_channels[{scale}] = {expected}"
             )

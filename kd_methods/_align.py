@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kd_methods._errors import KDMethodError
+
 
 def common_scales(student: Sequence[Tensor], teacher: Sequence[Tensor], limit: int | None = None) -> int:
     """Number of scale pairs: the shorter list's length, capped at ``limit``."""
@@ -66,7 +68,7 @@ def scale_weights(base: Sequence[float], n: int) -> list[float]:
     """
     used = [float(w) for w in base[: min(n, len(base))]]
     if not used or sum(used) <= 0:
-        raise ValueError(f"need at least one positive scale weight, got {list(base)} for {n} scale(s)")
+        raise KDMethodError(f"need at least one positive scale weight, got {list(base)} for {n} scale(s)")
     factor = sum(float(w) for w in base) / sum(used)
     return [w * factor for w in used]
 
@@ -75,4 +77,4 @@ def require_features(student_features: Sequence[Tensor], teacher_features: Seque
     """Raise a clear error when either output carries no decoder features."""
     for side, feats in (("student", student_features), ("teacher", teacher_features)):
         if not feats:
-            raise ValueError(f"{method} distils decoder features, but the {side} SegOutput has no `features`")
+            raise KDMethodError(f"{method} distils decoder features, but the {side} SegOutput has no `features`")

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from kd_methods._errors import KDMethodError
+
 if TYPE_CHECKING:
     from models import SegOutput
 
@@ -29,7 +31,7 @@ class KDMethod(nn.Module, ABC):
     def __init__(self, student_channels: list[int], teacher_channels: list[int], num_classes: int, weight: float):
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"{type(self).__name__}: num_classes must be >= 2, got {num_classes}")
+            raise KDMethodError(f"{type(self).__name__}: num_classes must be >= 2, got {num_classes}")
         self.student_channels = list(student_channels)
         self.teacher_channels = list(teacher_channels)
         self.num_classes = int(num_classes)
@@ -52,22 +54,22 @@ class KDMethod(nn.Module, ABC):
         for side, out in (("student", student_out), ("teacher", teacher_out)):
             logits = out.main
             if logits.dim() != 5:
-                raise ValueError(f"{name}: {side} logits must be [B, K, D, H, W], got shape {tuple(logits.shape)}")
+                raise KDMethodError(f"{name}: {side} logits must be [B, K, D, H, W], got shape {tuple(logits.shape)}")
             if logits.shape[1] != self.num_classes:
-                raise ValueError(
+                raise KDMethodError(
                     f"{name}: {side} logits have {logits.shape[1]} classes, the method was built for {self.num_classes}"
                 )
         if student_out.main.shape[0] != teacher_out.main.shape[0]:
-            raise ValueError(
+            raise KDMethodError(
                 f"{name}: student batch {student_out.main.shape[0]} != teacher batch {teacher_out.main.shape[0]}"
             )
         if not self.needs_target:
             return
         if target is None:
-            raise ValueError(f"{name} needs the integer label map `target` ([B, D, H, W]), got None")
+            raise KDMethodError(f"{name} needs the integer label map `target` ([B, D, H, W]), got None")
         want = (student_out.main.shape[0], *student_out.main.shape[2:])
         if tuple(target.shape) != want:
-            raise ValueError(
+            raise KDMethodError(
                 f"{name}: target must be [B, D, H, W] = {list(want)} (the student's full-resolution logits), "
                 f"got shape {list(target.shape)}"
             )

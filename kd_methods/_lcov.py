@@ -12,6 +12,8 @@ so the effective weights are CA 0.02 / MS 0.04 (`pymic`) and CA 0.1 / MS 0.2 (`n
 
 from __future__ import annotations
 
+from kd_methods._errors import KDMethodError
+
 SCALE_WEIGHTS: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)
 SEG_LOSS_WEIGHT = 0.8
 PRESETS: dict[str, dict[str, float]] = {
@@ -23,5 +25,5 @@ PRESETS: dict[str, dict[str, float]] = {
 def preset_weight(term: str, preset: str, weight: float | None) -> float:
     """``weight`` if given, else the ``preset``'s effective weight for ``term`` ("ca" or "ms")."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} for {term}; choose one of: {', '.join(PRESETS)}")
+        raise KDMethodError(f"unknown preset {preset!r} for {term}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[preset][term] if weight is None else float(weight)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
+from kd_methods._errors import KDMethodError
+
 if TYPE_CHECKING:
     from models import SegOutput
 
@@ -38,7 +40,7 @@ def register_kd_method(name: str, *, description: str, reference: str) -> Callab
 
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
         if name in _METHODS:
-            raise ValueError(f"KD method {name!r} is already registered by {_METHODS[name].cls.__module__}")
+            raise KDMethodError(f"KD method {name!r} is already registered by {_METHODS[name].cls.__module__}")
         _METHODS[name] = KDMethodInfo(name, description, reference, cls)
         return cls
 
@@ -99,7 +101,7 @@ def create_kd_method(
             known = ", ".join(available_kd_methods())
             raise UnknownKDMethodError(f"unknown KD method {part!r} in {name!r}; registered methods: {known}")
     if len(set(names)) != len(names):
-        raise ValueError(f"KD method {name!r} names a part more than once")
+        raise KDMethodError(f"KD method {name!r} names a part more than once")
     scoped = {part: hyperparameters.pop(part) for part in names if isinstance(hyperparameters.get(part), dict)}
     parts = {
         part: create_kd_method(

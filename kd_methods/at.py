@@ -8,6 +8,7 @@ from torch import Tensor
 
 from kd_methods._align import paired, require_features
 from kd_methods._base import KDMethod
+from kd_methods._errors import KDMethodError
 from kd_methods._ops import spatial_attention
 from kd_methods._registry import register_kd_method
 
@@ -54,7 +55,7 @@ class AttentionTransfer(KDMethod):
     ):
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if num_scales is not None and num_scales < 1:
-            raise ValueError(f"at: num_scales must be >= 1 or None, got {num_scales}")
+            raise KDMethodError(f"at: num_scales must be >= 1 or None, got {num_scales}")
         self.p = float(p)
         self.num_scales = num_scales
 

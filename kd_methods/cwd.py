@@ -10,6 +10,7 @@ from torch import Tensor
 from kd_methods._adapters import ScaleAdapters
 from kd_methods._align import paired, require_features
 from kd_methods._base import KDMethod
+from kd_methods._errors import KDMethodError
 from kd_methods._registry import register_kd_method
 
 if TYPE_CHECKING:
@@ -60,17 +61,17 @@ class ChannelWiseDistillation(KDMethod):
         weight: float | None = None,
     ):
         if on not in DEFAULT_WEIGHTS:
-            raise ValueError(f"cwd: `on` must be one of {', '.join(DEFAULT_WEIGHTS)}, got {on!r}")
+            raise KDMethodError(f"cwd: `on` must be one of {', '.join(DEFAULT_WEIGHTS)}, got {on!r}")
         weight = DEFAULT_WEIGHTS[on] if weight is None else weight
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if tau <= 0:
-            raise ValueError(f"cwd: tau must be positive, got {tau}")
+            raise KDMethodError(f"cwd: tau must be positive, got {tau}")
         self.on = on
         self.tau = float(tau)
         if on == "features":
             self.adapters = ScaleAdapters(student_channels, teacher_channels, 1, always=False)
             if len(self.adapters) == 0:
-                raise ValueError("cwd on features needs student_channels and teacher_channels")
+                raise KDMethodError("cwd on features needs student_channels and teacher_channels")
 
     def extra_repr(self) -> str:
         return f"weight={self.weight:g}, on={self.on!r}, tau={self.tau:g}"

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from kd_methods._align import paired
 from kd_methods._base import KDMethod
+from kd_methods._errors import KDMethodError
 from kd_methods._registry import register_kd_method
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class DIST(KDMethod):
     ):
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if tau <= 0:
-            raise ValueError(f"dist: tau must be positive, got {tau}")
+            raise KDMethodError(f"dist: tau must be positive, got {tau}")
         self.beta = float(beta)
         self.gamma = float(gamma)
         self.tau = float(tau)

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from kd_methods._align import common_scales, labels_at, paired, require_features
 from kd_methods._base import KDMethod
+from kd_methods._errors import KDMethodError
 from kd_methods._ops import one_hot_voxels, region_means, spatial_attention, voxel_kl
 from kd_methods._registry import register_kd_method
 
@@ -81,7 +82,7 @@ class EMKD(KDMethod):
     ):
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if tau <= 0:
-            raise ValueError(f"emkd: tau must be positive, got {tau}")
+            raise KDMethodError(f"emkd: tau must be positive, got {tau}")
         self.pmd_weight = float(pmd_weight)
         self.imd_weight = float(imd_weight)
         self.rad_weight = float(rad_weight)

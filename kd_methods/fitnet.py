@@ -9,6 +9,7 @@ from torch import Tensor
 from kd_methods._adapters import ScaleAdapters
 from kd_methods._align import paired, require_features
 from kd_methods._base import KDMethod
+from kd_methods._errors import KDMethodError
 from kd_methods._registry import register_kd_method
 
 if TYPE_CHECKING:
@@ -47,10 +48,10 @@ class FitNet(KDMethod):
     ):
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if num_scales < 1:
-            raise ValueError(f"fitnet: num_scales must be >= 1, got {num_scales}")
+            raise KDMethodError(f"fitnet: num_scales must be >= 1, got {num_scales}")
         self.adapters = ScaleAdapters(student_channels, teacher_channels, num_scales, always=True)
         if len(self.adapters) == 0:
-            raise ValueError("fitnet needs student_channels and teacher_channels (decoder feature channels)")
+            raise KDMethodError("fitnet needs student_channels and teacher_channels (decoder feature channels)")
 
     def compute(self, student_out: SegOutput, teacher_out: SegOutput, target: Tensor | None) -> Tensor:
         require_features(student_out.features, teacher_out.features, "fitnet")

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from kd_methods._align import paired
 from kd_methods._base import KDMethod
+from kd_methods._errors import KDMethodError
 from kd_methods._ops import voxel_kl
 from kd_methods._registry import register_kd_method
 
@@ -46,7 +47,7 @@ class HintonKD(KDMethod):
     ):
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if tau <= 0:
-            raise ValueError(f"kd: tau must be positive, got {tau}")
+            raise KDMethodError(f"kd: tau must be positive, got {tau}")
         self.tau = float(tau)
 
     def extra_repr(self) -> str:

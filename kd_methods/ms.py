@@ -10,6 +10,7 @@ from torch import Tensor
 
 from kd_methods._align import common_scales, paired, require_features, scale_weights
 from kd_methods._base import KDMethod
+from kd_methods._errors import KDMethodError
 from kd_methods._lcov import SCALE_WEIGHTS, SEG_LOSS_WEIGHT, preset_weight
 from kd_methods._ops import voxel_kl
 from kd_methods._registry import register_kd_method
@@ -109,7 +110,7 @@ class MultiScaleKD(KDMethod):
     ):
         super().__init__(student_channels, teacher_channels, num_classes, preset_weight("ms", preset, weight))
         if norm not in NORMS:
-            raise ValueError(f"ms: unknown norm {norm!r}; choose one of: {', '.join(NORMS)}")
+            raise KDMethodError(f"ms: unknown norm {norm!r}; choose one of: {', '.join(NORMS)}")
         self.preset = preset
         self.norm = norm
         self.tau_fn = float(tau_fn) if tau_fn is not None else (1.0 if norm == "none" else 2.0)

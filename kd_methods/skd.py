@@ -10,6 +10,7 @@ from torch import Tensor
 
 from kd_methods._align import at_least_fp32, paired, require_features
 from kd_methods._base import KDMethod
+from kd_methods._errors import KDMethodError
 from kd_methods._ops import voxel_kl
 from kd_methods._registry import register_kd_method
 
@@ -71,7 +72,7 @@ class StructuredKD(KDMethod):
     ):
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if nodes_per_axis < 1:
-            raise ValueError(f"skd: nodes_per_axis must be >= 1, got {nodes_per_axis}")
+            raise KDMethodError(f"skd: nodes_per_axis must be >= 1, got {nodes_per_axis}")
         self.pixel_weight = float(pixel_weight)
         self.pair_weight = float(pair_weight)
         self.nodes_per_axis = int(nodes_per_axis)

@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 from importlib.metadata import entry_points
 
+from models._errors import ModelError
 from models._output import SegOutput
 from models._registry import (
     ModelInfo,
@@ -22,6 +23,7 @@ from models._registry import (
 )
 
 __all__ = [
+    "ModelError",
     "ModelInfo",
     "SegOutput",
     "UnknownModelError",

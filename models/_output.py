@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from models._errors import ModelError
+
 
 @dataclass
 class SegOutput:
@@ -22,9 +24,9 @@ class SegOutput:
 
     def __post_init__(self) -> None:
         if not self.logits:
-            raise ValueError("SegOutput needs at least one logits tensor")
+            raise ModelError("SegOutput needs at least one logits tensor")
         if self.features and len(self.features) != len(self.logits):
-            raise ValueError(
+            raise ModelError(
                 f"SegOutput has {len(self.logits)} logits tensors but {len(self.features)} feature tensors"
             )
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from models._errors import ModelError
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -46,7 +48,7 @@ def register_model(
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered by {_MODELS[name].factory.__module__}")
+            raise ModelError(f"model {name!r} is already registered by {_MODELS[name].factory.__module__}")
         _MODELS[name] = ModelInfo(name, description, reference, tuple(default_patch), stride3, factory, extra)
         return factory
 
@@ -71,5 +73,5 @@ def create_model(name: str, in_channels: int = 1, num_classes: int = 2, **kwargs
     """Build a registered model. ``kwargs`` set width (``channels=[...]`` or ``base_channels=``) and the like."""
     info = model_info(name)
     if in_channels < 1 or num_classes < 2:
-        raise ValueError(f"{name}: in_channels must be >= 1 and num_classes >= 2 (got {in_channels}, {num_classes})")
+        raise ModelError(f"{name}: in_channels must be >= 1 and num_classes >= 2 (got {in_channels}, {num_classes})")
     return info.factory(in_channels=in_channels, num_classes=num_classes, **kwargs)

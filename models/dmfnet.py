@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from models._blocks import resolve_channels
+from models._errors import ModelError
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -103,7 +104,7 @@ class DMFNet(nn.Module):
         n, c = channels
         for width in (n, c):
             if width % groups or width % 4:
-                raise ValueError(f"DMFNet: channel count {width} must be divisible by groups={groups} and by 4")
+                raise ModelError(f"DMFNet: channel count {width} must be divisible by groups={groups} and by 4")
         self.deep_supervision = deep_supervision
         dil = (1, 2, 3) if dilated else (1,)
 

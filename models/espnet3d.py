@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models._blocks import resolve_channels
+from models._errors import ModelError
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -53,7 +54,7 @@ class ESPBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
         if cout < 4:
-            raise ValueError(f"ESP block needs at least 4 output channels, got {cout}")
+            raise ModelError(f"ESP block needs at least 4 output channels, got {cout}")
         n = cout // 4
         self.reduce = _conv_bn(cin, n, 1)
         self.branches = nn.ModuleList(

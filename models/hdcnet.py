@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models._errors import ModelError
 from models._output import SegOutput
 from models._registry import register_model
 
@@ -54,7 +55,7 @@ class HDCModule(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         if cout % 4 or cin < cout:
-            raise ValueError(f"HDC module needs out channels divisible by 4 and in >= out, got {cin} -> {cout}")
+            raise ModelError(f"HDC module needs out channels divisible by 4 and in >= out, got {cin} -> {cout}")
         self.group = cout // 4
         self.expand = _conv_bn_relu(cin, cout, 1)
         self.hierarchy = nn.ModuleList(_conv_bn_relu(self.group, self.group, _IN_PLANE) for _ in range(3))

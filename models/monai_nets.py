@@ -25,6 +25,7 @@ from types import ModuleType
 from torch import Tensor, nn
 
 from models._blocks import resolve_channels
+from models._errors import ModelError
 from models._output import SegOutput
 from models._registry import register_model
 from models.nnunet import WORD_PATCH, WORD_SPACING, plan_topology
@@ -69,7 +70,7 @@ class MonaiSingleScale(nn.Module):
 
     def forward(self, x: Tensor) -> SegOutput:
         if self.input_size is not None and tuple(x.shape[2:]) != self.input_size:
-            raise ValueError(f"this network was built for input size {self.input_size}, got {tuple(x.shape[2:])}")
+            raise ModelError(f"this network was built for input size {self.input_size}, got {tuple(x.shape[2:])}")
         logits = self.net(x)
         feature, self._feature = self._feature, None
         return SegOutput([logits], [feature])
@@ -121,7 +122,7 @@ def monai_unet(
     """``num_res_units`` must be >= 1 (the full-resolution feature is the input of the top residual unit)."""
     nets = _monai_nets("monai-unet")
     if num_res_units < 1:
-        raise ValueError(f"monai-unet: num_res_units must be >= 1, got {num_res_units}")
+        raise ModelError(f"monai-unet: num_res_units must be >= 1, got {num_res_units}")
     chans = resolve_channels(channels, base_channels, (16, 32, 64, 128, 256), (1, 2, 4, 8, 16))
     net = nets.UNet(3, in_channels, num_classes, chans, (2,) * (len(chans) - 1), num_res_units=num_res_units,
                     norm="BATCH")  # fmt: skip
@@ -167,7 +168,7 @@ def monai_segresnet(
     """``base_channels``: SegResNet's ``init_filters`` (a multiple of its 8 GroupNorm groups)."""
     nets = _monai_nets("monai-segresnet")
     if base_channels % 8:
-        raise ValueError(f"monai-segresnet: base_channels must be a multiple of 8, got {base_channels}")
+        raise ModelError(f"monai-segresnet: base_channels must be a multiple of 8, got {base_channels}")
     net = nets.SegResNet(3, base_channels, in_channels, num_classes)
     return MonaiSingleScale(net, "conv_final", base_channels)
 
@@ -225,7 +226,7 @@ def monai_unetr(
     nets = _monai_nets("monai-unetr")
     patch = tuple(int(p) for p in patch)
     if len(patch) != 3 or any(p < 16 or p % 16 for p in patch):
-        raise ValueError(f"monai-unetr: patch must be three multiples of 16, got {patch}")
+        raise ModelError(f"monai-unetr: patch must be three multiples of 16, got {patch}")
     net = nets.UNETR(
         in_channels, num_classes, patch, feature_size=feature_size, hidden_size=hidden_size, mlp_dim=mlp_dim,
         num_heads=num_heads, proj_type="perceptron",
@@ -253,7 +254,7 @@ def monai_swinunetr(
     nets = _monai_nets("monai-swinunetr")
     patch = tuple(int(p) for p in patch)
     if len(patch) != 3 or any(p < 32 or p % 32 for p in patch):
-        raise ValueError(f"monai-swinunetr: patch must be three multiples of 32, got {patch}")
+        raise ModelError(f"monai-swinunetr: patch must be three multiples of 32, got {patch}")
     net = nets.SwinUNETR(in_channels, num_classes, feature_size=feature_size, window_size=window_size)
     return MonaiSingleScale(net, "out", feature_size)
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.cliargs import parse_float_list, parse_int_list
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, FindingsError
 
 _EPILOG = """examples:
   bench data synth --out data/synth --cases 16 --seed 0 --preview results/synth_preview.png
@@ -130,7 +130,9 @@ def run_check(args: argparse.Namespace) -> int:
     print(report.format())
     if not report.ok:
         n_cases = len({i.case_id for i in report.issues})
-        raise DataError(f"{len(report.issues)} problem(s) in {n_cases} case(s) of {report.dataset.root}, listed above")
+        raise FindingsError(
+            f"{len(report.issues)} problem(s) in {n_cases} case(s) of {report.dataset.root}, listed above"
+        )
     return 0
 
 

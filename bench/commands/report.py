@@ -11,6 +11,7 @@ with the same student trained without KD (delta and paired Wilcoxon test over ca
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from bench.cliargs import parse_name_list
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import BenchError
+    from bench.errors import BenchError, disk_full_as_error
     from bench.report import build_report
     from bench.store import ResultsStore
 
@@ -35,7 +36,20 @@ def run(args: argparse.Namespace) -> int:
     results = Path(args.results)
     if not results.is_dir():
         raise BenchError(f"results store {results} does not exist; run `bench run` first or pass --results DIR")
-    report = build_report(ResultsStore(results), Path(args.out) if args.out else results / "report", formats)
+    store = ResultsStore(results)
+    out = Path(args.out) if args.out else results / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if not os.access(out.parent if not out.exists() else out, os.W_OK):
+            hint = "; a read-only results folder needs --out DIR elsewhere" if store.readonly else ""
+            raise BenchError(f"report folder {out} cannot be created: {err.strerror or err}{hint}") from None
+        raise
+    if not os.access(out, os.W_OK | os.X_OK):
+        hint = "; a read-only results folder needs --out DIR elsewhere" if store.readonly else ""
+        raise BenchError(f"report folder {out} is not writable{hint}")
+    with disk_full_as_error(out):
+        report = build_report(store, out, formats)
     print(report.terminal_table())
     print()
     print(f"wrote {len(report.files)} report file(s) and {sum(2 * len(g.plots) for g in report.groups)} figure file(s) "

@@ -1,8 +1,9 @@
 """``check_dataset``: read every file of a data set and report every problem, never stopping at the first.
 
-Problems: missing, unreadable or truncated files; images that are not 3-D single-component; channels or label whose
-size, spacing, origin or direction differ from the first image; label values not declared in the organ names;
-non-integer labels; NaN or inf voxels; duplicate case ids; an empty data set.
+Problems: missing, unreadable or truncated files, broken symbolic links, labels whose image is gone; images that are
+not 3-D single-component; channels or label whose size, spacing, origin or direction differ from the first image;
+label values not declared in the organ names; non-integer labels; NaN or inf voxels; duplicate case ids; an empty
+data set. Warnings (usable, but probably a mistake): a training label without any organ.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class CaseSummary:
     intensity: tuple[float, float] | None = None
     label_voxels: dict[int, int] = field(default_factory=dict)
     issues: list[CheckIssue] = field(default_factory=list)
+    warnings: list[CheckIssue] = field(default_factory=list)
 
 
 @dataclass
@@ -55,13 +57,14 @@ class CheckReport:
     dataset: Dataset
     cases: list[CaseSummary]
     issues: list[CheckIssue]
+    warnings: list[CheckIssue] = field(default_factory=list)  # suspicious but usable (an all-background label)
 
     @property
     def ok(self) -> bool:
         return not self.issues
 
     def raise_for_issues(self) -> None:
-        """Raise DataError (exit code 1) summarising the issues, if there are any."""
+        """Raise DataError (bad input, exit code 2) summarising the issues, if there are any."""
         if self.issues:
             n_cases = len({i.case_id for i in self.issues})
             raise DataError(
@@ -87,6 +90,8 @@ class CheckReport:
             rows.append(["intensity", f"{min(lows):g}", median, f"{max(highs):g}"])
             lines += ["", tabulate(rows, headers=["", "min", "median", "max"])]
             lines += ["", self._organ_table(good)]
+        if self.warnings:
+            lines += ["", f"{len(self.warnings)} warning(s):", *(f"  WARNING {w}" for w in self.warnings)]
         if self.issues:
             lines += ["", f"{len(self.issues)} problem(s):", *(f"  ERROR {i}" for i in self.issues)]
         else:
@@ -121,7 +126,7 @@ def check_dataset(
         seen[case.case_id] = seen.get(case.case_id, 0) + 1
         if seen[case.case_id] == 2:
             issues.append(CheckIssue(case.case_id, case.images[0], f"duplicate case id (also a {role} case)"))
-    return CheckReport(dataset, summaries, issues)
+    return CheckReport(dataset, summaries, issues, [w for s in summaries for w in s.warnings])
 
 
 def _check_case(role_case: tuple[str, Case], declared: list[int]) -> CaseSummary:
@@ -178,10 +183,15 @@ def _check_case(role_case: tuple[str, Case], declared: list[int]) -> CaseSummary
     undeclared = sorted(set(values.tolist()) - set(declared))
     if undeclared:
         issue(case.label, f"label values {undeclared} are not declared in the organ names (declared: {declared})")
+    if role == "train" and values.tolist() == [0]:
+        out.warnings.append(CheckIssue(case.case_id, case.label, "training label holds no organ (all background)"))
     return out
 
 
 def _read(path: Path, what: str, issue) -> sitk.Image | None:
+    if path.is_symlink() and not path.exists():
+        issue(path, f"{what} is a broken symbolic link (dangling, or a loop)")
+        return None
     if not path.is_file():
         issue(path, f"{what} file missing")
         return None

@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.data.nifti import image_suffix, strip_suffix
 from bench.errors import BenchError
+from bench.names import is_path_component, path_component
 
 WORD_LABELS: dict[int, str] = {
     0: "background",
@@ -43,6 +44,7 @@ WORD_LABELS: dict[int, str] = {
     15: "Head_of_femur_L",
     16: "Head_of_femur_R",
 }
+MAX_LABEL = 255  # label maps are cached and predicted as uint8
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _FOLDERS = (("imagesTr", "labelsTr", "train"), ("imagesVal", "labelsVal", "val"), ("imagesTs", "labelsTs", "test"))
 
@@ -82,6 +84,15 @@ def load_dataset(path: Path, labels: Path | None = None) -> Dataset:
     path = Path(path).expanduser().absolute()
     if not path.exists():
         raise BenchError(f"--data {path}: no such file or folder")
+    dataset = _load(path, labels)
+    source = path if path.suffix.lower() == ".csv" else dataset.root / "dataset.json"
+    path_component(dataset.name, f"{source}: data set name")
+    for case in dataset.all_cases():
+        path_component(case.case_id, f"{source}: case id")
+    return dataset
+
+
+def _load(path: Path, labels: Path | None) -> Dataset:
     override = parse_labels_file(labels) if labels is not None else None
     if path.is_file() and path.suffix.lower() == ".csv":
         return _load_csv(path, override)
@@ -137,6 +148,9 @@ def labels_from_json(obj: Any, where: str) -> dict[int, str]:
             raise BenchError(f"{where}: label value for {name!r} is not a whole number: {number!r}") from None
         if number < 0 or number in out:
             raise BenchError(f"{where}: label value {number} is negative or given twice")
+        if number > MAX_LABEL:
+            raise BenchError(f"{where}: label {name!r}: value {number} is above {MAX_LABEL} (labels are stored as "
+                             "8-bit values; renumber the organs)")  # fmt: skip
         out[number] = str(name)
     out.setdefault(0, "background")
     return dict(sorted(out.items()))
@@ -163,10 +177,14 @@ def _labels(root: Path, meta: dict, override: dict[int, str] | None, fallback: d
 
 
 def _image_files(folder: Path, ending: str | None = None) -> list[Path]:
-    """Image files in ``folder``, sorted; hidden files (macOS ``._x.nii.gz`` in MSD archives) are skipped."""
+    """Image files in ``folder``, sorted; hidden files (macOS ``._x.nii.gz`` in MSD archives) are skipped.
+
+    Broken symbolic links (dangling, or a loop) are listed too, so that ``check_dataset`` names them instead of the
+    case silently disappearing.
+    """
     if not folder.is_dir():
         return []
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    files = [p for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and not p.name.startswith(".")]
     files = [p for p in files if (p.name.endswith(ending) if ending else image_suffix(p))]
     return sorted(files)
 
@@ -194,25 +212,46 @@ def _load_msd(root: Path, meta: dict, override: dict[int, str] | None) -> Datase
             entry = {"image": entry}
         if not isinstance(entry, dict) or "image" not in entry:
             raise BenchError(f"{where}: each 'training'/'test' entry needs an 'image' path, got {entry!r}")
+        _need_str(entry["image"], where, "image")
         label = entry.get("label")
         if need_label and not label:
             raise BenchError(f"{where}: training entry {entry['image']!r} has no 'label'")
+        if label is not None:
+            _need_str(label, where, "label")
         image = _resolve(root, entry["image"])
         return Case(strip_suffix(image), [image], _resolve(root, label) if label else None)
 
+    tests = meta.get("test", []) or []
+    if not isinstance(tests, list):
+        raise BenchError(f"{where}: 'test' must be a list of entries, got {type(tests).__name__}")
     cases = [case(e, True) for e in meta["training"]]
-    tests = [case(e, False) for e in meta.get("test", []) or []]
+    tests = [case(e, False) for e in tests]
     return Dataset(_name(root, meta), root, _labels(root, meta, override), cases, tests, layout="msd")
 
 
 def _load_nnunet(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
     labels = _labels(root, meta, override)
-    ending = meta.get("file_ending", ".nii.gz")
+    where = root / "dataset.json"
+    ending = _need_str(meta.get("file_ending", ".nii.gz"), where, "file_ending")
+    if not ending.startswith(".") or not is_path_component(ending):
+        raise BenchError(f"{where}: 'file_ending' must be a file ending such as \".nii.gz\", got {ending!r}")
+    if not isinstance(meta.get("channel_names", {}), dict):
+        raise BenchError(f"{where}: 'channel_names' must be an object, got {meta['channel_names']!r}")
+    if "dataset" in meta and not isinstance(meta["dataset"], dict):
+        raise BenchError(f"{where}: 'dataset' must be an object of case id -> {{images, label}}")
     if isinstance(meta.get("dataset"), dict):  # nnU-Net v2 explicit file list
         cases = []
         for cid, entry in sorted(meta["dataset"].items()):
+            if not isinstance(entry, dict):
+                raise BenchError(f"{where}: 'dataset' entry {cid!r} must be an object with 'images' and 'label', "
+                                 f"got {entry!r}")  # fmt: skip
             label = entry.get("label")
-            images = [_resolve(root, p) for p in entry.get("images", [])]
+            if label is not None:
+                _need_str(label, where, f"dataset.{cid}.label")
+            images = entry.get("images", [])
+            if not isinstance(images, list):
+                raise BenchError(f"{where}: 'dataset.{cid}.images' must be a list of paths, got {images!r}")
+            images = [_resolve(root, _need_str(p, where, f"dataset.{cid}.images")) for p in images]
             cases.append(Case(cid, images, _resolve(root, label) if label else None))
         return Dataset(_name(root, meta), root, labels, cases, [], layout="nnunet")
     found = {
@@ -225,6 +264,8 @@ def _load_nnunet(root: Path, meta: dict, override: dict[int, str] | None) -> Dat
     def split(images_dir: str, labels_dir: str, labelled: bool) -> list[Case]:
         ids = {m["case"] for m in found[images_dir]}
         has_labels = labelled or (root / labels_dir).is_dir()
+        # A label whose images are gone is still a case: check_dataset then reports its missing image.
+        ids |= {p.name[: -len(ending)] for p in _image_files(root / labels_dir, ending)}
         return [
             Case(
                 cid,
@@ -244,6 +285,10 @@ def _load_folders(root: Path, meta: dict, override: dict[int, str] | None) -> Da
     for images_dir, labels_dir, role in _FOLDERS:
         has_labels = role == "train" or (root / labels_dir).is_dir()
         files = _image_files(root / images_dir)
+        # A label whose image is gone is still a case: check_dataset then reports its missing image.
+        names_here = {p.name for p in files}
+        files += [root / images_dir / p.name for p in _image_files(root / labels_dir) if p.name not in names_here]
+        files = sorted(files)
         names += [p.name for p in files]
         groups[role] = [
             Case(strip_suffix(p), [p], root / labels_dir / p.name if has_labels else None) for p in files
@@ -280,6 +325,13 @@ def _load_csv(path: Path, override: dict[int, str] | None) -> Dataset:
     return Dataset(
         path.stem, root, _labels(path, meta, override), groups["train"], groups["test"], groups["val"], layout="csv"
     )
+
+
+def _need_str(value: Any, where: Path, key: str) -> str:
+    """``value`` when it is a non-empty string, else a BenchError naming the file and the key."""
+    if not isinstance(value, str) or not value.strip():
+        raise BenchError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
+    return value
 
 
 def _name(root: Path, meta: dict) -> str:

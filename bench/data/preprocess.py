@@ -33,7 +33,7 @@ from bench.data.files import remove_stale, write_json
 from bench.data.layouts import Case
 from bench.data.nifti import read_image, spacing_zyx
 from bench.data.parallel import parallel_map
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, disk_full_as_error
 
 PREP_VERSION = 1
 NORMALIZATIONS = ("ct", "zscore", "window", "none")
@@ -171,7 +171,8 @@ def ct_intensity_stats(cases: list[Case], cache_root: Path, workers: int = 1, pr
         stats["channels"].append(
             {"mean": float(values.mean()), "std": float(values.std()), "p00_5": float(lo), "p99_5": float(hi)}
         )
-    write_json(path, stats)
+    with disk_full_as_error(path):
+        write_json(path, stats)
     return stats
 
 
@@ -325,6 +326,11 @@ class _Grid:
 
 
 def _write_case(folder: Path, image: np.ndarray, label: np.ndarray | None, meta: dict) -> None:
+    with disk_full_as_error(folder):
+        _write_case_files(folder, image, label, meta)
+
+
+def _write_case_files(folder: Path, image: np.ndarray, label: np.ndarray | None, meta: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         np.save(tmp / "image.npy", np.ascontiguousarray(image, dtype=np.float32))

@@ -36,6 +36,12 @@ def split_cases(
     by_id = {c.case_id: c for c in dataset.all_cases()}
     if splits_file.is_file():
         splits = _read(splits_file, dataset, seed, by_id)
+        wanted = make_splits(dataset, seed, n_folds)["n_folds"]
+        if splits.get("n_folds") != wanted:
+            raise BenchError(
+                f"splits file {splits_file} holds {splits.get('n_folds')} folds but the preset asks for {n_folds} "
+                f"(folds={n_folds}); set folds={splits.get('n_folds')} or delete the file to re-split"
+            )
     else:
         splits = make_splits(dataset, seed, n_folds)
         write_json(splits_file, splits)

@@ -49,6 +49,24 @@ def check_patch(name: str, patch: tuple[int, ...]) -> None:
         raise BenchError(f"patch {got} does not suit {name}: each side must be a multiple of its stride {need}")
 
 
+def check_runs_on_patch(name: str, patch: tuple[int, ...], batch: int = 1, train: bool = True, **kwargs) -> None:
+    """One forward pass of ``name`` on a ``batch`` of ``patch``-sized inputs on the meta device (shapes only: no
+    memory, no arithmetic), so that a patch too small for a network's pooling or normalisation is a one-line error
+    before any training rather than a traceback in the middle of it."""
+    got = "x".join(map(str, patch))
+    try:
+        with torch.device("meta"):
+            model = build_model(name, 1, 2, **kwargs).train(train)
+            model(torch.empty(batch, 1, *patch))
+    except NotImplementedError:
+        return  # an operation without a meta kernel: the network is checked when it runs
+    except (RuntimeError, ValueError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "meta" in message:
+            return  # a data-dependent operation (.item()) that shapes alone cannot answer
+        raise BenchError(f"patch {got} does not suit {name}: {message}") from None
+
+
 def build_model(name: str, in_channels: int, classes: int, **kwargs) -> nn.Module:
     """``models.create_model`` with registry and dependency errors turned into one-line usage errors."""
     try:

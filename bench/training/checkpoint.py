@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,9 +15,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.errors import BenchError, disk_full_as_error, disk_full_error, is_disk_full
+
+# Free space below which a failed write is taken for a full disk (torch's zip writer hides the errno).
+DISK_FULL_MARGIN = 1 << 20
+
+
+class CheckpointError(BenchError):
+    """A checkpoint or weights file that cannot be loaded safely; bad input, exit code 2."""
+
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG state, as tensors, numbers and tuples only, so that checkpoints load with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}  # fmt: skip
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -22,39 +38,85 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file beside ``path``, then an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """``torch.save`` to a temp file beside ``path``, then an atomic rename; a full disk is a DiskFullError."""
+    with disk_full_as_error(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if _is_write_failure(err, path.parent):
+            raise disk_full_error(path) from None
         raise
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load our own checkpoint (it holds RNG states, which need more than ``weights_only``)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+def _is_write_failure(err: BaseException, folder: Path) -> bool:
+    """A full disk: an ENOSPC ``OSError``, or torch's zip writer failing (it reports only "file write failed")
+    while the file system has no room left."""
+    if is_disk_full(err):
+        return True
+    if isinstance(err, RuntimeError) and "write" in str(err).lower():
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(folder).free < DISK_FULL_MARGIN
+    return False
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
+def safe_load(path: Path, what: str, hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, numbers, strings and containers only, never code.
+
+    Any failure is a :class:`CheckpointError` naming ``what`` and the file, followed by ``hint`` (what the user can
+    do about it). The message never suggests ``weights_only=False``: a file that needs it is refused.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"(?i)unsupported:? global:? GLOBAL ([\w.]+)", str(err))
+        detail = f"it refers to the Python object {found.group(1)}" if found else "it is not a PyTorch checkpoint"
+        problem = f"refused: only tensors, numbers and strings are loaded, but {detail}"
+    except EOFError:
+        problem = "empty or truncated (no data)"
+    except RuntimeError as err:
+        problem = f"truncated or corrupt ({str(err).strip().split('.')[0]})"
+    except OSError as err:
+        problem = f"cannot be read: {err.strerror or err}"
+    except (ValueError, TypeError, UnicodeDecodeError, AttributeError, IndexError, KeyError) as err:
+        problem = f"not a PyTorch checkpoint ({type(err).__name__})"
+    raise CheckpointError(f"{what} {path}: {problem}{hint}")
+
+
+def load_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> dict[str, Any]:
+    """One of our own checkpoints (a dict), loaded with ``weights_only=True``; see :func:`safe_load`."""
+    data = safe_load(path, what, hint)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what} {path} holds a {type(data).__name__}, not a checkpoint dict{hint}")
+    return data
+
+
+def load_weights(path: Path, what: str = "checkpoint", hint: str = "") -> dict[str, torch.Tensor]:
     """Model weights from a checkpoint file of unknown origin, with ``weights_only=True``.
 
     Accepts a bare state dict or one nested under ``model``, ``state_dict`` (nnU-Net, PyMIC) or
     ``model_state_dict``.
     """
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = safe_load(path, what, hint)
     for key in ("model", "state_dict", "model_state_dict", "network_weights"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
             break
+    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        kind = type(data).__name__ if not isinstance(data, dict) else "dict without tensors" if data else "empty dict"
+        raise CheckpointError(f"{what} {path} holds a {kind}, not model weights (a state dict of tensors){hint}")
     return data

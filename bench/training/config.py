@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -65,25 +66,43 @@ class RunConfig:
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name: factory arguments
 
     def validate(self) -> None:
-        """Raise BenchError naming the first key whose value is out of range."""
+        """Raise BenchError naming the first key whose value is out of range.
+
+        Everything a run would otherwise discover after training (profiling settings included) is checked here,
+        when the preset is loaded.
+        """
         checks = [
             ("patch", len(self.patch) == 3 and all(p > 0 for p in self.patch), "three positive sizes"),
-            ("inference_patch", not self.inference_patch or len(self.inference_patch) == 3, "empty or three sizes"),
+            ("inference_patch", not self.inference_patch or (len(self.inference_patch) == 3
+                                                             and all(p > 0 for p in self.inference_patch)),
+             "empty or three positive sizes"),
+            ("base_channels", self.base_channels >= 0, "0 (each model's own width) or a positive width"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("iterations", self.iterations >= 1, "at least 1"),
             ("val_every", self.val_every >= 1, "at least 1"),
+            ("val_cases", self.val_cases >= 0, "0 or more"),
             ("optimizer", self.optimizer in ("sgd", "adam"), "sgd or adam"),
             ("schedule", self.schedule in ("poly", "cosine", "constant"), "poly, cosine or constant"),
-            ("lr", self.lr > 0, "positive"),
+            ("lr", self.lr > 0 and math.isfinite(self.lr), "positive"),
+            ("weight_decay", 0 <= self.weight_decay < math.inf, "0 or more"),
+            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+            ("grad_clip", 0 <= self.grad_clip < math.inf, "0 (no clipping) or positive"),
             ("normalization", self.normalization in ("ct", "zscore", "window"), "ct, zscore or window"),
+            ("window", len(self.window) == 2 and self.window[0] < self.window[1], "[low, high] with low < high"),
             ("amp", self.amp in ("bf16", "fp16", "off"), "bf16, fp16 or off"),
             ("overlap", 0 <= self.overlap < 1, "in [0, 1)"),
+            ("sw_batch_size", self.sw_batch_size >= 1, "at least 1"),
             ("fg_fraction", 0 <= self.fg_fraction <= 1, "in [0, 1]"),
+            ("workers", self.workers >= 0, "0 (load in the training process) or more"),
+            ("profile_warmup", self.profile_warmup >= 0, "0 or more"),
+            ("profile_runs", self.profile_runs >= 1, "at least 1"),
             ("kd_init", self.kd_init in ("scratch", "student"), "scratch or student"),
             ("eval_checkpoint", self.eval_checkpoint in ("best", "last"), "best or last"),
             ("model_kwargs", _is_kwargs_table(self.model_kwargs), "a table of tables, e.g. [model_kwargs.unet3d]"),
+            ("teacher", bool(self.teacher.strip()), "a model name"),
+            ("folds", self.folds >= 1, "at least 1"),
             ("spacing", self.spacing in ("keep", "median") or _is_spacing(self.spacing), '"keep", "median" or [z,y,x]'),
-        ]
+        ]  # fmt: skip
         for key, ok, expected in checks:
             if not ok:
                 raise BenchError(f"preset key {key} must be {expected}, got {getattr(self, key)!r}")
@@ -120,17 +139,37 @@ def _read_toml(text: str, source: str) -> dict[str, Any]:
         raise BenchError(f"{source} is not valid TOML: {err}") from None
 
 
+# Element types of the list-valued keys; an int is accepted where a float is expected.
+_LIST_ITEMS: dict[str, type] = {"patch": int, "inference_patch": int, "window": float}
+
+
+def _typed(value: Any, expected: type) -> Any:
+    """``value`` as ``expected`` (an int widened to float), or None when it does not have that type."""
+    if isinstance(value, bool):
+        return value if expected is bool else None
+    if expected is float and isinstance(value, int | float):
+        return float(value)
+    return value if isinstance(value, expected) else None
+
+
 def _apply(config: RunConfig, values: dict[str, Any], source: str) -> None:
     defaults = RunConfig()
     for key, value in values.items():
         if key not in valid_keys():
             raise BenchError(f"unknown preset key {key!r} in {source}; valid keys: {', '.join(valid_keys())}")
         expected = type(getattr(defaults, key))
-        if key == "spacing" or (expected is float and isinstance(value, int)):
-            value = float(value) if expected is float else value
-        elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        if key == "spacing":
+            setattr(config, key, value)
+            continue
+        typed = _typed(value, expected)
+        if typed is None:
             raise BenchError(f"preset key {key} in {source} must be {expected.__name__}, got {value!r}")
-        setattr(config, key, value)
+        if key in _LIST_ITEMS:
+            item = _LIST_ITEMS[key]
+            typed = [_typed(v, item) for v in value]
+            if any(v is None for v in typed):
+                raise BenchError(f"preset key {key} in {source} must be a list of {item.__name__}s, got {value!r}")
+        setattr(config, key, typed)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -154,7 +193,12 @@ def load_config(preset: str, overrides: list[str] | None = None) -> RunConfig:
         path = Path(preset)
         if not path.is_file():
             raise BenchError(f"--preset {preset!r} is neither a shipped preset ({', '.join(PRESETS)}) nor a file")
-        text, source = path.read_text(), str(path)
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as err:
+            raise BenchError(f"--preset {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        except OSError as err:
+            raise BenchError(f"--preset {path} cannot be read: {err.strerror or err}") from None
     config = RunConfig()
     _apply(config, _read_toml(text, source), source)
     _apply(config, dict(parse_override(o) for o in overrides or []), "--set")

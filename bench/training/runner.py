@@ -26,9 +26,17 @@ import models
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import BenchError
-from bench.profiling.profile import ProfileSettings, build_model, check_patch, profile_in_fresh_process
+from bench.names import path_component
+from bench.profiling.profile import (
+    ProfileSettings,
+    build_model,
+    check_patch,
+    check_runs_on_patch,
+    profile_in_fresh_process,
+)
+from bench.runlock import RunLock
 from bench.store import ResultsStore, atomic_write_json, make_run_id
-from bench.training.checkpoint import load_checkpoint, load_weights
+from bench.training.checkpoint import load_weights
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext
 from bench.training.trainer import Trainer, seed_everything
@@ -116,6 +124,9 @@ class GridRunner:
             check_model_kwargs(name, self.config)
             check_patch(name, tuple(self.config.patch))
             check_patch(name, tuple(self.config.eval_patch()))
+            kwargs = model_kwargs(name, self.config)
+            check_runs_on_patch(name, tuple(self.config.patch), self.config.batch_size, train=True, **kwargs)
+            check_runs_on_patch(name, tuple(self.config.eval_patch()), self.config.sw_batch_size, train=False, **kwargs)
         for kd in self.spec.kds:
             if kd != "none":
                 validate_kd_name(kd)
@@ -130,8 +141,11 @@ class GridRunner:
 
         path = Path(self.spec.data) if self.spec.data is not None else ensure_default_dataset()
         dataset = load_dataset(path, self.spec.labels)
-        check_dataset(dataset, workers=2).raise_for_issues()
-        splits_file = self.store.root / "splits" / f"{dataset.name}.json"
+        report = check_dataset(dataset, workers=2)
+        report.raise_for_issues()
+        for warning in report.warnings:
+            self._say(f"warning: {warning}")
+        splits_file = self.store.root / "splits" / f"{path_component(dataset.name, 'data set name')}.json"
         train, val, test = split_cases(dataset, self.spec.fold, 0, splits_file, n_folds=self.config.folds)
         if not train or not test:
             raise BenchError(f"{path}: need training and test cases, got {len(train)} and {len(test)}")
@@ -190,20 +204,40 @@ class GridRunner:
         if self.spec.teacher_checkpoint is not None:
             path = self.spec.teacher_checkpoint
             try:
-                model.load_state_dict(load_weights(path))
+                model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
             except (RuntimeError, OSError) as err:
                 first = str(err).strip().splitlines()[0]
                 raise BenchError(f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: "
                                  f"{first}") from None  # fmt: skip
             return model, f"checkpoint:{path.name}"
         run_id = self._run_one(data, train, val, test, name, "none", seed, None)
-        model.load_state_dict(load_checkpoint(self.store.run_dir(run_id) / "weights.pt")["model"])
+        model.load_state_dict(self._stored_weights(run_id, "teacher weights"))
         return model, run_id
 
+    def _stored_weights(self, run_id: str, what: str) -> dict:
+        """The final weights of a complete run in the store, loaded weights-only."""
+        path = self.store.run_dir(run_id) / "weights.pt"
+        return load_weights(path, what, f"; delete {path.parent} or use --force to train it again")
+
     def _run_one(self, data: _Data, train, val, test, name: str, kd: str, seed: int, teacher, none_id=None) -> str:
-        teacher_model, teacher_run = teacher if teacher else (None, None)
         run_id = make_run_id(name, kd, self.teacher_name if teacher else None, seed, data.name, self.config.hash())
         run_dir = self.store.run_dir(run_id)
+        # One process owns a run (see bench.runlock): an identical command started at the same time waits here,
+        # then finds the run complete and skips it. Rank 0 owns it for all ranks of a DDP job.
+        lock = RunLock(run_dir) if self.ctx.is_main else None
+        if lock is not None:
+            lock.acquire(on_wait=lambda owner: self._say(
+                f"wait {run_id}: another process is running it ({owner or 'owner unknown'}); waiting for it to finish"
+            ))  # fmt: skip
+        self.ctx.barrier()
+        try:
+            return self._run_owned(data, train, val, test, name, kd, seed, teacher, none_id, run_id, run_dir)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run_owned(self, data, train, val, test, name, kd, seed, teacher, none_id, run_id: str, run_dir: Path) -> str:
+        teacher_model, teacher_run = teacher if teacher else (None, None)
         if self.store.is_complete(run_id) and not self.spec.force:
             self._say(f"skip {run_id}: complete (use --force to run it again)")
             return run_id
@@ -223,7 +257,7 @@ class GridRunner:
             )
             hparams = kd_hparams(method)
             if self.config.kd_init == "student" and none_id:
-                student.load_state_dict(load_checkpoint(self.store.run_dir(none_id) / "weights.pt")["model"])
+                student.load_state_dict(self._stored_weights(none_id, "--kd-init student weights"))
         if self.ctx.is_main:
             atomic_write_json(run_dir / "config.json", {
                 "model": name, "kd": kd, "teacher": self.teacher_name if teacher else None, "teacher_run": teacher_run,
@@ -237,7 +271,7 @@ class GridRunner:
         )  # fmt: skip
         result = trainer.fit()
         if self.ctx.is_main:
-            student.load_state_dict(load_checkpoint(result.weights)["model"])
+            student.load_state_dict(load_weights(result.weights, "checkpoint", "; --restart discards it"))
             from bench.training.checkpoint import save_checkpoint
 
             save_checkpoint(run_dir / "weights.pt", {"model": student.state_dict(), "source": result.weights.name})

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from bench.device import amp_dtype, memory_format
 from bench.errors import BenchError
 from bench.store import TRAIN_LOG_COLUMNS, TRAIN_LOG_FILE, atomic_write_text
-from bench.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bench.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext, all_reduce_grads
 from bench.training.losses import DeepSupervisionLoss
@@ -136,23 +136,32 @@ class Trainer:
         path = self.run_dir / LAST
         if not path.exists():
             return 0, None, 0.0, []
-        state = load_checkpoint(path)
+        hint = "; --restart discards it and trains the run from the start"
+        state = load_checkpoint(path, "checkpoint", hint)
         if state.get("config_hash") != self.config.hash():
             raise BenchError(f"{path} was written with another configuration; remove it or use --restart")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.kd is not None and state["kd"] is not None:
-            self.kd.load_state_dict(state["kd"])
-        set_rng_state(state["rng"])
-        self.first_step = dict(state.get("first_step") or {})
-        iteration = state["iteration"]
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.kd is not None and state["kd"] is not None:
+                self.kd.load_state_dict(state["kd"])
+            set_rng_state(state["rng"])
+            self.first_step = {k: float(v) for k, v in (state.get("first_step") or {}).items()}
+            iteration = int(state["iteration"])
+            best, elapsed = state["best_val_dice"], float(state["elapsed"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            detail = f"no {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({detail}){hint}") from None
         log_path = self.run_dir / TRAIN_LOG_FILE
         rows = []
         if log_path.exists():
-            log = pd.read_csv(log_path)
-            rows = log[log["iteration"] <= iteration].to_dict("records")
-        return iteration, state["best_val_dice"], state["elapsed"], rows
+            try:
+                log = pd.read_csv(log_path)
+                rows = log[log["iteration"] <= iteration].to_dict("records")
+            except (ValueError, KeyError, TypeError, pd.errors.EmptyDataError) as err:
+                raise BenchError(f"training log {log_path} is unreadable ({type(err).__name__}){hint}") from None
+        return iteration, best, elapsed, rows
 
     # -- loop -----------------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:

@@ -12,3 +12,19 @@ def tiny_dataset(tmp_path_factory) -> Path:
                             test_cases=2, progress=False)  # fmt: skip
 
 
+
+
+@pytest.fixture(scope="session")
+def finished_store(tiny_dataset, tmp_path_factory) -> Path:
+    """A results store holding one complete tiny lcovnet run (2 iterations) on ``tiny_dataset``; copy it before
+    planting anything in it."""
+    import subprocess
+
+    from tests.bench.planted import tiny_run_args
+    from tests.bench.runutil import bench_cmd
+
+    results = tmp_path_factory.mktemp("finished") / "results"
+    proc = subprocess.run(bench_cmd(*tiny_run_args(tiny_dataset, results)), capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return results

@@ -54,5 +54,5 @@ def test_bf16_autocast_and_channels_last_on_cpu_agree_with_fp32(model):
 def test_fp16_on_cpu_and_a_batch_of_two_are_refused(model):
     with pytest.raises(BenchError, match="fp16"):
         predict_logits(model, torch.randn(1, *PATCH), PATCH, amp_dtype=torch.float16)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(BenchError, match="shape"):
         predict_logits(model, torch.randn(2, 1, *PATCH), PATCH)

@@ -7,6 +7,7 @@ from medpy.metric.binary import dc as medpy_dc
 from medpy.metric.binary import hd95 as medpy_hd95
 from scipy import ndimage
 
+from bench.errors import BenchError
 from bench.metrics import (
     COLUMNS,
     EMPTY_MASK_POLICY,
@@ -197,7 +198,7 @@ def test_evaluate_cases_without_labels_adds_both_empty_rows_for_labels_seen_else
 
 
 def test_evaluate_case_rejects_mismatched_shapes_and_float_volumes():
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(BenchError, match="shape"):
         evaluate_case("c", np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 5), np.uint8), (1, 1, 1), None)
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(BenchError, match="integer"):
         evaluate_case("c", np.zeros((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), (1, 1, 1), None)

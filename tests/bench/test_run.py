@@ -79,15 +79,15 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dat
     proc.wait()
     (run_dir,) = runs.iterdir()
     assert not (run_dir / "summary.json").exists()
-    assert torch.load(run_dir / "checkpoint_last.pt", weights_only=False)["iteration"] < 6
+    assert torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["iteration"] < 6
 
     resumed = _run(tiny_dataset, tmp_path / "cut", iterations=6)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (a,) = ResultsStore(tmp_path / "whole").summaries()
     (b,) = ResultsStore(tmp_path / "cut").summaries()
     assert a["run_id"] == b["run_id"] and b["iterations"] == 6
-    wa = torch.load(tmp_path / "whole" / "runs" / a["run_id"] / "weights.pt", weights_only=False)["model"]
-    wb = torch.load(run_dir / "weights.pt", weights_only=False)["model"]
+    wa = torch.load(tmp_path / "whole" / "runs" / a["run_id"] / "weights.pt", weights_only=True)["model"]
+    wb = torch.load(run_dir / "weights.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a["dice_mean"] == b["dice_mean"]
     with sqlite3.connect(tmp_path / "cut" / "bench.sqlite") as db:
