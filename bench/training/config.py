@@ -120,7 +120,8 @@ def _apply(config: RunConfig, values: dict[str, Any], source: str) -> None:
         if key == "spacing" or (expected is float and isinstance(value, int)):
             value = float(value) if expected is float else value
         elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise BenchError(f"preset key {key} in {source} must be {expected.__name__}, got {value!r}")
+            hint = f" (write {key}=[{value}])" if expected is list and isinstance(value, str) else ""
+            raise BenchError(f"preset key {key} in {source} must be {expected.__name__}{hint}, got {value!r}")
         setattr(config, key, value)
 
 
