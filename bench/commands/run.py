@@ -50,12 +50,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_cheaply(args: argparse.Namespace) -> None:
+    """Every argument that can be checked without torch, so that input errors return in a fraction of a second."""
+    from bench import registry_names as names
+    from bench.errors import BenchError
+    from bench.training.config import load_config
+
+    # Without --preset the choice needs torch (is there a GPU?); the overrides are checked against smoke here and
+    # against the chosen preset again after the imports.
+    config = load_config(args.preset or "smoke", _overrides(args))
+    strides, kd_names = names.model_strides(), names.kd_method_names()
+    checked = [(m, "--models") for m in parse_name_list(args.models, "--models")]
+    kds = parse_name_list(args.kd, "--kd")
+    for kd in kds:
+        names.check_kd_name(kd, "--kd", kd_names)
+    if any(kd != "none" for kd in kds):
+        checked.append((args.teacher or config.teacher, "--teacher" if args.teacher else "preset key teacher"))
+    for model, arg in checked:
+        names.check_model_name(model, arg, strides)
+    if args.preset is not None:
+        for model, _ in checked:
+            names.check_patch_stride(model, config.patch, strides)
+            names.check_patch_stride(model, config.eval_patch(), strides)
+    parse_int_list(args.seeds, "--seeds", positive=False)
+    if args.teacher_checkpoint is not None and not args.teacher_checkpoint.is_file():
+        raise BenchError(f"--teacher-checkpoint {args.teacher_checkpoint} does not exist")
+    if args.data is not None and not args.data.exists():
+        raise BenchError(f"--data {args.data} does not exist")
+    if args.labels is not None and not args.labels.is_file():
+        raise BenchError(f"--labels {args.labels} does not exist")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return [*args.overrides, *([f'kd_init="{args.kd_init}"'] if args.kd_init else [])]
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_cheaply(args)
+
     import sys
 
     import torch
 
-    from bench.errors import BenchError
     from bench.training.config import load_config
     from bench.training.distributed import init_distributed
     from bench.training.runner import GridRunner, GridSpec
@@ -65,14 +101,7 @@ def run(args: argparse.Namespace) -> int:
         preset = "default" if torch.cuda.is_available() else "smoke"
         print(f"bench run: no --preset given; using '{preset}' ({'GPU' if preset == 'default' else 'no GPU'} found)",
               file=sys.stderr)  # fmt: skip
-    overrides = list(args.overrides)
-    if args.kd_init:
-        overrides.append(f'kd_init="{args.kd_init}"')
-    config = load_config(preset, overrides)
-    if args.teacher_checkpoint is not None and not args.teacher_checkpoint.is_file():
-        raise BenchError(f"--teacher-checkpoint {args.teacher_checkpoint} does not exist")
-    if args.data is not None and not args.data.exists():
-        raise BenchError(f"--data {args.data} does not exist")
+    config = load_config(preset, _overrides(args))
     spec = GridSpec(
         models=parse_name_list(args.models, "--models"),
         kds=parse_name_list(args.kd, "--kd"),

@@ -85,9 +85,10 @@ class CheckReport:
         if good:
             shapes, spacings = np.array([c.shape for c in good]), np.array([c.spacing for c in good])
             rows = [["shape (z,y,x)", *_stats(shapes, "{:.0f}")], ["spacing mm (z,y,x)", *_stats(spacings, "{:.3g}")]]
-            lows, highs = [c.intensity[0] for c in good], [c.intensity[1] for c in good]
-            median = f"{np.median(lows):g} .. {np.median(highs):g}"
-            rows.append(["intensity", f"{min(lows):g}", median, f"{max(highs):g}"])
+            # Each case records its lowest and highest intensity; one row per end, over cases.
+            for title, values in (("lowest intensity", [c.intensity[0] for c in good]),
+                                  ("highest intensity", [c.intensity[1] for c in good])):
+                rows.append([title, *(f"{f(values):g}" for f in (np.min, np.median, np.max))])
             lines += ["", tabulate(rows, headers=["", "min", "median", "max"])]
             lines += ["", self._organ_table(good)]
         if self.warnings:

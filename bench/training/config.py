@@ -163,7 +163,8 @@ def _apply(config: RunConfig, values: dict[str, Any], source: str) -> None:
             continue
         typed = _typed(value, expected)
         if typed is None:
-            raise BenchError(f"preset key {key} in {source} must be {expected.__name__}, got {value!r}")
+            hint = f" (write {key}=[{value}])" if expected is list and isinstance(value, str) else ""
+            raise BenchError(f"preset key {key} in {source} must be {expected.__name__}{hint}, got {value!r}")
         if key in _LIST_ITEMS:
             item = _LIST_ITEMS[key]
             typed = [_typed(v, item) for v in value]

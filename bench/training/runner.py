@@ -104,23 +104,31 @@ class GridRunner:
 
     def __init__(self, spec: GridSpec, ctx: DistContext | None = None) -> None:
         self.spec, self.config, self.ctx = spec, spec.config, ctx or DistContext()
-        self.store = ResultsStore(spec.results)
         self.device = resolve_device(spec.device)
         if self.ctx.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.ctx.local_rank)
         self.teacher_name = spec.teacher or self.config.teacher
         self._profiles: dict[str, dict] = {}
+        self._store: ResultsStore | None = None
         self._check_names()
 
+    @property
+    def store(self) -> ResultsStore:
+        """Created on first use, after the arguments and the dataset passed their checks: a run that fails
+        validation leaves no ``bench.sqlite`` or ``runs/`` behind."""
+        if self._store is None:
+            self._store = ResultsStore(self.spec.results)
+        return self._store
+
     def _check_names(self) -> None:
-        names = list(self.spec.models)
+        names = [(m, "--models") for m in self.spec.models]
         if any(k != "none" for k in self.spec.kds):
-            names.append(self.teacher_name)
-        for name in names:
+            names.append((self.teacher_name, "--teacher" if self.spec.teacher else "preset key teacher"))
+        for name, arg in names:
             try:
                 models.model_info(name)
             except models.UnknownModelError as err:
-                raise BenchError(str(err)) from None
+                raise BenchError(f"{arg}: {err}") from None
             check_model_kwargs(name, self.config)
             check_patch(name, tuple(self.config.patch))
             check_patch(name, tuple(self.config.eval_patch()))

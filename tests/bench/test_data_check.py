@@ -113,6 +113,13 @@ def test_clean_set_passes_with_a_summary(tmp_path: Path) -> None:
     assert sum(c.label_voxels[1] for c in report.cases) == int(liver.split()[2])
 
 
+def test_summary_median_column_holds_the_median_over_cases(tmp_path: Path) -> None:
+    report = check_dataset(_set(tmp_path / "ok"))
+    lows = sorted(c.intensity[0] for c in report.cases)
+    row = next(line for line in report.format().splitlines() if line.startswith("lowest intensity")).split()
+    assert [float(v) for v in row[2:]] == pytest.approx([lows[0], float(np.median(lows)), lows[-1]], rel=1e-5)
+
+
 def test_empty_dataset_is_an_error(tmp_path: Path) -> None:
     root = _set(tmp_path / "empty")
     for p in (root / "imagesTr").iterdir():

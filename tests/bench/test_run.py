@@ -112,13 +112,25 @@ def test_nan_loss_stops_naming_the_iteration_and_keeps_the_checkpoint(tiny_datas
         (["--set", "patch=[40, 32, 32]"], "multiple of its stride"),
         (["--set", "model_kwargs={lcovnet={depth=3}}"], "model_kwargs.lcovnet: depth not an argument of lcovnet"),
         (["--teacher-checkpoint", "/nonexistent/t.pt", "--kd", "kd"], "does not exist"),
+        (["--kd", "ca", "--teacher", "lcovnt"], "--teacher: unknown model 'lcovnt'"),
+        (["--set", "patch=32,48,48"], "must be list (write patch=[32,48,48])"),
+        (["--seeds", "0,x"], "--seeds takes comma-separated whole numbers"),
     ],
 )
-def test_bad_run_input_fails_before_training(tiny_dataset, tmp_path, extra, message):
+def test_bad_run_input_fails_before_writing_anything(tiny_dataset, tmp_path, extra, message):
     proc = _run(tiny_dataset, tmp_path / "res", *extra)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
-    assert not list((tmp_path / "res").glob("runs/*/checkpoint_last.pt"))
+    assert not (tmp_path / "res").exists()
+
+
+def test_unknown_model_is_reported_without_importing_torch(tmp_path):
+    code = ("import sys; from bench.cli import main; rc = main(['run', '--models', 'nope', '--results', "
+            f"{str(tmp_path / 'res')!r}]); print(rc, 'torch' in sys.modules)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.split() == ["2", "False"]
+    assert "--models: unknown model 'nope'; registered models: " in proc.stderr
+    assert not (tmp_path / "res").exists()
 
 
 def test_unwritable_results_directory_is_an_error_before_training(tiny_dataset, tmp_path):

@@ -1,0 +1,35 @@
+"""The torch-free view of the registries (``bench.registry_names``) names exactly what the registries hold."""
+
+import subprocess
+import sys
+
+import kd_methods
+import models
+from bench import registry_names
+from tests.bench.runutil import bench_cmd
+
+
+def test_static_model_names_and_strides_match_the_registry():
+    strides = registry_names.model_strides()
+    assert strides is not None
+    assert sorted(strides) == models.available_models()
+    for name, stride in strides.items():
+        assert stride is None or stride == models.model_info(name).stride, name
+
+
+def test_static_kd_method_names_match_the_registry():
+    assert sorted(registry_names.kd_method_names()) == kd_methods.available_kd_methods()
+
+
+def test_reading_the_names_imports_no_torch():
+    code = ("import sys; from bench import registry_names as r; r.model_strides(); r.kd_method_names(); "
+            "print('torch' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_bench_list_lines_stay_within_100_characters():
+    out = subprocess.run(bench_cmd("list"), capture_output=True, text=True, check=True).stdout
+    assert max(len(line) for line in out.splitlines()) <= 100
+    names = {line.split()[0] for line in out.splitlines() if line and not line.startswith((" ", "-"))}
+    assert set(models.available_models()) <= names and set(kd_methods.available_kd_methods()) <= names
