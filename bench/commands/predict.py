@@ -91,6 +91,9 @@ def load_network(args: argparse.Namespace, device):
         return load_torch_model(spec, args.weights, args.model), spec
     if not args.onnx.is_file():
         raise BenchError(f"--onnx {args.onnx}: no such file")
+    from bench.deploy import require_onnx
+
+    require_onnx("bench predict --onnx")
     sidecar = args.preprocessing or args.onnx.with_name(args.onnx.name + ".json")
     spec = read_spec(sidecar, "--preprocessing" if args.preprocessing else "--onnx sidecar")
     return OnnxNetwork(ort_session(args.onnx, device)), spec

@@ -24,7 +24,9 @@ from bench.errors import BenchError
 STEPS = ("read", "preprocess", "infer", "restore", "write")
 
 
-def load_torch_model(spec: DeploySpec, weights: Path, model: str | None = None) -> nn.Module:
+def load_torch_model(
+    spec: DeploySpec, weights: Path, model: str | None = None, deep_supervision: bool = True
+) -> nn.Module:
     """The spec's network (or ``model``, with the spec's width settings only when it is the spec's model) with
     ``weights`` loaded; a file that does not fit is one clear line."""
     from bench.profiling.profile import build_model
@@ -32,12 +34,12 @@ def load_torch_model(spec: DeploySpec, weights: Path, model: str | None = None) 
 
     name = model or spec.model
     kwargs = spec.model_kwargs if name == spec.model else {}
-    net = build_model(name, spec.in_channels, spec.num_classes, **kwargs)
+    net = build_model(name, spec.in_channels, spec.num_classes, deep_supervision=deep_supervision, **kwargs)
     try:
         net.load_state_dict(load_weights(weights))
     except (RuntimeError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BenchError(f"--weights {weights} does not fit {name} with {spec.in_channels} channel(s) and "
+        raise BenchError(f"weights {weights} do not fit {name} with {spec.in_channels} channel(s) and "
                          f"{spec.num_classes} classes: {first}") from None  # fmt: skip
     return net.eval()
 

@@ -3,7 +3,8 @@
 ``bench run`` writes it as ``preprocessing.json`` in each run directory; ``bench export`` copies it into the JSON
 sidecar of an ONNX file. It holds the model and its width settings, the label names, the preprocessing settings
 (orientation, spacing, normalisation, crop) with the training set's intensity statistics, and the sliding-window
-settings (window, overlap, windows per batch, autocast).
+settings (window, overlap, windows per batch, autocast), and the ids of the run's training and test cases (for
+int8 calibration and the export's accuracy check).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class DeploySpec:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     ct_stats: dict | None = None
     run_id: str | None = None
+    cases: dict[str, list[str]] = field(default_factory=dict)  # the run's "train" and "test" case ids
 
     def settings(self):
         """The :class:`bench.data.preprocess.PreprocessSettings` the run was trained and evaluated with."""

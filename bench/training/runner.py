@@ -67,6 +67,7 @@ class _Data:
     originals: dict  # case_id -> Case (original files)
     preprocessing: dict = field(default_factory=dict)  # PreprocessSettings as a dict
     ct_stats: dict | None = None  # the training set's intensity statistics ('ct' normalisation)
+    split_ids: tuple[list[str], list[str]] = field(default_factory=lambda: ([], []))  # training and test ids
 
 
 def model_kwargs(name: str, config: RunConfig) -> dict:
@@ -141,7 +142,8 @@ class GridRunner:
         by_id = {p.case_id: p for p in prepared}
         labels = {int(k): v for k, v in dataset.labels.items()}
         data = _Data(dataset.name, labels, max(labels) + 1, len(cases[0].images), by_id, {c.case_id: c for c in cases},
-                     asdict(settings), load_prepared(prepared[0])[2]["ct_stats"])  # fmt: skip
+                     asdict(settings), load_prepared(prepared[0])[2]["ct_stats"],
+                     ([c.case_id for c in train], [c.case_id for c in test]))  # fmt: skip
         val = val[: self.config.val_cases]
         return data, [by_id[c.case_id] for c in train], [by_id[c.case_id] for c in val], test
 
@@ -249,7 +251,7 @@ class GridRunner:
             model=name, in_channels=data.in_channels, num_classes=data.num_classes, labels=data.labels,
             preprocessing=data.preprocessing, patch=list(self.config.eval_patch()), overlap=self.config.overlap,
             sw_batch_size=self.config.sw_batch_size, amp=self.config.amp, model_kwargs=model_kwargs(name, self.config),
-            ct_stats=data.ct_stats, run_id=run_id,
+            ct_stats=data.ct_stats, run_id=run_id, cases={"train": data.split_ids[0], "test": data.split_ids[1]},
         )  # fmt: skip
 
     # -- evaluation -----------------------------------------------------------------------------------------------
