@@ -5,6 +5,7 @@ Layout under ``ROOT`` (``results/`` by default)::
     ROOT/bench.sqlite                 index of complete runs (WAL mode, safe with concurrent writers)
     ROOT/runs/<run_id>/config.json    resolved config              (written by the trainer)
     ROOT/runs/<run_id>/env.json       host, torch, CUDA, GPU, ...  (written by the trainer)
+    ROOT/runs/<run_id>/preprocessing.json  how to segment a new CT with the run (``bench predict``)
     ROOT/runs/<run_id>/train_log.csv  iteration,loss,seg_loss,kd_loss,lr,val_dice,seconds
     ROOT/runs/<run_id>/checkpoint_{last,best}.pt
     ROOT/runs/<run_id>/per_case.csv   case,label,name,dice,hd95,status

@@ -206,6 +206,15 @@ def preprocess_case(
         raise BenchError("normalization 'ct' needs the training set's intensity statistics (ct_intensity_stats)")
     images = [read_image(p) for p in case.images]
     label = read_image(case.label) if case.label is not None else None
+    return preprocess_images(case, images, label, settings, stats)
+
+
+def preprocess_images(
+    case: Case, images: list[sitk.Image], label: sitk.Image | None, settings: PreprocessSettings, stats: dict | None
+) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """:func:`preprocess_case` on images already read (``case`` names their files); lets callers time reading."""
+    if settings.normalization == "ct" and stats is None:
+        raise BenchError("normalization 'ct' needs the training set's intensity statistics (ct_intensity_stats)")
     ref = images[0]
     original = {
         "size": list(ref.GetSize()),

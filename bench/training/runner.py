@@ -11,7 +11,7 @@ import inspect
 import math
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from torch import nn
 
 import kd_methods
 import models
+from bench.deploy.spec import SPEC_FILE, DeploySpec
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import BenchError
@@ -72,6 +73,9 @@ class _Data:
     in_channels: int
     prepared: dict  # case_id -> PreparedCase
     originals: dict  # case_id -> Case (original files)
+    preprocessing: dict = field(default_factory=dict)  # PreprocessSettings as a dict
+    ct_stats: dict | None = None  # the training set's intensity statistics ('ct' normalisation)
+    split_ids: tuple[list[str], list[str]] = field(default_factory=lambda: ([], []))  # training and test ids
 
 
 def model_kwargs(name: str, config: RunConfig) -> dict:
@@ -143,7 +147,7 @@ class GridRunner:
     def prepare_data(self) -> tuple[_Data, list, list, list]:
         from bench.data.check import check_dataset
         from bench.data.layouts import load_dataset
-        from bench.data.preprocess import PreprocessSettings, prepare_cases
+        from bench.data.preprocess import PreprocessSettings, load_prepared, prepare_cases
         from bench.data.splits import split_cases
         from bench.data.synth import ensure_default_dataset
 
@@ -169,7 +173,9 @@ class GridRunner:
         prepared = prepare_cases(cases, settings, self.store.root / "cache", workers=workers, fit_cases=train)
         by_id = {p.case_id: p for p in prepared}
         labels = {int(k): v for k, v in dataset.labels.items()}
-        data = _Data(dataset.name, labels, max(labels) + 1, len(cases[0].images), by_id, {c.case_id: c for c in cases})
+        data = _Data(dataset.name, labels, max(labels) + 1, len(cases[0].images), by_id, {c.case_id: c for c in cases},
+                     asdict(settings), load_prepared(prepared[0])[2]["ct_stats"],
+                     ([c.case_id for c in train], [c.case_id for c in test]))  # fmt: skip
         val = val[: self.config.val_cases]
         return data, [by_id[c.case_id] for c in train], [by_id[c.case_id] for c in val], test
 
@@ -273,6 +279,7 @@ class GridRunner:
                 "model_kwargs": model_kwargs(name, self.config), "kd_hparams": hparams, "config": self.config.to_dict(),
             })  # fmt: skip
             atomic_write_json(run_dir / "env.json", environment())
+            self._deploy_spec(run_id, name, data).write(run_dir / SPEC_FILE)
         trainer = Trainer(
             model=student, config=self.config, train_cases=train, val_cases=val, device=self.device, run_dir=run_dir,
             seed=seed, kd=method, teacher=teacher_model, ctx=self.ctx, label=f"{name}/{kd}/s{seed}",
@@ -289,6 +296,15 @@ class GridRunner:
             self._say(f"done {run_id}: Dice {summary['dice_mean']:.4f}, HD95 {summary['hd95_mean']:.2f} mm")
         self.ctx.barrier()
         return run_id
+
+    def _deploy_spec(self, run_id: str, name: str, data: _Data) -> DeploySpec:
+        """What `bench predict` and `bench export` need besides the weights to repeat this run's evaluation."""
+        return DeploySpec(
+            model=name, in_channels=data.in_channels, num_classes=data.num_classes, labels=data.labels,
+            preprocessing=data.preprocessing, patch=list(self.config.eval_patch()), overlap=self.config.overlap,
+            sw_batch_size=self.config.sw_batch_size, amp=self.config.amp, model_kwargs=model_kwargs(name, self.config),
+            ct_stats=data.ct_stats, run_id=run_id, cases={"train": data.split_ids[0], "test": data.split_ids[1]},
+        )  # fmt: skip
 
     # -- evaluation -----------------------------------------------------------------------------------------------
     def evaluate_test(self, model: nn.Module, data: _Data, test: list, run_dir: Path) -> pd.DataFrame:

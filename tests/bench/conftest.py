@@ -28,3 +28,22 @@ def finished_store(tiny_dataset, tmp_path_factory) -> Path:
                           timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_dataset, tmp_path_factory) -> tuple[Path, str]:
+    """(results store, run id) of one lcovnet run on the tiny set, trained long enough (40 iterations at lr 0.05)
+    to predict organs rather than only background, with its test predictions saved."""
+    import subprocess
+
+    from bench.store import ResultsStore
+    from tests.bench.runutil import TINY_RUN, bench_cmd
+
+    results = tmp_path_factory.mktemp("trained") / "results"
+    args = bench_cmd("run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results", str(results), *TINY_RUN,
+                     "--set", "iterations=40", "--set", "val_every=40", "--set", "lr=0.05",
+                     "--save-predictions")  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (summary,) = ResultsStore(results).summaries()
+    return results, summary["run_id"]

@@ -1,0 +1,151 @@
+"""Segmenting CTs with a trained network the way ``bench run`` evaluated it: read, preprocess with the run's own
+settings, sliding-window inference, restore to the input's geometry, write; each step timed per case.
+
+The network is a PyTorch module or an ONNX file run by onnxruntime behind the same ``nn.Module`` interface, so
+both go through the one sliding-window implementation (:mod:`bench.inference`) and give the same masks.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bench.data.layouts import Case
+from bench.deploy.inputs import output_name
+from bench.deploy.spec import DeploySpec
+from bench.errors import BenchError
+
+STEPS = ("read", "preprocess", "infer", "restore", "write")
+
+
+def load_torch_model(
+    spec: DeploySpec, weights: Path, model: str | None = None, deep_supervision: bool = True
+) -> nn.Module:
+    """The spec's network (or ``model``, with the spec's width settings only when it is the spec's model) with
+    ``weights`` loaded; a file that does not fit is one clear line."""
+    from bench.profiling.profile import build_model
+    from bench.training.checkpoint import load_weights
+
+    name = model or spec.model
+    kwargs = spec.model_kwargs if name == spec.model else {}
+    net = build_model(name, spec.in_channels, spec.num_classes, deep_supervision=deep_supervision, **kwargs)
+    try:
+        net.load_state_dict(load_weights(weights))
+    except (RuntimeError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BenchError(f"weights {weights} do not fit {name} with {spec.in_channels} channel(s) and "
+                         f"{spec.num_classes} classes: {first}") from None  # fmt: skip
+    return net.eval()
+
+
+def ort_providers(device: torch.device | None) -> list[str]:
+    """CUDA then CPU on a GPU where onnxruntime has the CUDA provider, else the CPU provider alone."""
+    import onnxruntime as ort
+
+    gpu = device is not None and device.type == "cuda"
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
+    return [p for p in wanted if p in ort.get_available_providers()]
+
+
+def ort_session(path: Path | bytes, device: torch.device | None = None, threads: int | None = None):
+    """An onnxruntime session with as many intra-op threads as torch uses, so both are timed on the same cores."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    source = path if isinstance(path, bytes) else str(path)
+    try:
+        return ort.InferenceSession(source, options, providers=ort_providers(device))
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable or invalid files
+        raise BenchError(f"--onnx {path if not isinstance(path, bytes) else '<bytes>'}: onnxruntime cannot load it "
+                         f"({str(err).strip().splitlines()[0]})") from None  # fmt: skip
+
+
+class OnnxNetwork(nn.Module):
+    """An onnxruntime session that looks like a registered network: ``forward`` returns ``SegOutput`` logits."""
+
+    def __init__(self, session) -> None:
+        super().__init__()
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def forward(self, x: Tensor):
+        from models import SegOutput
+
+        out = self.session.run(None, {self.input_name: x.detach().cpu().float().numpy()})[0]
+        return SegOutput([torch.from_numpy(out).to(x.device)])
+
+
+@dataclass
+class Segmenter:
+    """A network plus its deployment spec, segmenting one case at a time."""
+
+    network: nn.Module
+    spec: DeploySpec
+    device: torch.device | None = None
+
+    def __post_init__(self) -> None:
+        self.settings = self.spec.settings()
+        self.device = self.device or torch.device("cpu")
+
+    def logits(self, image: np.ndarray) -> Tensor:
+        """Sliding-window logits ``[K, D, H, W]`` of a preprocessed image ``[C, D, H, W]``."""
+        from bench.device import amp_dtype
+        from bench.inference import predict_logits
+
+        onnx = isinstance(self.network, OnnxNetwork)
+        device = torch.device("cpu") if onnx else self.device  # onnxruntime places the windows itself
+        dtype = None if onnx else amp_dtype(self.spec.amp, device)
+        return predict_logits(self.network, torch.from_numpy(np.ascontiguousarray(image)), self.spec.patch,
+                              overlap=self.spec.overlap, sw_batch_size=self.spec.sw_batch_size, device=device,
+                              amp_dtype=dtype)  # fmt: skip
+
+    def segment(self, case: Case, out_dir: Path | None = None) -> tuple[object, dict[str, float]]:
+        """The mask of ``case`` in its original geometry (written to ``out_dir`` when given) and seconds per step."""
+        from bench.data.nifti import read_image, write_image
+        from bench.data.preprocess import preprocess_images, restore_to_original
+
+        seconds: dict[str, float] = {}
+        t = time.perf_counter()
+        images = [read_image(p) for p in case.images]
+        t = _lap(seconds, "read", t)
+        image, _, meta = preprocess_images(case, images, None, self.settings, self.spec.ct_stats)
+        t = _lap(seconds, "preprocess", t)
+        labels = self.logits(image).argmax(dim=0).to(torch.uint8).cpu().numpy()
+        t = _lap(seconds, "infer", t)
+        mask = restore_to_original(labels, meta)
+        t = _lap(seconds, "restore", t)
+        if out_dir is not None:
+            write_image(mask, Path(out_dir) / output_name(case))
+        _lap(seconds, "write", t)
+        seconds["total"] = sum(seconds[s] for s in STEPS)
+        return mask, seconds
+
+
+def _lap(seconds: dict[str, float], step: str, start: float) -> float:
+    now = time.perf_counter()
+    seconds[step] = now - start
+    return now
+
+
+def predict_cases(segmenter: Segmenter, cases: list[Case], out_dir: Path, progress: bool = True) -> list[dict]:
+    """Segment and write every case; one row of step timings per case. Masks are written atomically, one by one."""
+    from tqdm import tqdm
+
+    from bench.errors import DataError
+
+    rows = []
+    for case in tqdm(cases, desc="predict", unit="case", file=sys.stderr, disable=not progress):
+        try:
+            _, seconds = segmenter.segment(case, out_dir)
+        except DataError as err:  # an unreadable voxel block is the user's input, reported like other input errors
+            raise BenchError(str(err)) from None
+        rows.append({"case": case.case_id, "mask": output_name(case), **seconds})
+    return rows

@@ -1,0 +1,101 @@
+"""The deployment spec: everything besides the weights that turns a CT into a mask the way a run was evaluated.
+
+``bench run`` writes it as ``preprocessing.json`` in each run directory; ``bench export`` copies it into the JSON
+sidecar of an ONNX file. It holds the model and its width settings, the label names, the preprocessing settings
+(orientation, spacing, normalisation, crop) with the training set's intensity statistics, and the sliding-window
+settings (window, overlap, windows per batch, autocast), and the ids of the run's training and test cases (for
+int8 calibration and the export's accuracy check).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+SPEC_FILE = "preprocessing.json"
+SPEC_FORMAT = "segkd-bench-deploy/1"
+
+
+@dataclass
+class DeploySpec:
+    """How to run one trained network on a new CT (see the module docstring)."""
+
+    model: str
+    in_channels: int
+    num_classes: int
+    labels: dict[int, str]
+    preprocessing: dict[str, Any]  # PreprocessSettings as a dict
+    patch: list[int]
+    overlap: float
+    sw_batch_size: int = 1
+    amp: str = "off"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    ct_stats: dict | None = None
+    run_id: str | None = None
+    cases: dict[str, list[str]] = field(default_factory=dict)  # the run's "train" and "test" case ids
+
+    def settings(self):
+        """The :class:`bench.data.preprocess.PreprocessSettings` the run was trained and evaluated with."""
+        from bench.data.preprocess import PreprocessSettings
+
+        values = dict(self.preprocessing)
+        if values.get("target_spacing") is not None:
+            values["target_spacing"] = tuple(values["target_spacing"])
+        if values.get("window") is not None:
+            values["window"] = tuple(values["window"])
+        return PreprocessSettings(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["labels"] = {str(k): v for k, v in self.labels.items()}
+        return {"format": SPEC_FORMAT, **data}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> DeploySpec:
+        if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT:
+            raise BenchError(f"{source}: not a segkd-bench deployment spec (expected \"format\": \"{SPEC_FORMAT}\")")
+        known = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in data.items() if k in known}
+        try:
+            values["labels"] = {int(k): str(v) for k, v in values["labels"].items()}
+            spec = cls(**values)
+            spec.settings()
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise BenchError(f"{source}: incomplete or malformed deployment spec ({err})") from None
+        return spec
+
+    def write(self, path: Path) -> None:
+        from bench.store import atomic_write_json
+
+        atomic_write_json(path, self.to_json())
+
+
+def read_spec(path: Path, arg: str = "--preprocessing") -> DeploySpec:
+    """A spec from a run's ``preprocessing.json`` or an ONNX sidecar, with one-line errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{arg} {path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BenchError(f"{arg} {path}: not valid JSON ({err})") from None
+    return DeploySpec.from_json(data, f"{arg} {path}")
+
+
+def run_spec(results: Path, run_id: str) -> tuple[DeploySpec, Path]:
+    """The spec and the weights file of a complete run in the results store at ``results``."""
+    run_dir = Path(results) / "runs" / run_id
+    if not run_dir.is_dir():
+        raise BenchError(f"--run {run_id}: no such run in {results} (see `bench report` for the stored runs)")
+    weights = run_dir / "weights.pt"
+    if not weights.is_file():
+        raise BenchError(f"--run {run_id}: the run has no weights.pt (it did not finish; run `bench run` again)")
+    spec_path = run_dir / SPEC_FILE
+    if not spec_path.is_file():
+        raise BenchError(f"--run {run_id}: the run has no {SPEC_FILE} (recorded by an older bench run); "
+                         "re-run it with `bench run --force`")  # fmt: skip
+    return read_spec(spec_path, "--run"), weights
