@@ -12,8 +12,6 @@ def tiny_dataset(tmp_path_factory) -> Path:
                             test_cases=2, progress=False)  # fmt: skip
 
 
-
-
 @pytest.fixture(scope="session")
 def finished_store(tiny_dataset, tmp_path_factory) -> Path:
     """A results store holding one complete tiny lcovnet run (2 iterations) on ``tiny_dataset``; copy it before
