@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -25,6 +26,22 @@ def _git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
+def cpu_model() -> str:
+    """The CPU's model name: ``/proc/cpuinfo`` on Linux (``platform.processor()`` only says ``x86_64`` there; the
+    py-cpuinfo package would answer the same at the cost of a subprocess), else ``platform.processor()``."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")) and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_load() -> dict:
+    """What a latency figure depends on besides the network: CPU model, logical CPUs, and the 1-minute load average
+    when it is taken (a load above the number of CPUs means other work competed for them)."""
+    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}
+
+
 def environment() -> dict:
     """Host, Python, torch, CUDA, GPU, cuDNN, thread count, CPU kernel set and code version."""
     cuda = torch.cuda.is_available()
@@ -40,5 +57,6 @@ def environment() -> dict:
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "git_sha": _git_sha(),
     }

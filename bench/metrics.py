@@ -35,9 +35,10 @@ std run over the cases where that organ is scored.
 from __future__ import annotations
 
 import math
+import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.pool import AsyncResult
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from bench.errors import BenchError
+from bench.interrupt import workers_ignore_sigint
 
 EMPTY_MASK_POLICY = (
     "both_empty: Dice NaN, HD95 NaN, excluded from means; "
@@ -223,19 +225,23 @@ def _record_case_ids(items: Iterable[tuple], case_ids: list[str]) -> Iterator[tu
 
 def _evaluate_in_pool(items: Iterable[tuple], labels: dict[int, str] | None, workers: int, out: list[dict]) -> None:
     """Submit every organ's HD95 to a process pool, keeping at most a few jobs per worker in flight (memory)."""
-    pending: deque[tuple[dict, Future]] = deque()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pending: deque[tuple[dict, AsyncResult]] = deque()
+    # A multiprocessing Pool rather than ProcessPoolExecutor: leaving the block on Ctrl-C terminates the workers
+    # (which ignore SIGINT, see bench.interrupt) instead of waiting for the jobs under way.
+    with workers_ignore_sigint():
+        pool = multiprocessing.Pool(workers)
+    with pool:
         for case_id, pred, gt, spacing in items:
             rows, jobs = _case_rows(case_id, pred, gt, spacing, labels)
             out.extend(rows)
             for row, job in zip(rows, jobs):
                 if job is not None:
-                    pending.append((row, pool.submit(_hd95_job, *job)))
+                    pending.append((row, pool.apply_async(_hd95_job, job)))
             while len(pending) > 4 * workers:
-                row, future = pending.popleft()
-                row["hd95"] = future.result()
-        for row, future in pending:
-            row["hd95"] = future.result()
+                row, result = pending.popleft()
+                row["hd95"] = result.get()
+        for row, result in pending:
+            row["hd95"] = result.get()
 
 
 def _fill_absent_labels(rows: list[dict], case_ids: list[str]) -> list[dict]:

@@ -121,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
         eval_workers=args.eval_workers,
     )
     ctx = init_distributed(args.device)
-    runs = GridRunner(spec, ctx).run()
+    runner = GridRunner(spec, ctx)
+    runs = runner.run()
     if ctx.is_main:
+        print(runner.progress.table())
         print(f"bench run: {len(runs)} run(s) in {args.results}; see `bench report --results {args.results}`")
     return 0

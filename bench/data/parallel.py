@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 from tqdm import tqdm
+
+from bench.interrupt import workers_ignore_sigint
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -17,7 +18,9 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: s
     """``[fn(x) for x in items]`` in up to ``workers`` processes (in this process when 1), results in input order.
 
     Workers are spawned, not forked: the parent may hold torch/OpenMP or ITK thread pools that do not survive a fork.
-    Each worker runs ITK single-threaded so that ``workers`` processes use ``workers`` cores.
+    Each worker runs ITK single-threaded so that ``workers`` processes use ``workers`` cores, and ignores SIGINT: on
+    Ctrl-C the parent's ``KeyboardInterrupt`` leaves the ``Pool`` block, which terminates the workers at once
+    (``ProcessPoolExecutor`` would wait for the cases under way); see ``bench.interrupt``.
     """
     bar = tqdm(total=len(items), desc=desc, unit="case", disable=not progress or not items)
     try:
@@ -28,11 +31,14 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: s
                 bar.update()
             return out
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(items)), mp_context=ctx, initializer=_single_threaded_itk) as pool:
-            futures = [pool.submit(fn, x) for x in items]
-            for _ in as_completed(futures):
+        with workers_ignore_sigint():
+            pool = ctx.Pool(min(workers, len(items)), initializer=_single_threaded_itk)
+        with pool:
+            out = []
+            for result in pool.imap(fn, items):
+                out.append(result)
                 bar.update()
-            return [f.result() for f in futures]
+            return out
     finally:
         bar.close()
 

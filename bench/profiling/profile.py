@@ -10,6 +10,7 @@ from torch import nn
 
 import models
 from bench.device import amp_dtype, memory_format
+from bench.environment import machine_load
 from bench.errors import BenchError
 from bench.profiling.flops import count_macs, count_macs_thop, thop_caveats
 from bench.profiling.timing import time_forward
@@ -17,7 +18,7 @@ from bench.profiling.timing import time_forward
 RECORD_KEYS = (
     "model", "params", "trainable_params", "gmacs", "gflops", "gmacs_thop", "thop_note", "uncounted_ops",
     "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "device", "amp", "channels_last", "patch", "batch",
-    "in_channels", "classes", "torch", "threads",
+    "in_channels", "classes", "torch", "threads", "cpu_model", "cpu_count", "load_avg_1min",
 )  # fmt: skip
 
 
@@ -111,6 +112,7 @@ def profile_model(name: str, settings: ProfileSettings) -> dict:
         classes=settings.classes,
         torch=torch.__version__,
         threads=torch.get_num_threads(),
+        **machine_load(),  # right after the timed runs: the load they competed with
     )
     return {k: record[k] for k in RECORD_KEYS}
 
@@ -149,5 +151,9 @@ def profile_in_fresh_process(name: str, settings: ProfileSettings) -> dict:
     peak memory (on the CPU it is a resident-set increase, which memory already held by the allocator masks)."""
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
+    from bench.interrupt import workers_ignore_sigint
+
+    with workers_ignore_sigint():
+        pool = multiprocessing.get_context("spawn").Pool(1)
+    with pool:
         return pool.apply(profile_model, (name, settings))

@@ -82,8 +82,9 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
     agg = aggregate(runs, case_dice)
     organs = organ_frame(summaries, runs)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    header = (f"Generated {created} from {store.root} : {len(runs)} runs, {len(agg)} configurations, "
-              f"{agg.groupby(GROUP).ngroups} dataset/preset groups.")
+    groups = agg.groupby(GROUP).ngroups
+    header = (f"Generated {created} from {store.root}: {len(runs)} runs, {len(agg)} configurations, "
+              f"{groups} dataset/preset group{'s' if groups != 1 else ''}.")
     report = Report(Path(out_dir), header, runs, agg, organs, [])
     for (dataset, preset), agg_g in agg.groupby(GROUP, sort=False):
         organs_g = organs[(organs.dataset == dataset) & (organs.preset == preset)]
@@ -117,7 +118,7 @@ def _make_plots(report: Report, store: ResultsStore, case_dice: pd.DataFrame, pr
                 partial(P.pareto_plot, group.agg, labels, stem),
                 partial(P.organ_heatmap, group.organs, group.agg, labels, stem),
                 partial(P.kd_gain_plot, group.agg, stem),
-                partial(P.training_curves, _train_logs(store, report.runs, group), stem),
+                partial(_training_curves, store, report.runs, group, stem),
                 partial(P.case_dice_boxplot, _case_values(case_dice, group.agg, labels), stem),
             ]
             for make in makers:
@@ -127,9 +128,54 @@ def _make_plots(report: Report, store: ResultsStore, case_dice: pd.DataFrame, pr
                 bar.update()
 
 
+def _values(runs: pd.DataFrame, column: str) -> list:
+    """The distinct recorded values of ``column`` (missing ones left out), in first-seen order."""
+    return [v for v in dict.fromkeys(runs[column].dropna()) if v != "-"]
+
+
+def _counts(runs: pd.DataFrame, column: str) -> str:
+    return "/".join(str(int(v)) for v in _values(runs, column)) or "?"
+
+
+def _about(runs: pd.DataFrame) -> list[str]:
+    """What a reader needs before the numbers: the data, the protocol and the latency machine, as the runs
+    recorded them (stores from before these were recorded say so)."""
+    synthetic = _values(runs, "dataset_synthetic")
+    if synthetic == [1.0]:
+        kind = "synthetic (procedural abdominal CT from `bench data synth`, not real patients)"
+    elif synthetic == [0.0]:
+        kind = "real images (not the built-in synthetic set)"
+    else:
+        kind = "synthetic or real: not recorded" if not synthetic else "mixed synthetic and real"
+    notes = []
+    if _values(runs, "n_train"):
+        kind += (f"; {_counts(runs, 'n_train')} training, {_counts(runs, 'n_val')} validation and "
+                 f"{_counts(runs, 'n_test')} test cases")
+    notes.append(f"Data: {kind}")
+    protocol = f"iterations {_counts(runs, 'iterations')}, training patch {', '.join(_values(runs, 'patch')) or '?'}"
+    widths = _values(runs, "base_channels")
+    if widths and all(w > 0 for w in widths):
+        protocol += (f"; widths reduced to base_channels={'/'.join(str(int(w)) for w in widths)} (the preset's "
+                     "base_channels replaces each network's own width to keep CPU training short, so params and "
+                     "GMACs are far below the full-width counts in the README; `bench profile` gives those)")
+    elif widths:
+        protocol += "; each network at its own width"
+    else:
+        protocol += "; widths not recorded"
+    notes.append(f"Protocol: {protocol}")
+    cpus = _values(runs, "latency_cpu")
+    if cpus:
+        n_cpus = "/".join(str(int(v)) for v in _values(runs, "latency_cpu_count"))
+        notes.append(f"Latency machine: {', '.join(cpus)} ({n_cpus} logical CPUs); the latency column gives the "
+                     "threads used and the 1-minute load average when each was measured")
+    else:
+        notes.append("Latency machine: not recorded (runs from before CPU model, threads and load were stored)")
+    return notes
+
+
 def _notes(runs: pd.DataFrame) -> list[str]:
     """The metric policies the runs recorded (HD95 definition, empty-mask handling, torch), stated per table."""
-    notes = []
+    notes = _about(runs)
     for column, title in (("hd95_definition", "HD95 definition"), ("empty_mask_policy", "empty masks"),
                           ("torch", "torch")):
         values = [v for v in dict.fromkeys(runs[column]) if v != "-"]
@@ -138,16 +184,24 @@ def _notes(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _train_logs(store: ResultsStore, runs: pd.DataFrame, group: GroupReport) -> dict[str, pd.DataFrame]:
+def _training_curves(store: ResultsStore, runs: pd.DataFrame, group: GroupReport, stem: Path) -> P.Plot | None:
+    logs, kinds = _train_logs(store, runs, group)
+    return P.training_curves(logs, stem, kinds)
+
+
+def _train_logs(store: ResultsStore, runs: pd.DataFrame, group: GroupReport
+                ) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[str, str]]]:
+    """The training logs of a group by curve label, and each label's (model, KD method)."""
     chosen = runs[(runs.dataset == group.dataset) & (runs.preset == group.preset)]
     several = chosen.groupby(["model", "kd"])["teacher"].transform("nunique") > 1
-    logs = {}
+    logs, kinds = {}, {}
     for (_, run), with_teacher in zip(chosen.iterrows(), several):
         log = store.train_log(run["run_id"])
         if log is not None:
             seed = "" if pd.isna(run["seed"]) else f" s{int(run['seed'])}"
-            logs[row_label(run, with_teacher) + seed] = log
-    return logs
+            label = row_label(run, with_teacher) + seed
+            logs[label], kinds[label] = log, (run["model"], run["kd"])
+    return logs, kinds
 
 
 def _case_values(case_dice: pd.DataFrame, agg: pd.DataFrame, labels: list[str]) -> dict[str, list[float]]:

@@ -18,10 +18,13 @@ GROUP = ["dataset", "preset"]
 KEY = [*GROUP, "model", "kd", "teacher"]
 NO_KD = "none"
 TEXT_COLUMNS = ["run_id", "dataset", "preset", "model", "kd", "teacher", "teacher_run", "preset_hash", "patch",
-                "device", "latency_device", "created", "torch", "hd95_definition", "empty_mask_policy"]
+                "device", "latency_device", "created", "torch", "hd95_definition", "empty_mask_policy", "latency_cpu"]
 NUMERIC_COLUMNS = ["seed", "params", "gmacs", "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "dice_mean",
                    "dice_std", "hd95_mean", "hd95_std", "n_cases", "n_missed", "n_false_positive", "n_both_empty",
-                   "train_seconds", "iterations"]
+                   "train_seconds", "iterations",
+                   # recorded since the report explains itself; missing (NaN) in older stores
+                   "latency_threads", "latency_load_avg", "latency_cpu_count", "dataset_synthetic", "n_train", "n_val",
+                   "n_test", "base_channels"]
 MEAN_OVER_SEEDS = ["params", "gmacs", "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "n_cases", "n_missed",
                    "n_false_positive", "n_both_empty", "train_seconds"]
 
@@ -96,6 +99,9 @@ def aggregate(runs: pd.DataFrame, case_dice: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_std_over"] = _mean_std(runs_k, f"{metric}_mean")
         row["patch"] = _joined(runs_k["patch"])
         row["latency_device"] = _joined(runs_k["latency_device"])
+        row["latency_threads"] = _joined(runs_k["latency_threads"].dropna().astype(int).astype(str))
+        row["latency_load_max"] = runs_k["latency_load_avg"].max()
+        row["latency_cpu_count"] = runs_k["latency_cpu_count"].min()
         row.update(_against_no_kd(runs, runs_k, key, case_dice))
         rows.append(row)
     if not rows:
@@ -169,9 +175,26 @@ Column = tuple[str, str, Callable[[pd.Series, str], str]]
 
 
 def _latency(row: pd.Series) -> str:
+    """``19.6 @ cpu, 1 thr, load 0.4``: the threads used and the 1-minute load average when it was measured (the
+    highest over seeds); ``busy`` where the load exceeded the CPUs. Older stores recorded neither."""
     value = fmt.num(row["latency_ms_median"], 1)
     device = row["latency_device"]
-    return value if fmt.MISSING in (value, device) else f"{value} @ {device}"
+    if fmt.MISSING in (value, device):
+        return value
+    text = f"{value} @ {device}"
+    threads, load = row.get("latency_threads", fmt.MISSING), row.get("latency_load_max")
+    if threads != fmt.MISSING:
+        text += f", {threads} thr"
+    if not fmt.is_missing(load):
+        busy = not fmt.is_missing(row.get("latency_cpu_count")) and load > row["latency_cpu_count"]
+        text += f", load {load:.1f}" + (" (busy)" if busy else "")
+    return text
+
+
+def _seeds(row: pd.Series) -> str:
+    """``1 seed``, ``3 seeds``: a count (the seed numbers are in main_table.csv)."""
+    n = int(row["n_seeds"])
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def _delta_dice(row: pd.Series) -> str:
@@ -188,7 +211,7 @@ MAIN_COLUMNS: list[Column] = [
     ("model", "model", lambda r, pm: r["model"]),
     ("KD", "KD", lambda r, pm: r["kd"]),
     ("teacher", "teacher", lambda r, pm: r["teacher"]),
-    ("seeds", "seeds", lambda r, pm: r["seeds"]),
+    ("seeds", "seeds", lambda r, pm: _seeds(r)),
     ("params (M)", "params (M)", lambda r, pm: fmt.num(r["params"] / 1e6, 3)),
     ("GMACs", "GMACs", lambda r, pm: fmt.num(r["gmacs"], 2)),
     ("patch", "patch", lambda r, pm: r["patch"]),
@@ -254,5 +277,5 @@ def main_csv_frame(agg: pd.DataFrame) -> pd.DataFrame:
                "latency_device", "peak_mem_mb", "dice_mean", "dice_std", "dice_std_over", "hd95_mean", "hd95_std",
                "hd95_std_over", "delta_seeds", "delta_dice", "delta_dice_std", "delta_hd95", "delta_hd95_std",
                "p_wilcoxon", "n_pairs", "wilcoxon_note", "n_cases", "n_missed", "n_false_positive", "n_both_empty",
-               "train_seconds"]
+               "train_seconds", "latency_threads", "latency_load_max", "latency_cpu_count"]
     return agg.reindex(columns=columns)

@@ -25,7 +25,13 @@ NOTES = [
     "\\* p<0.05, \\*\\* p<0.01: two-sided Wilcoxon signed-rank test over cases of the per-case mean foreground Dice "
     "(averaged over the common seeds) against the same student without KD; p-values in main_table.csv.",
     "GMACs: 10^9 multiply-accumulates of one forward pass at the stated patch (GFLOPs = 2 x GMACs); latency: median "
-    "forward time on the stated device; peak mem: peak allocated memory during inference.",
+    "forward time on the stated device, with the threads used and the machine's 1-minute load average at the time "
+    "(`busy`: the load exceeded the CPUs, so other work competed and the figure is slower than on a quiet machine).",
+    "peak mem: the memory one forward pass needs beyond what the process already held, measured in a fresh process. "
+    "On CUDA, torch's peak allocation above the weights and input; on the CPU, the peak rise of the process's "
+    "resident memory (RSS, sampled every 0.5 ms). The CPU figure is a lower bound: the MAC count ran one forward pass "
+    "just before, and memory the allocator kept from it is not counted again, which is why a small network can "
+    "show a few MB.",
     "missed/FP/empty: organ instances with the reference present but nothing predicted / nothing in the reference but "
     "something predicted / both empty, per seed.",
     "With several runs of one configuration and seed, the latest (`created`) is used. `-`: not recorded.",
@@ -41,7 +47,7 @@ def write_markdown(report: Report, path: Path) -> None:
     for group in report.groups:
         lines += [f"## {_group_title(group)}", ""]
         if group.notes:
-            lines += ["; ".join(group.notes), ""]
+            lines += [*(f"- {note}" for note in group.notes), ""]
         lines += ["### Main table", ""]
         lines += [tabulate(*_swap(main_table(group.agg)), tablefmt="github", disable_numparse=True), ""]
         for metric, title in (("dice", "Per-organ Dice"), ("hd95", "Per-organ HD95 (mm)")):
@@ -77,7 +83,8 @@ def write_html(report: Report, path: Path) -> None:
         "<ul>", *(f"<li>{esc(note.replace(chr(92), '').replace('`', ''))}</li>" for note in NOTES), "</ul>",
     ]
     for group in report.groups:
-        parts += [f"<h2>{esc(_group_title(group))}</h2>", f"<p>{esc('; '.join(group.notes))}</p>",
+        parts += [f"<h2>{esc(_group_title(group))}</h2>",
+                  "<ul>", *(f"<li>{esc(note.replace('`', ''))}</li>" for note in group.notes), "</ul>",
                   "<h3>Main table</h3>",
                   tabulate(*_swap(main_table(group.agg)), tablefmt="html", disable_numparse=True)]
         for metric, title in (("dice", "Per-organ Dice"), ("hd95", "Per-organ HD95 (mm)")):

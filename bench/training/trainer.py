@@ -4,6 +4,13 @@ Iteration-based: the run is cut into segments of ``val_every`` iterations. Each 
 loader seeded by (seed, segment), ends with validation (mean foreground Dice) and a checkpoint holding the model,
 optimiser, grad scaler, KD adapters, RNG states and iteration. Resuming therefore re-creates exactly the loader
 and RNG state an uninterrupted run would have had, without replaying earlier batches.
+
+Ctrl-C (SIGINT) lets the optimiser step under way finish, then writes ``checkpoint_last.pt`` at the current
+iteration, mid-segment. Resuming from it re-creates the segment's loader, draws and discards the batches the segment
+had already used (sampling and augmentation only, no forward pass) and then restores the RNG states of the moment of
+the interrupt, so the resumed run continues bitwise as the uninterrupted one would have (for a given ``workers``
+setting, as the loader itself; the losses logged since the last log row are carried in the checkpoint too). A
+Ctrl-C during the segment's validation keeps the segment's training and validates on resume.
 """
 
 from __future__ import annotations
@@ -11,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +31,7 @@ from tqdm import tqdm
 
 from bench.device import amp_dtype, memory_format
 from bench.errors import BenchError
+from bench.interrupt import DeferredInterrupt
 from bench.store import TRAIN_LOG_COLUMNS, TRAIN_LOG_FILE, atomic_write_text
 from bench.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.training.config import RunConfig
@@ -41,6 +50,24 @@ class TrainResult:
     train_seconds: float
     weights: Path  # the checkpoint to evaluate: best on validation or last, as config.eval_checkpoint says
     first_step: dict[str, float]  # the losses of iteration 1, before any update: exact on any CPU (see bench check)
+    resumed_from: int = 0  # the iteration of the checkpoint this training resumed from (0: started afresh)
+
+
+@dataclass
+class _LoopState:
+    """Where the training loop stands; everything a checkpoint written at an interrupt needs."""
+
+    start: float
+    iteration: int = 0
+    best: float | None = None
+    rows: list[dict] = field(default_factory=list)
+    window: list[tuple[float, float, float]] = field(default_factory=list)  # step losses since the last log row
+    pending_validation: bool = False  # the segment is trained, its validation and checkpoint are still to come
+    val_dice: float = math.nan
+    saved: int = 0  # the iteration of checkpoint_last.pt (0: none yet)
+    # The RNG states a checkpoint written now would hold: (states, loader_made) captured before the segment's
+    # loader was made, True for "the current states, loader made", None while a resumed segment skips batches.
+    rng: tuple[dict, bool] | bool | None = None
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -118,24 +145,30 @@ class Trainer:
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay)
 
     # -- state ----------------------------------------------------------------------------------------------------
-    def _payload(self, iteration: int, best: float | None, elapsed: float) -> dict:
+    def _payload(self, state: _LoopState, rng: dict, loader_made: bool) -> dict:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "kd": self.kd.state_dict() if self.kd is not None else None,
-            "iteration": iteration,
-            "best_val_dice": best,
-            "elapsed": elapsed,
-            "rng": rng_state(),
+            "iteration": state.iteration,
+            "best_val_dice": state.best,
+            "elapsed": time.perf_counter() - state.start,
+            "rng": rng,
             "config_hash": self.config.hash(),
             "first_step": self.first_step,
+            # Mid-segment (interrupt) checkpoints only: see the module docstring.
+            "window": list(state.window),
+            "loader_made": loader_made,
+            "pending_validation": state.pending_validation,
         }
 
-    def _restore(self) -> tuple[int, float | None, float, list[dict]]:
+    def _restore(self) -> tuple[_LoopState, dict | None]:
+        """The loop state to start from, and the RNG states to set once the segment's loader is re-created (for a
+        checkpoint written mid-segment after the loader had drawn from torch's RNG), else None."""
         path = self.run_dir / LAST
         if not path.exists():
-            return 0, None, 0.0, []
+            return _LoopState(start=time.perf_counter()), None
         hint = "; --restart discards it and trains the run from the start"
         state = load_checkpoint(path, "checkpoint", hint)
         if state.get("config_hash") != self.config.hash():
@@ -161,60 +194,106 @@ class Trainer:
                 rows = log[log["iteration"] <= iteration].to_dict("records")
             except (ValueError, KeyError, TypeError, pd.errors.EmptyDataError) as err:
                 raise BenchError(f"training log {log_path} is unreadable ({type(err).__name__}){hint}") from None
-        return iteration, best, elapsed, rows
+        loop = _LoopState(
+            iteration=iteration, best=best, start=time.perf_counter() - elapsed, rows=rows,
+            window=[tuple(w) for w in state.get("window", [])],
+            pending_validation=state.get("pending_validation", False), saved=iteration,
+        )  # fmt: skip
+        return loop, state["rng"] if state.get("loader_made") else None
 
     # -- loop -----------------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
+        loop, rng_after_loader = self._restore()
+        resumed_from = loop.iteration
+        if resumed_from and self.ctx.is_main:
+            tqdm.write(f"resuming {self.label} from iteration {resumed_from}", file=sys.stderr)
+        bar = tqdm(total=self.config.iterations, initial=loop.iteration, desc=self.label, unit="it",
+                   disable=not self.ctx.is_main, dynamic_ncols=True, leave=False)  # fmt: skip
+        interrupt = DeferredInterrupt()
+        # What a checkpoint written now would hold as RNG state: None while the loader draws the batches a resumed
+        # segment had already used (the checkpoint on disk stays valid, nothing is written then).
+        loop.rng = (rng_state(), False)
+        try:
+            with interrupt:
+                try:
+                    self._loop(loop, rng_after_loader, bar, interrupt)
+                except KeyboardInterrupt:
+                    with interrupt.deferred():
+                        self._save_interrupted(loop)
+                    raise
+        finally:
+            bar.close()
+        best_path = self.run_dir / BEST
+        use_best = self.config.eval_checkpoint == "best" and best_path.exists()
+        weights = best_path if use_best else self.run_dir / LAST
+        return TrainResult(loop.iteration, loop.best, time.perf_counter() - loop.start, weights, self.first_step,
+                           resumed_from)  # fmt: skip
+
+    def _loop(self, loop: _LoopState, rng_after_loader: dict | None, bar: tqdm, interrupt: DeferredInterrupt) -> None:
         from bench.data.sampler import make_patch_loader
 
         c = self.config
-        iteration, best, elapsed, rows = self._restore()
-        start = time.perf_counter() - elapsed
-        bar = tqdm(total=c.iterations, initial=iteration, desc=self.label, unit="it", disable=not self.ctx.is_main,
-                   dynamic_ncols=True, leave=False)  # fmt: skip
-        window: list[tuple[float, float, float]] = []
         log_every = max(1, c.val_every // 10)
-        val_dice = math.nan
-        while iteration < c.iterations:
-            segment = iteration // c.val_every
-            end = min((segment + 1) * c.val_every, c.iterations)
-            loader = make_patch_loader(
-                self.train_cases, tuple(c.patch), c.batch_size, seed=self.seed * 100_003 + segment,
-                augment=c.augment, workers=c.workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
-                fg_fraction=c.fg_fraction,
-            )  # fmt: skip
-            self.net.train()
-            for batch in loader:
-                if iteration >= end:
-                    break
-                lr = self._set_lr(iteration)
-                window.append(self.train_step(batch, iteration))
-                if iteration == 0:
-                    self.first_step = dict(zip(("loss", "seg_loss", "kd_loss"), window[-1]))
-                iteration += 1
-                bar.update(1)
-                if iteration % log_every == 0 or iteration == end:
-                    rows.append(self._log_row(iteration, window, lr, start))
-                    bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", dice=f"{val_dice:.3f}")
-                    window = []
-            del loader
+        while loop.iteration < c.iterations or loop.pending_validation:
+            if not loop.pending_validation:
+                segment = loop.iteration // c.val_every
+                end = min((segment + 1) * c.val_every, c.iterations)
+                loop.rng = (rng_state(), False)
+                loader = make_patch_loader(
+                    self.train_cases, tuple(c.patch), c.batch_size, seed=self.seed * 100_003 + segment,
+                    augment=c.augment, workers=c.workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
+                    fg_fraction=c.fg_fraction,
+                )  # fmt: skip
+                if rng_after_loader is not None:
+                    loop.rng = None
+                    for _ in range(loop.iteration - segment * c.val_every):
+                        next(loader)
+                    set_rng_state(rng_after_loader)
+                    rng_after_loader = None
+                loop.rng = True  # from here on: the RNG state of the moment, loader made
+                self.net.train()
+                while loop.iteration < end:
+                    batch = next(loader)
+                    with interrupt.deferred():
+                        lr = self._set_lr(loop.iteration)
+                        loop.window.append(self.train_step(batch, loop.iteration))
+                        if loop.iteration == 0:
+                            self.first_step = dict(zip(("loss", "seg_loss", "kd_loss"), loop.window[-1]))
+                        loop.iteration += 1
+                        bar.update(1)
+                        if loop.iteration % log_every == 0 or loop.iteration == end:
+                            loop.rows.append(self._log_row(loop.iteration, loop.window, lr, loop.start))
+                            bar.set_postfix(loss=f"{loop.rows[-1]['loss']:.3f}", dice=f"{loop.val_dice:.3f}")
+                            loop.window = []
+                del loader
+                loop.pending_validation = True
             val_dice = self._validate() if self.ctx.is_main else math.nan
-            if self.ctx.is_main:
-                rows[-1]["val_dice"] = val_dice
-                improved = not math.isnan(val_dice) and (best is None or val_dice > best)
-                best = val_dice if improved else best
-                payload = self._payload(iteration, best, time.perf_counter() - start)
-                if improved:
-                    save_checkpoint(self.run_dir / BEST, payload)
-                save_checkpoint(self.run_dir / LAST, payload)
-                self._write_log(rows)
-                bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", dice=f"{val_dice:.3f}")
+            with interrupt.deferred():
+                loop.pending_validation = False
+                if self.ctx.is_main:
+                    loop.val_dice = val_dice
+                    loop.rows[-1]["val_dice"] = val_dice
+                    improved = not math.isnan(val_dice) and (loop.best is None or val_dice > loop.best)
+                    loop.best = val_dice if improved else loop.best
+                    payload = self._payload(loop, rng_state(), loader_made=False)
+                    if improved:
+                        save_checkpoint(self.run_dir / BEST, payload)
+                    save_checkpoint(self.run_dir / LAST, payload)
+                    loop.saved = loop.iteration
+                    self._write_log(loop.rows)
+                    bar.set_postfix(loss=f"{loop.rows[-1]['loss']:.3f}", dice=f"{val_dice:.3f}")
             self.ctx.barrier()
-        bar.close()
-        best_path = self.run_dir / BEST
-        use_best = c.eval_checkpoint == "best" and best_path.exists()
-        weights = best_path if use_best else self.run_dir / LAST
-        return TrainResult(iteration, best, time.perf_counter() - start, weights, self.first_step)
+
+    def _save_interrupted(self, loop: _LoopState) -> None:
+        """Write ``checkpoint_last.pt`` (and the log) at the iteration reached, unless nothing changed since the last
+        checkpoint or the state is not one an uninterrupted run passes through."""
+        if not self.ctx.is_main or loop.rng is None:
+            return
+        if loop.iteration == loop.saved and not loop.pending_validation:
+            return
+        rng, loader_made = (rng_state(), True) if loop.rng is True else loop.rng
+        save_checkpoint(self.run_dir / LAST, self._payload(loop, rng, loader_made and not loop.pending_validation))
+        self._write_log(loop.rows)
 
     def _set_lr(self, iteration: int) -> float:
         c = self.config

@@ -139,8 +139,14 @@ def test_markdown_and_html_show_the_formatted_numbers(report) -> None:
         if kd != "none":
             mark = "**" if exp.p < 0.01 else "*" if exp.p < 0.05 else ""
             assert f"| {exp.delta_dice:+.4f}{mark} " in md
-    assert "## synthetic / preset smoke\n\nHD95 definition: medpy_pooled_p95; torch: 2.13.0\n" in md
-    assert "| lcovnet_small | ca   | unet3d    | 0,1     | 0.310        | 4.25    | 32x64x64 |" in md
+    # A store from before data, widths and the latency machine were recorded still reads, and says so.
+    assert ("## synthetic / preset smoke\n\n- Data: synthetic or real: not recorded\n"
+            "- Protocol: iterations 40, training patch 32x64x64; widths not recorded\n"
+            "- Latency machine: not recorded") in md
+    assert "- HD95 definition: medpy_pooled_p95\n- torch: 2.13.0\n" in md
+    assert ("| lcovnet_small | ca   | unet3d    | 2 seeds | 0.310        | 4.25    | 32x64x64 | "
+            "11.5 @ cpu (2 threads)  |") in md
+    assert "peak mem: the memory one forward pass needs beyond what the process already held" in md
     assert md.count("![") == 5 and (rep.out_dir / "plots" / "synthetic__smoke__pareto.svg").is_file()
     assert page.count('src="data:image/png;base64,') == 5 and "src=\"plots/" not in page
 
@@ -190,6 +196,24 @@ def test_figures_are_images_holding_the_plotted_points(report) -> None:
     assert all(len(x) == 4 for x, _ in plots["training"].data["val_dice"].values())
     boxes = plots["case_dice"].data
     assert len(boxes) == 7 and all(len(v) == N_CASES * len(SEEDS) for v in boxes.values())
+
+
+def test_header_states_data_widths_and_the_machine_beside_each_latency(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    per_case = _per_case(0.7, np.random.default_rng(0), missed=False)
+    for model, load in (("lcovnet", 0.4), ("unet3d", 9.0)):
+        summary = _summary(model, "none", None, 0, 100_000, 1.0, per_case)
+        summary.update(latency_device="cpu", latency_cpu="Intel(R) Xeon(R) Test CPU", latency_threads=2,
+                       latency_load_avg=load, latency_cpu_count=2, dataset_synthetic=True, n_train=16, n_val=2,
+                       n_test=6, base_channels=8)  # fmt: skip
+        store.record_run(make_run_id(model, "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
+    md = (build_report(store, tmp_path / "report", formats=["md"], progress=False).out_dir / "report.md").read_text()
+    assert "- Data: synthetic (procedural abdominal CT from `bench data synth`, not real patients); 16 training, " \
+           "2 validation and 6 test cases\n" in md
+    assert "widths reduced to base_channels=8" in md and "full-width counts in the README" in md
+    assert "- Latency machine: Intel(R) Xeon(R) Test CPU (2 logical CPUs)" in md
+    assert "| 5.0 @ cpu, 2 thr, load 0.4 |" in md and "| 5.0 @ cpu, 2 thr, load 9.0 (busy) |" in md
+    assert "| 1 seed  |" in md
 
 
 def test_runs_missing_metrics_show_a_dash_and_do_not_break_the_report(tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -93,6 +95,65 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dat
     with sqlite3.connect(tmp_path / "cut" / "bench.sqlite") as db:
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
+
+
+def _interrupt_when(args: list[str], pattern: str, timeout: float = 300) -> tuple[int, str]:
+    """Run ``args`` in a new process group, send SIGINT to the whole group (as Ctrl-C in a terminal does) once
+    ``pattern`` shows up on stderr, and return the exit code and the whole stderr."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")))
+    reader.start()
+    deadline = time.time() + timeout
+    # errors="replace": a read can end inside one of tqdm's multi-byte bar characters
+    while time.time() < deadline and proc.poll() is None and not re.search(
+        pattern, b"".join(chunks).decode(errors="replace")
+    ):
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    reader.join()
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_ctrl_c_during_preprocessing_stops_every_process_without_a_traceback(tiny_dataset, tmp_path):
+    args = bench_cmd("run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results", str(tmp_path / "res"),
+                     *TINY_RUN, "--set", "iterations=2", "--set", "val_every=2")  # fmt: skip
+    returncode, stderr = _interrupt_when(args, r"preprocessing")
+    assert returncode == 130, stderr[-2000:]
+    assert "bench run: interrupted" in stderr and "Traceback" not in stderr and "Error" not in stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_training_checkpoints_and_the_rerun_resumes_to_the_same_weights(tiny_dataset, tmp_path):
+    whole = _run(tiny_dataset, tmp_path / "whole", "--set", "val_every=3", iterations=6)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    args = bench_cmd("run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results", str(tmp_path / "cut"),
+                     *TINY_RUN, "--set", "iterations=6", "--set", "val_every=3")  # fmt: skip
+    returncode, stderr = _interrupt_when(args, r"\| [1-5]/6 ")
+    assert returncode == 130, stderr[-2000:]
+    assert "bench run: interrupted" in stderr and "Traceback" not in stderr
+    (run_dir,) = (tmp_path / "cut" / "runs").iterdir()
+    stopped = torch.load(run_dir / "checkpoint_last.pt", weights_only=False)["iteration"]
+    assert 1 <= stopped < 6 and not (run_dir / "summary.json").exists()
+
+    resumed = _run(tiny_dataset, tmp_path / "cut", "--set", "val_every=3", iterations=6)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming lcovnet (seed 0) from iteration {stopped}" in resumed.stderr
+    (a,) = ResultsStore(tmp_path / "whole").summaries()
+    (b,) = ResultsStore(tmp_path / "cut").summaries()
+    wa = torch.load(tmp_path / "whole" / "runs" / a["run_id"] / "weights.pt", weights_only=False)["model"]
+    wb = torch.load(run_dir / "weights.pt", weights_only=False)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    log_a, log_b = ResultsStore(tmp_path / "whole").train_log(a["run_id"]), ResultsStore(tmp_path / "cut").train_log(
+        b["run_id"])  # fmt: skip
+    assert log_a.drop(columns="seconds").equals(log_b.drop(columns="seconds"))
 
 
 def test_nan_loss_stops_naming_the_iteration_and_keeps_the_checkpoint(tiny_dataset, tmp_path):
