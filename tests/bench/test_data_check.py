@@ -115,7 +115,7 @@ def test_clean_set_passes_with_a_summary(tmp_path: Path) -> None:
 
 def test_empty_dataset_is_an_error(tmp_path: Path) -> None:
     root = _set(tmp_path / "empty")
-    for p in (root / "imagesTr").iterdir():
+    for p in [*(root / "imagesTr").iterdir(), *(root / "labelsTr").iterdir()]:
         p.unlink()
     report = check_dataset(root)
     assert str(report.issues[0]).endswith("empty data set: no training cases found")
