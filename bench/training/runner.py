@@ -344,6 +344,7 @@ class GridRunner:
         """Per-case, per-organ Dice and HD95 of ``model`` on ``test`` cases, in each case's original geometry."""
         from tqdm import tqdm
 
+        from bench.data.nifti import read_image, write_image
         from bench.data.preprocess import load_prepared, restore_to_original
         from bench.device import amp_dtype, memory_format
         from bench.inference import predict_labels
@@ -359,10 +360,9 @@ class GridRunner:
                 amp_dtype=amp_dtype(self.config.amp, self.device), memory_format=fmt,
             )  # fmt: skip
             restored = restore_to_original(pred, meta)
-            gt_image = sitk.ReadImage(str(case.label))
+            gt_image = read_image(case.label)
             if self.spec.save_predictions:
-                (run_dir / "predictions").mkdir(exist_ok=True)
-                sitk.WriteImage(restored, str(run_dir / "predictions" / f"{case.case_id}.nii.gz"))
+                write_image(restored, run_dir / "predictions" / f"{case.case_id}.nii.gz")
             pred_arr = sitk.GetArrayFromImage(restored)
             gt_arr = sitk.GetArrayFromImage(gt_image)
             spacing = tuple(reversed(gt_image.GetSpacing()))
