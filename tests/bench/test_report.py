@@ -212,7 +212,7 @@ def test_header_states_data_widths_and_the_machine_beside_each_latency(tmp_path:
            "2 validation and 6 test cases\n" in md
     assert "widths reduced to base_channels=8" in md and "full-width counts in the README" in md
     assert "- Latency machine: Intel(R) Xeon(R) Test CPU (2 logical CPUs)" in md
-    assert "| 5.0 @ cpu, 2 thr, load 0.4 |" in md and "| 5.0 @ cpu, 2 thr, load 9.0 (busy) |" in md
+    assert "| 5.0 @ cpu, 2 thr, load 0.4 " in md and "| 5.0 @ cpu, 2 thr, load 9.0 (busy) |" in md
     assert "| 1 seed  |" in md
 
 
