@@ -55,6 +55,7 @@ class GridSpec:
     restart: bool = False
     save_predictions: bool = False
     eval_workers: int = 0
+    whole_volume: tuple[int, int, int] | None = (160, 256, 256)  # whole-CT time per model; None skips it
 
 
 @dataclass
@@ -289,7 +290,9 @@ class GridRunner:
                 classes=data.num_classes, in_channels=data.in_channels, patch=tuple(self.config.patch), batch=1,
                 device=self.device, amp=self.config.amp, channels_last=self.config.channels_last and
                 self.device.type == "cuda", warmup=self.config.profile_warmup, runs=self.config.profile_runs,
-                thop=False, model_kwargs=model_kwargs(name, self.config),
+                thop=False, model_kwargs=model_kwargs(name, self.config), whole_volume=self.spec.whole_volume,
+                window=tuple(self.config.eval_patch()), overlap=self.config.overlap,
+                sw_batch_size=self.config.sw_batch_size,
             )  # fmt: skip
             self._profiles[name] = profile_in_fresh_process(name, settings)
         return self._profiles[name]
@@ -306,6 +309,7 @@ class GridRunner:
             "latency_device": prof["device"], "params": prof["params"], "gmacs": prof["gmacs"],
             "uncounted_ops": prof["uncounted_ops"], "latency_ms_median": prof["latency_ms_median"],
             "latency_ms_p90": prof["latency_ms_p90"], "peak_mem_mb": prof["peak_mem_mb"],
+            "whole_volume": prof["whole_volume"], "whole_ct_seconds": prof["whole_ct_seconds"],
             **metrics,
             "train_seconds": result.train_seconds, "iterations": result.iterations,
             "best_val_dice": None if result.best_val_dice is None or math.isnan(result.best_val_dice)
