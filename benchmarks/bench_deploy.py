@@ -92,6 +92,7 @@ def main() -> None:
                 file = Path(tmp) / f"{name}{'.int8' if kind.endswith('int8') else ''}.onnx"
                 size = "-" if kind == "eager" else f"{file.stat().st_size / 2**20:.1f}"
                 rows.append([name, kind, size, f"{s:.1f}", agree])
+                print(f"  {name} {kind}: {s:.1f} s, argmax agreement {agree} %", flush=True)
             print(f"{name}: export + int8 calibration {prep:.1f} s", flush=True)
     base = seconds.get(("nnunet", "eager"))
     for row in rows:
