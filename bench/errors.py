@@ -50,8 +50,9 @@ def is_disk_full(err: BaseException) -> bool:
 
 def disk_full_error(path: Path | str | None) -> DiskFullError:
     """A :class:`DiskFullError` naming ``path`` and the free space left on its file system."""
-    where = Path(path) if path else Path.cwd()
-    probe = where
+    if not path:
+        return DiskFullError("no space left on the device; the files written before are intact")
+    where = probe = Path(path)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     try:

@@ -103,9 +103,13 @@ class RunLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(asdict(LockOwner.me())) + "\n").encode())
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(asdict(LockOwner.me())) + "\n").encode())
+            os.fsync(fd)
+        except OSError as err:  # a full disk, say: name the lock file
+            os.close(fd)
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
         self._fd = fd
         return True
 

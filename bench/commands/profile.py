@@ -5,6 +5,10 @@ GMACs); ``uncounted_ops`` lists any op left without a handler. thop's count is s
 reasons it is known to be wrong for a model. Latency is the median (and p90) of timed forward passes after warm-up:
 CUDA events on a GPU, ``perf_counter`` with a fixed thread count on the CPU. Peak memory is
 ``torch.cuda.max_memory_allocated`` on a GPU and the peak resident-memory increase on the CPU.
+
+--whole-volume D,H,W adds the whole-CT time: Gaussian-blended sliding windows of --patch at --overlap over a random
+volume of that size (160,256,256 is an abdominal CT), through blending and argmax, after one warm-up window: what a
+clinic waits for the network, where the latency column is one window.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=10, help="timed passes (default 10)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads to fix and record (default: torch's)")
     p.add_argument("--no-thop", action="store_true", help="skip thop's cross-check count")
+    p.add_argument("--whole-volume", metavar="D,H,W", help="also time sliding-window inference over a volume of "
+                   "this size, e.g. 160,256,256 (windows of --patch)")  # fmt: skip
+    p.add_argument("--overlap", type=float, default=0.5, help="window overlap for --whole-volume (default 0.5)")
+    p.add_argument("--sw-batch", type=int, default=1, help="windows per forward pass for --whole-volume (default 1)")
     p.add_argument("--json", type=Path, help="write the records as a JSON list")
     p.add_argument("--csv", type=Path, help="write the records as CSV")
     p.set_defaults(func=run)
@@ -59,6 +67,11 @@ def settings_from_args(args: argparse.Namespace):
         raise BenchError(f"--warmup must be zero or more, got {args.warmup}")
     if args.threads is not None and args.threads < 1:
         raise BenchError(f"--threads must be positive, got {args.threads}")
+    if not 0 <= args.overlap < 1:
+        raise BenchError(f"--overlap must lie in [0, 1), got {args.overlap}")
+    if args.sw_batch < 1:
+        raise BenchError(f"--sw-batch must be positive, got {args.sw_batch}")
+    whole = tuple(parse_int_list(args.whole_volume, "--whole-volume", length=3)) if args.whole_volume else None
     return ProfileSettings(
         classes=args.classes,
         in_channels=args.in_channels,
@@ -71,6 +84,9 @@ def settings_from_args(args: argparse.Namespace):
         runs=args.runs,
         threads=args.threads,
         thop=not args.no_thop,
+        whole_volume=whole,
+        overlap=args.overlap,
+        sw_batch_size=args.sw_batch,
     )
 
 
@@ -111,6 +127,7 @@ def format_table(records: list[dict]) -> str:
             f"{r['latency_ms_median']:.1f}",
             f"{r['latency_ms_p90']:.1f}",
             f"{r['peak_mem_mb']:.0f}",
+            *([f"{r['whole_ct_seconds']:.2f}", r["whole_ct_windows"]] if r["whole_ct_seconds"] is not None else []),
         ]
         for r in records
     ]
@@ -121,6 +138,8 @@ def format_table(records: list[dict]) -> str:
     )
     headers = ["model", "params (M)", "GMACs", "GMACs (thop)", "uncounted ops", "latency ms (median)",
                "latency ms (p90)", "peak mem (MB)"]  # fmt: skip
+    if first["whole_ct_seconds"] is not None:
+        headers += [f"whole CT {'x'.join(map(str, first['whole_volume']))} (s)", "windows"]
     return title + "\n" + tabulate(rows, headers=headers)
 
 

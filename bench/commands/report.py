@@ -38,16 +38,12 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"results store {results} does not exist; run `bench run` first or pass --results DIR")
     store = ResultsStore(results)
     out = Path(args.out) if args.out else results / "report"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        if not os.access(out.parent if not out.exists() else out, os.W_OK):
-            hint = "; a read-only results folder needs --out DIR elsewhere" if store.readonly else ""
-            raise BenchError(f"report folder {out} cannot be created: {err.strerror or err}{hint}") from None
-        raise
-    if not os.access(out, os.W_OK | os.X_OK):
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):  # checked up front: nothing is written before it fails
         hint = "; a read-only results folder needs --out DIR elsewhere" if store.readonly else ""
-        raise BenchError(f"report folder {out} is not writable{hint}")
+        raise BenchError(f"report folder {out} cannot be written ({existing} is read-only){hint}")
     with disk_full_as_error(out):
         report = build_report(store, out, formats)
     print(report.terminal_table())

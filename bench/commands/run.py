@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), help="results store (default results/)")
     p.add_argument("--save-predictions", action="store_true", help="write NIfTI masks in the CT's geometry")
     p.add_argument("--eval-workers", type=int, default=0, help="processes for HD95 (default 0: in-process)")
+    p.add_argument("--whole-volume", default="160,256,256", metavar="D,H,W",
+                   help="volume for each model's whole-CT time (sliding window at the preset's window and overlap; "
+                   "default 160,256,256, an abdominal CT; 'none' skips it)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="re-run complete runs")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", default=True,
@@ -115,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         teacher_checkpoint=args.teacher_checkpoint,
         device=args.device,
         results=args.results,
+        whole_volume=None if args.whole_volume.strip().lower() == "none"
+        else tuple(parse_int_list(args.whole_volume, "--whole-volume", length=3)),
         force=args.force,
         restart=args.restart,
         save_predictions=args.save_predictions,

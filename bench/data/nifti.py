@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import struct
 import zlib
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from bench.data.files import atomic_target
-from bench.errors import DataError
+from bench.errors import DataError, disk_full_as_error, disk_full_error
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
@@ -110,8 +111,13 @@ def _nifti_header(head: bytes) -> tuple[int, int, np.dtype] | None:
 
 def write_image(image: sitk.Image, path: Path, compress: bool = True) -> None:
     """Write ``image`` to ``path`` atomically (temporary file, then rename)."""
-    with atomic_target(path, suffix=image_suffix(path) or "") as tmp:
-        sitk.WriteImage(image, str(tmp), compress)
+    with disk_full_as_error(path), atomic_target(path, suffix=image_suffix(path) or "") as tmp:
+        try:
+            sitk.WriteImage(image, str(tmp), compress)
+        except RuntimeError as err:  # ITK hides the errno; a short write is a full disk more often than not
+            if shutil.disk_usage(Path(path).parent).free < (1 << 20):
+                raise disk_full_error(path) from None
+            raise DataError(f"{path}: cannot write image ({_first_line(err)})") from None
 
 
 def make_image(

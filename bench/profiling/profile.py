@@ -18,7 +18,8 @@ from bench.profiling.timing import time_forward
 RECORD_KEYS = (
     "model", "params", "trainable_params", "gmacs", "gflops", "gmacs_thop", "thop_note", "uncounted_ops",
     "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "device", "amp", "channels_last", "patch", "batch",
-    "in_channels", "classes", "torch", "threads", "cpu_model", "cpu_count", "load_avg_1min",
+    "in_channels", "classes", "torch", "threads", "cpu_model", "cpu_count", "load_avg_1min", "whole_volume",
+    "whole_ct_windows", "whole_ct_seconds",
 )  # fmt: skip
 
 
@@ -38,6 +39,11 @@ class ProfileSettings:
     threads: int | None = None
     thop: bool = True
     model_kwargs: dict = field(default_factory=dict)  # width settings passed to the model factory
+    # Whole-CT time: sliding windows of ``window`` (default: ``patch``) over a ``whole_volume`` (None: not measured).
+    whole_volume: tuple[int, int, int] | None = None
+    window: tuple[int, int, int] | None = None
+    overlap: float = 0.5
+    sw_batch_size: int = 1
 
 
 def check_patch(name: str, patch: tuple[int, ...]) -> None:
@@ -105,6 +111,7 @@ def profile_model(name: str, settings: ProfileSettings) -> dict:
         "uncounted_ops": sorted(macs.uncounted_ops),
     }
     record.update(_measure_latency(model, x_cpu, settings))
+    record.update(_whole_volume(name, model, settings))
     record.update(
         patch=list(settings.patch),
         batch=settings.batch,
@@ -115,6 +122,23 @@ def profile_model(name: str, settings: ProfileSettings) -> dict:
         **machine_load(),  # right after the timed runs: the load they competed with
     )
     return {k: record[k] for k in RECORD_KEYS}
+
+
+def _whole_volume(name: str, model: nn.Module, settings: ProfileSettings) -> dict:
+    from bench.profiling.whole_volume import whole_volume_seconds
+
+    if settings.whole_volume is None:
+        return {"whole_volume": None, "whole_ct_windows": None, "whole_ct_seconds": None}
+    window = tuple(settings.window or settings.patch)
+    check_patch(name, window)
+    try:
+        return whole_volume_seconds(
+            model, settings.whole_volume, window, settings.in_channels, settings.overlap, settings.sw_batch_size,
+            settings.device, amp_dtype(settings.amp, settings.device),
+        )  # fmt: skip
+    except torch.cuda.OutOfMemoryError:
+        size = "x".join(map(str, settings.whole_volume))
+        raise BenchError(f"CUDA out of memory on the whole volume {size}; try --device cpu") from None
 
 
 def _measure_latency(model: nn.Module, x_cpu: torch.Tensor, settings: ProfileSettings) -> dict:

@@ -19,6 +19,7 @@ from bench.report.tables import (
     GROUP,
     TERMINAL_COLUMNS,
     aggregate,
+    deployment_table,
     main_table,
     organ_frame,
     row_label,
@@ -53,6 +54,7 @@ class Report:
     organs: pd.DataFrame
     groups: list[GroupReport]
     files: list[Path] = field(default_factory=list)
+    deployment: tuple[list[str], list[list]] = ([], [])  # headers, rows: runs exported with `bench export`
 
     def terminal_table(self) -> str:
         """A short table per dataset/preset for the terminal."""
@@ -86,6 +88,7 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
     header = (f"Generated {created} from {store.root}: {len(runs)} runs, {len(agg)} configurations, "
               f"{groups} dataset/preset group{'s' if groups != 1 else ''}.")
     report = Report(Path(out_dir), header, runs, agg, organs, [])
+    report.deployment = deployment_table(summaries, _export_records(store, summaries))
     for (dataset, preset), agg_g in agg.groupby(GROUP, sort=False):
         organs_g = organs[(organs.dataset == dataset) & (organs.preset == preset)]
         runs_g = runs[(runs.dataset == dataset) & (runs.preset == preset)]
@@ -171,6 +174,24 @@ def _about(runs: pd.DataFrame) -> list[str]:
     else:
         notes.append("Latency machine: not recorded (runs from before CPU model, threads and load were stored)")
     return notes
+
+
+def _export_records(store: ResultsStore, summaries: list[dict]) -> dict[str, dict]:
+    """Run id -> the ``export.json`` that ``bench export`` left in the run directory (runs without one are left out)."""
+    import json
+
+    from bench.deploy.export import EXPORT_RECORD
+
+    records = {}
+    for summary in summaries:
+        path = store.root / "runs" / str(summary.get("run_id")) / EXPORT_RECORD
+        try:
+            records[summary["run_id"]] = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as err:
+            raise BenchError(f"cannot read {path}: {err}") from None
+    return records
 
 
 def _notes(runs: pd.DataFrame) -> list[str]:

@@ -19,13 +19,14 @@ KEY = [*GROUP, "model", "kd", "teacher"]
 NO_KD = "none"
 TEXT_COLUMNS = ["run_id", "dataset", "preset", "model", "kd", "teacher", "teacher_run", "preset_hash", "patch",
                 "device", "latency_device", "created", "torch", "hd95_definition", "empty_mask_policy", "latency_cpu"]
-NUMERIC_COLUMNS = ["seed", "params", "gmacs", "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "dice_mean",
-                   "dice_std", "hd95_mean", "hd95_std", "n_cases", "n_missed", "n_false_positive", "n_both_empty",
-                   "train_seconds", "iterations",
+NUMERIC_COLUMNS = ["seed", "params", "gmacs", "latency_ms_median", "latency_ms_p90", "whole_ct_seconds", "peak_mem_mb",
+                   "dice_mean", "dice_std", "hd95_mean", "hd95_std", "n_cases", "n_missed", "n_false_positive",
+                   "n_both_empty", "train_seconds", "iterations",
                    # recorded since the report explains itself; missing (NaN) in older stores
                    "latency_threads", "latency_load_avg", "latency_cpu_count", "dataset_synthetic", "n_train", "n_val",
                    "n_test", "base_channels"]
-MEAN_OVER_SEEDS = ["params", "gmacs", "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "n_cases", "n_missed",
+MEAN_OVER_SEEDS = ["params", "gmacs", "latency_ms_median", "latency_ms_p90", "whole_ct_seconds", "peak_mem_mb",
+                   "n_cases", "n_missed",
                    "n_false_positive", "n_both_empty", "train_seconds"]
 
 
@@ -216,6 +217,7 @@ MAIN_COLUMNS: list[Column] = [
     ("GMACs", "GMACs", lambda r, pm: fmt.num(r["gmacs"], 2)),
     ("patch", "patch", lambda r, pm: r["patch"]),
     ("latency ms @ device", "latency ms @ device", lambda r, pm: _latency(r)),
+    ("whole CT (s)", "whole CT (s)", lambda r, pm: fmt.num(r["whole_ct_seconds"], 1)),
     ("peak mem (MB)", "peak mem (MB)", lambda r, pm: fmt.num(r["peak_mem_mb"], 0)),
     ("Dice", "Dice", lambda r, pm: fmt.mean_pm(r["dice_mean"], r["dice_std"], 4, pm)),
     ("HD95 (mm)", "HD95 (mm)", lambda r, pm: fmt.mean_pm(r["hd95_mean"], r["hd95_std"], 2, pm)),
@@ -225,7 +227,8 @@ MAIN_COLUMNS: list[Column] = [
     ("missed/FP/empty", "missed/FP/empty", lambda r, pm: _empties(r)),
 ]
 
-TERMINAL_COLUMNS = ["model", "KD", "teacher", "GMACs", "latency ms @ device", "Dice", "HD95 (mm)", "ΔDice"]
+TERMINAL_COLUMNS = ["model", "KD", "teacher", "GMACs", "latency ms @ device", "whole CT (s)", "Dice", "HD95 (mm)",
+                    "ΔDice"]
 
 TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                 "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -274,8 +277,39 @@ def organ_table(
 def main_csv_frame(agg: pd.DataFrame) -> pd.DataFrame:
     """The main table with raw numbers (no rounding) and the p-values, for the CSV."""
     columns = [*KEY, "n_seeds", "seeds", "patch", "params", "gmacs", "latency_ms_median", "latency_ms_p90",
-               "latency_device", "peak_mem_mb", "dice_mean", "dice_std", "dice_std_over", "hd95_mean", "hd95_std",
+               "whole_ct_seconds", "latency_device", "peak_mem_mb", "dice_mean", "dice_std", "dice_std_over",
+               "hd95_mean", "hd95_std",
                "hd95_std_over", "delta_seeds", "delta_dice", "delta_dice_std", "delta_hd95", "delta_hd95_std",
                "p_wilcoxon", "n_pairs", "wilcoxon_note", "n_cases", "n_missed", "n_false_positive", "n_both_empty",
                "train_seconds", "latency_threads", "latency_load_max", "latency_cpu_count"]
     return agg.reindex(columns=columns)
+
+
+DEPLOYMENT_HEADERS = ["run", "params (M)", "size fp32 (MB)", "size int8 (MB)", "patch ms PyTorch", "patch ms ONNX fp32",
+                      "patch ms ONNX int8", "whole CT (s) CPU", "whole CT (s) GPU", "Dice PyTorch", "Dice ONNX fp32",
+                      "Dice ONNX int8"]  # fmt: skip
+
+
+def deployment_table(summaries: list[dict], exports: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """One row per run exported with ``bench export`` (``exports``: run id -> its ``export.json``): sizes, latency,
+    whole-CT time (in the GPU column when the run was profiled on one) and Dice of the float and int8 models."""
+    rows = []
+    for summary in sorted(summaries, key=lambda s: str(s.get("run_id"))):
+        record = exports.get(summary.get("run_id"))
+        if not isinstance(record, dict):
+            continue
+        variants = record.get("variants") if isinstance(record.get("variants"), dict) else {}
+        fp32, int8 = variants.get("fp32") or {}, variants.get("int8") or {}
+        whole = fmt.num(_number(summary.get("whole_ct_seconds")), 1)
+        on_gpu = str(summary.get("device") or "cpu").startswith("cuda")
+        label = row_label({"model": fmt.text(summary.get("model")), "kd": fmt.text(summary.get("kd"))})
+        rows.append([
+            f"{label} s{summary.get('seed')}", fmt.num(_number(summary.get("params")) / 1e6, 3),
+            fmt.num(_number(fp32.get("size_mb")), 2), fmt.num(_number(int8.get("size_mb")), 2),
+            fmt.num(_number(record.get("torch_latency_ms_median")), 1),
+            fmt.num(_number(fp32.get("latency_ms_median")), 1),
+            fmt.num(_number(int8.get("latency_ms_median")), 1), fmt.MISSING if on_gpu else whole,
+            whole if on_gpu else fmt.MISSING, fmt.num(_number(summary.get("dice_mean")), 4),
+            fmt.num(_number(fp32.get("dice")), 4), fmt.num(_number(int8.get("dice")), 4),
+        ])  # fmt: skip
+    return list(DEPLOYMENT_HEADERS), rows

@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from tabulate import tabulate
 
 from bench.report.tables import main_csv_frame, main_table, organ_table, tex_escape
@@ -36,6 +37,12 @@ NOTES = [
     "something predicted / both empty, per seed.",
     "With several runs of one configuration and seed, the latest (`created`) is used. `-`: not recorded.",
 ]
+DEPLOYMENT_NOTE = (
+    "Runs exported with `bench export`: ONNX file sizes, latency of one patch (PyTorch and onnxruntime, measured by "
+    "the export on its machine), whole-CT time (the main table's `whole CT (s)`: sliding-window inference over a "
+    "160x256x256 volume unless `bench run --whole-volume` said otherwise, at the preset's window and overlap, measured "
+    "by `bench run`), and Dice on the test split of the PyTorch run and of the float and int8 ONNX models."
+)
 
 
 def _group_title(group) -> str:
@@ -61,6 +68,9 @@ def write_markdown(report: Report, path: Path) -> None:
                 rel = plot.png.relative_to(path.parent).as_posix()
                 svg = plot.svg.relative_to(path.parent).as_posix()
                 lines += [f"![{plot.title}]({rel})", "", f"*{plot.title}* ([SVG]({svg}))", ""]
+    if report.deployment[1]:
+        lines += ["## Deployment", "", DEPLOYMENT_NOTE, "",
+                  tabulate(*_swap(report.deployment), tablefmt="github", disable_numparse=True), ""]
     atomic_write_text(path, "\n".join(lines))
 
 
@@ -96,6 +106,9 @@ def write_html(report: Report, path: Path) -> None:
             data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
             parts += [f'<figure><img alt="{esc(plot.title)}" src="data:image/png;base64,{data}">',
                       f"<figcaption>{esc(plot.title)}</figcaption></figure>"]
+    if report.deployment[1]:
+        parts += ["<h2>Deployment</h2>", f"<p>{esc(DEPLOYMENT_NOTE)}</p>",
+                  tabulate(*_swap(report.deployment), tablefmt="html", disable_numparse=True)]
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts) + "\n")
 
@@ -111,6 +124,10 @@ def write_csv(report: Report, out_dir: Path) -> list[Path]:
     for name, frame in frames.items():
         atomic_write_text(out_dir / name, frame.to_csv(index=False))
         paths.append(out_dir / name)
+    if report.deployment[1]:
+        headers, rows = report.deployment
+        atomic_write_text(out_dir / "deployment.csv", pd.DataFrame(rows, columns=headers).to_csv(index=False))
+        paths.append(out_dir / "deployment.csv")
     return paths
 
 

@@ -83,7 +83,7 @@ def safe_load(path: Path, what: str, hint: str = "") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"(?i)unsupported:? global:? GLOBAL ([\w.]+)", str(err))
+        found = re.search(r"[Uu]nsupported(?: global)?:? GLOBAL ([\w.]+)", str(err))
         detail = f"it refers to the Python object {found.group(1)}" if found else "it is not a PyTorch checkpoint"
         problem = f"refused: only tensors, numbers and strings are loaded, but {detail}"
     except EOFError:

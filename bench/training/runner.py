@@ -65,6 +65,7 @@ class GridSpec:
     restart: bool = False
     save_predictions: bool = False
     eval_workers: int = 0
+    whole_volume: tuple[int, int, int] | None = (160, 256, 256)  # whole-CT time per model; None skips it
 
 
 @dataclass
@@ -344,6 +345,7 @@ class GridRunner:
         """Per-case, per-organ Dice and HD95 of ``model`` on ``test`` cases, in each case's original geometry."""
         from tqdm import tqdm
 
+        from bench.data.nifti import read_image, write_image
         from bench.data.preprocess import load_prepared, restore_to_original
         from bench.device import amp_dtype, memory_format
         from bench.inference import predict_labels
@@ -359,10 +361,9 @@ class GridRunner:
                 amp_dtype=amp_dtype(self.config.amp, self.device), memory_format=fmt,
             )  # fmt: skip
             restored = restore_to_original(pred, meta)
-            gt_image = sitk.ReadImage(str(case.label))
+            gt_image = read_image(case.label)
             if self.spec.save_predictions:
-                (run_dir / "predictions").mkdir(exist_ok=True)
-                sitk.WriteImage(restored, str(run_dir / "predictions" / f"{case.case_id}.nii.gz"))
+                write_image(restored, run_dir / "predictions" / f"{case.case_id}.nii.gz")
             pred_arr = sitk.GetArrayFromImage(restored)
             gt_arr = sitk.GetArrayFromImage(gt_image)
             spacing = tuple(reversed(gt_image.GetSpacing()))
@@ -375,7 +376,9 @@ class GridRunner:
                 classes=data.num_classes, in_channels=data.in_channels, patch=tuple(self.config.patch), batch=1,
                 device=self.device, amp=self.config.amp, channels_last=self.config.channels_last and
                 self.device.type == "cuda", warmup=self.config.profile_warmup, runs=self.config.profile_runs,
-                thop=False, model_kwargs=model_kwargs(name, self.config),
+                thop=False, model_kwargs=model_kwargs(name, self.config), whole_volume=self.spec.whole_volume,
+                window=tuple(self.config.eval_patch()), overlap=self.config.overlap,
+                sw_batch_size=self.config.sw_batch_size,
             )  # fmt: skip
             self._profiles[name] = profile_in_fresh_process(name, settings)
         return self._profiles[name]
@@ -396,6 +399,7 @@ class GridRunner:
             "latency_load_avg": prof.get("load_avg_1min"), "latency_cpu_count": prof.get("cpu_count"),
             "dataset_synthetic": data.synthetic, "n_train": data.counts[0], "n_val": data.counts[1],
             "n_test": data.counts[2], "base_channels": self.config.base_channels,
+            "whole_volume": prof["whole_volume"], "whole_ct_seconds": prof["whole_ct_seconds"],
             **metrics,
             "train_seconds": result.train_seconds, "iterations": result.iterations,
             "best_val_dice": None if result.best_val_dice is None or math.isnan(result.best_val_dice)

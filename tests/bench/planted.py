@@ -7,6 +7,7 @@ traceback, write nothing outside the results folder, and leave every file alread
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -40,7 +41,9 @@ def index_rows(results: Path) -> list:
     db = results / "bench.sqlite"
     if not db.exists():
         return []
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    # immutable=1 for a store on a read-only mount, where SQLite cannot create the WAL's shared-memory file
+    mode = "mode=ro" if os.access(results, os.W_OK) else "immutable=1"
+    with sqlite3.connect(f"file:{db}?{mode}", uri=True) as conn:
         return sorted(conn.execute("SELECT run_id, summary_sha1 FROM runs").fetchall())
 
 

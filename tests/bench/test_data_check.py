@@ -122,7 +122,7 @@ def test_summary_median_column_holds_the_median_over_cases(tmp_path: Path) -> No
 
 def test_empty_dataset_is_an_error(tmp_path: Path) -> None:
     root = _set(tmp_path / "empty")
-    for p in (root / "imagesTr").iterdir():
+    for p in [*(root / "imagesTr").iterdir(), *(root / "labelsTr").iterdir()]:
         p.unlink()
     report = check_dataset(root)
     assert str(report.issues[0]).endswith("empty data set: no training cases found")

@@ -22,9 +22,9 @@ CORE_MODELS = ["lcovnet", "unet3d", "nnunet"]
 def test_onnx_export_of_each_core_model_matches_pytorch_on_a_volume_of_another_size(name, tmp_path):
     torch.manual_seed(0)
     network = build_model(name, 1, 5, deep_supervision=False, base_channels=4).eval()
-    export_onnx(network, 1, [16, 32, 32], tmp_path / "m.onnx")
+    export_onnx(network, 1, [32, 64, 64], tmp_path / "m.onnx")
     onnx.checker.check_model(str(tmp_path / "m.onnx"), full_check=True)
-    x = torch.randn(2, 1, 32, 64, 96)  # batch and every spatial side differ from the traced input
+    x = torch.randn(2, 1, 48, 64, 96)  # batch and every spatial side differ from the traced input
     with torch.inference_mode():
         ref = MainLogits(network)(x)
     session = ort_session(tmp_path / "m.onnx", threads=1)

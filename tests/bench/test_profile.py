@@ -121,3 +121,31 @@ def test_profile_bad_input_is_one_line_with_exit_code_2(args, message):
 def test_debug_flag_shows_traceback():
     proc = _bench("--debug", "profile", "--models", "nosuchnet")
     assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("volume", "patch", "overlap"), [((48, 64, 64), (32, 32, 32), 0.5), ((20, 40, 70), (32, 32, 32), 0.25)]
+)
+def test_whole_volume_window_count_is_what_monai_runs(volume, patch, overlap):
+    from monai.inferers import sliding_window_inference
+
+    from bench.profiling.whole_volume import window_count
+
+    calls = []
+
+    def predictor(x):
+        calls.append(x.shape[0])
+        return x
+
+    sliding_window_inference(torch.zeros(1, 1, *volume), patch, 1, predictor, overlap=overlap)
+    assert window_count(volume, patch, overlap) == len(calls)
+
+
+def test_profile_whole_volume_times_sliding_window_over_the_volume(tmp_path):
+    proc = _bench("profile", "--models", "lcovnet", "--classes", "3", "--patch", "32,32,32", "--whole-volume",
+                  "32,48,48", "--runs", "1", "--warmup", "0", "--no-thop", "--device", "cpu", "--json",
+                  str(tmp_path / "p.json"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (record,) = json.loads((tmp_path / "p.json").read_text())
+    assert record["whole_volume"] == [32, 48, 48] and record["whole_ct_windows"] == 4
+    assert record["whole_ct_seconds"] > 0 and "whole CT 32x48x48 (s)" in proc.stdout

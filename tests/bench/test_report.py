@@ -212,7 +212,7 @@ def test_header_states_data_widths_and_the_machine_beside_each_latency(tmp_path:
            "2 validation and 6 test cases\n" in md
     assert "widths reduced to base_channels=8" in md and "full-width counts in the README" in md
     assert "- Latency machine: Intel(R) Xeon(R) Test CPU (2 logical CPUs)" in md
-    assert "| 5.0 @ cpu, 2 thr, load 0.4 |" in md and "| 5.0 @ cpu, 2 thr, load 9.0 (busy) |" in md
+    assert "| 5.0 @ cpu, 2 thr, load 0.4 " in md and "| 5.0 @ cpu, 2 thr, load 9.0 (busy) |" in md
     assert "| 1 seed  |" in md
 
 
@@ -277,3 +277,34 @@ def test_pareto_front_keeps_only_undominated_points() -> None:
     score = [0.80, 0.70, 0.79, 0.75, 0.90]
     assert pareto_front(cost, score) == [3, 0, 4]
     assert pareto_front([], []) == []
+
+
+def test_whole_ct_column_and_deployment_table_from_export_records(tmp_path: Path) -> None:
+    import json
+
+    store = ResultsStore(tmp_path / "results")
+    per_case = _per_case(0.7, np.random.default_rng(0), missed=False)
+    old = _summary("lcovnet", "none", None, 0, 1_020_000, 12.5, per_case)  # recorded before whole-CT times existed
+    new = {**_summary("unet3d", "none", None, 0, 15_300_000, 310.0, per_case), "whole_ct_seconds": 41.3}
+    for summary in (old, new):
+        store.record_run(make_run_id(summary["model"], "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
+    export = {"torch_latency_ms_median": 812.0, "variants": {
+        "fp32": {"size_mb": 57.17, "latency_ms_median": 640.5, "dice": 0.7012},
+        "int8": {"size_mb": 14.38, "latency_ms_median": 301.25, "dice": 0.6951}}}  # fmt: skip
+    run_dir = store.run_dir(make_run_id("unet3d", "none", None, 0, "synthetic", "3f2a9c1b"))
+    (run_dir / "export.json").write_text(json.dumps(export))
+    build_report(store, tmp_path / "out", formats=["md", "csv"], progress=False)
+    md = (tmp_path / "out" / "report.md").read_text()
+    main = md.split("### Main table")[1].split("###")[0]
+    header = [c.strip() for c in main.strip().splitlines()[0].strip("|").split("|")]
+    column = header.index("whole CT (s)")
+    assert header[column - 1] == "latency ms @ device"
+    cells = {row.split("|")[1].strip(): row.split("|")[column + 1].strip() for row in main.strip().splitlines()[2:]}
+    assert cells == {"lcovnet": "-", "unet3d": "41.3"}
+    deployment = pd.read_csv(tmp_path / "out" / "deployment.csv")
+    assert deployment.to_dict("records") == [{
+        "run": "unet3d s0", "params (M)": 15.3, "size fp32 (MB)": 57.17, "size int8 (MB)": 14.38,
+        "patch ms PyTorch": 812.0, "patch ms ONNX fp32": 640.5, "patch ms ONNX int8": 301.2,
+        "whole CT (s) CPU": 41.3, "whole CT (s) GPU": "-", "Dice PyTorch": round(new["dice_mean"], 4),
+        "Dice ONNX fp32": 0.7012, "Dice ONNX int8": 0.6951}]  # fmt: skip
+    assert "## Deployment" in md

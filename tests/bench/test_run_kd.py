@@ -26,7 +26,9 @@ def test_kd_grid_trains_teacher_once_and_records_it_in_each_kd_run(tiny_dataset,
         assert runs[("lcovnet", kd)]["teacher_run"] == teacher_id
         assert runs[("lcovnet", kd)]["kd_hparams"]
     assert runs[("lcovnet", "none")]["teacher"] is None
-    assert proc.stderr.count(f"run {teacher_id}") == 1
+    assert proc.stderr.count("] unet3d (teacher), seed 0\n") == 1
+    assert "[3/4] lcovnet + ca from unet3d, seed 0" in proc.stderr
+    assert (tmp_path / "res" / "runs" / teacher_id / "weights.pt").is_file()
 
 
 def test_teacher_checkpoint_with_other_class_count_is_a_clear_error(tiny_dataset, tmp_path):
