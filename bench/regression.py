@@ -6,8 +6,8 @@ Two kinds of checks, because training is chaotic and everything else is not:
   scaled to G) and the losses of each run's first training step (``first_step``: before any update the network,
   its seeded initialisation and the first batch are the same everywhere; only float32 kernel rounding differs,
   measured below 1e-6 relative across CPU kinds, so ``FIRST_STEP_REL`` = 1e-4 leaves 100x margin while a flipped
-  or zeroed loss term moves these values by far more). They catch a changed architecture, loss or label mapping
-  without any training noise.
+  or zeroed loss term moves these values by far more; a KD loss, which also depends on the trained teacher, gets
+  4x its measured spread). They catch a changed architecture, loss or label mapping without any training noise.
 * **statistical** checks compare trained accuracy (``dice_mean``, ``hd95_mean``) with a tolerance derived from the
   measured noise: the baseline is written from several runs of each entry (seeds and CPU settings, pooled from
   one or more results stores), ``spread`` is their sample standard deviation and
@@ -28,7 +28,8 @@ Baseline file (JSON, written by ``bench check --update``)::
         {"dataset": "SegKDSynthAbdomen", "preset": "smoke", "model": "lcovnet", "kd": "ca",
          "seeds": [0, 1, 2], "runs": ["...", "..."], "latency_device": "cpu",
          "exact": {"params": 177732, "gmacs": 0.278,
-                   "first_step": {"0": {"loss": 1.61, "seg_loss": 2.01, "kd_loss": 1.1e-05}, "1": {...}}},
+                   "first_step": {"0": {"loss": 1.61, "seg_loss": 2.01, "kd_loss": 1.1e-05}, "1": {...}},
+                   "first_step_rel": {"loss": 1e-4, "seg_loss": 1e-4, "kd_loss": 1.04e-3}},
          "statistical": {"dice_mean": {"value": 0.81, "spread": 0.004, "tolerance": 0.016, "samples": 9},
                          "hd95_mean": {"value": 6.1, "spread": 0.3, "tolerance": 2.0, "samples": 9}},
          "informational": {"latency_ms_median": 46.2}}
@@ -165,26 +166,27 @@ def _stat_entry(values: list[float], floor: float, override: float | None) -> di
     }
 
 
-def _exact_first_steps(key: tuple[str, ...], samples: list[dict]) -> dict[str, dict[str, float]]:
-    """Per seed, the first-step losses; samples of one seed that disagree mean the exact check cannot hold."""
-    out: dict[str, dict[str, float]] = {}
-    source: dict[str, str] = {}
+def _exact_first_steps(samples: list[dict]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per seed, the first-step losses, and per loss the relative tolerance of the exact check.
+
+    The tolerance is ``FIRST_STEP_REL``, widened to ``NOISE_K`` times the largest relative spread measured between
+    runs of one seed: a KD loss at the first step depends on the teacher, itself trained and so not bitwise the same
+    on every CPU (measured: 2.6e-4 relative for CA-KD between AVX-512 and AVX2 teachers), while the supervised loss
+    depends only on the seeded initialisation and the first batch (spread 0).
+    """
+    by_seed: dict[str, list[dict[str, float]]] = {}
     for summary in samples:
         values = _first_step(summary)
-        if values is None:
-            continue
-        seed = str(summary.get("seed"))
-        if seed not in out:
-            out[seed], source[seed] = values, str(summary.get("run_id"))
-            continue
-        for name, value in values.items():
-            if not first_step_close(out[seed][name], value):
-                raise BenchError(
-                    f"{key_text(key)} seed {seed}: first-step {name} differs between runs {source[seed]} "
-                    f"({out[seed][name]!r}) and {summary.get('run_id')} ({value!r}) by more than {FIRST_STEP_REL:g} "
-                    "relative; the exact check would fail on a healthy machine, so no baseline was written"
-                )
-    return out
+        if values is not None:
+            by_seed.setdefault(str(summary.get("seed")), []).append(values)
+    rel = dict.fromkeys(FIRST_STEP_KEYS, FIRST_STEP_REL)
+    for runs in by_seed.values():
+        for name in FIRST_STEP_KEYS:
+            values = [r[name] for r in runs]
+            scale = max(abs(v) for v in values)
+            if scale > FIRST_STEP_ABS:
+                rel[name] = max(rel[name], NOISE_K * (max(values) - min(values)) / scale)
+    return {seed: runs[0] for seed, runs in sorted(by_seed.items())}, rel
 
 
 def _build_entry(key: tuple[str, ...], samples: list[dict], override: dict[str, float]) -> dict[str, Any]:
@@ -194,6 +196,7 @@ def _build_entry(key: tuple[str, ...], samples: list[dict], override: dict[str, 
     if len(params) > 1:
         raise BenchError(f"{key_text(key)}: runs disagree on the parameter count ({params}); no baseline written")
     devices = sorted({str(s["latency_device"]) for s in samples if s.get("latency_device")})
+    first_step, first_step_rel = _exact_first_steps(samples)
     statistical = {}
     for metric in STAT_METRICS:
         values = [v for v in (_number(s.get(metric.metric)) for s in samples) if v is not None]
@@ -208,7 +211,8 @@ def _build_entry(key: tuple[str, ...], samples: list[dict], override: dict[str, 
         "exact": {
             "params": params[0] if params else None,
             "gmacs": gmacs,
-            "first_step": _exact_first_steps(key, samples),
+            "first_step": first_step,
+            "first_step_rel": first_step_rel,
         },
         "statistical": statistical,
         "informational": {"latency_ms_median": _mean([s.get("latency_ms_median") for s in samples])},
@@ -363,6 +367,7 @@ def _exact_rows(key: str, exact: dict, current: dict[Any, dict]) -> list[Compari
         ok = now is not None and abs(now - gmacs) <= GMACS_REL * abs(gmacs)
         rows.append(Comparison(key, "exact", "gmacs", gmacs, now, f"rel {GMACS_REL:g}", "ok" if ok else "CHANGED",
                                not ok, f"GMACs {now} vs {gmacs}"))  # fmt: skip
+    rel = {**dict.fromkeys(FIRST_STEP_KEYS, FIRST_STEP_REL), **(exact.get("first_step_rel") or {})}
     for seed_text, base_values in sorted((exact.get("first_step") or {}).items()):
         run = next((r for s, r in current.items() if str(s) == seed_text), None)
         if run is None:
@@ -371,9 +376,9 @@ def _exact_rows(key: str, exact: dict, current: dict[Any, dict]) -> list[Compari
         for name in FIRST_STEP_KEYS:
             base = float(base_values[name])
             now = None if now_values is None else now_values[name]
-            ok = now is not None and first_step_close(base, now)
+            ok = now is not None and first_step_close(base, now, float(rel[name]))
             rows.append(Comparison(
-                key, "exact", f"first_step.{name} (seed {seed_text})", base, now, f"rel {FIRST_STEP_REL:g}",
+                key, "exact", f"first_step.{name} (seed {seed_text})", base, now, f"rel {float(rel[name]):.2g}",
                 "ok" if ok else "CHANGED", not ok,
                 f"first-step {name} {now!r} vs {base!r}" + ("" if ok else ": the loss itself changed"),
             ))  # fmt: skip
