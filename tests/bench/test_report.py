@@ -225,8 +225,8 @@ def test_runs_missing_metrics_show_a_dash_and_do_not_break_the_report(tmp_path: 
                                "per_organ": None, "patch": None}, empty)
     rep = build_report(store, tmp_path / "out", progress=False)
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "| dmfnet  | none | -         | 0       | -            | -       | -       |" in md
-    assert "| espnet  | ca   | -         | -       |" in md
+    assert "| dmfnet  | none | -         | 1 seed  | -            | -       | -       |" in md
+    assert "| espnet  | ca   | -         | 1 seed  |" in md
     assert "## - / preset -" in md
     assert rep.groups[0].plots == [] and rep.groups[1].plots == []
     table = pd.read_csv(tmp_path / "out" / "main_table.csv")
