@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import re
 import signal
 import sqlite3
@@ -98,19 +99,26 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dat
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
 
 
-def _interrupt_when(args: list[str], pattern: str, timeout: float = 300) -> tuple[int, str]:
+def _interrupt_when(
+    args: list[str], pattern: str, timeout: float = 300, appears: pathlib.Path | None = None
+) -> tuple[int, str]:
     """Run ``args`` in a new process group, send SIGINT to the whole group (as Ctrl-C in a terminal does) once
-    ``pattern`` shows up on stderr, and return the exit code and the whole stderr."""
+    ``pattern`` shows up on stderr (or, with ``appears``, once that path exists: progress bars reach a pipe only with
+    the next newline, too late for a phase that lasts a fraction of a second), and return the exit code and the
+    whole stderr."""
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")))
     reader.start()
     deadline = time.time() + timeout
     # errors="replace": a read can end inside one of tqdm's multi-byte bar characters
-    while time.time() < deadline and proc.poll() is None and not re.search(
-        pattern, b"".join(chunks).decode(errors="replace")
-    ):
-        time.sleep(0.02)
+    def seen() -> bool:
+        if appears is not None:
+            return appears.exists()
+        return re.search(pattern, b"".join(chunks).decode(errors="replace")) is not None
+
+    while time.time() < deadline and proc.poll() is None and not seen():
+        time.sleep(0.005)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
     try:
@@ -125,7 +133,7 @@ def _interrupt_when(args: list[str], pattern: str, timeout: float = 300) -> tupl
 def test_ctrl_c_during_preprocessing_stops_every_process_without_a_traceback(tiny_dataset, tmp_path):
     args = bench_cmd("run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results", str(tmp_path / "res"),
                      *TINY_RUN, "--set", "iterations=2", "--set", "val_every=2")  # fmt: skip
-    returncode, stderr = _interrupt_when(args, r"preprocessing")
+    returncode, stderr = _interrupt_when(args, "", appears=tmp_path / "res" / "cache")
     assert returncode == 130, stderr[-2000:]
     assert "bench run: interrupted" in stderr and "Traceback" not in stderr and "Error" not in stderr
 

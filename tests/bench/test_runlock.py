@@ -63,6 +63,5 @@ def test_two_identical_runs_started_together_train_it_once(tiny_dataset, tmp_pat
     procs = [subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) for _ in range(2)]
     errs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
-    run_id = run_id_for(tiny_dataset)
-    assert sum(f"done {run_id}" in e for e in errs) == 1
-    assert sum(f"skip {run_id}" in e for e in errs) == 1
+    assert sum("done in " in e for e in errs) == 1  # bench run's progress line of a trained run
+    assert sum("complete, skipped" in e for e in errs) == 1
