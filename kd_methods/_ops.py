@@ -1,8 +1,7 @@
 """Loss maths shared by several methods, on fp32 [B, C, D, H, W] tensors.
 
 Written by hand: torch has the primitives (``F.kl_div``, ``F.normalize``, ``F.one_hot``) but no library offers these
-3D-segmentation reductions; mmrazor/torchdistill versions are 2-D only or reduce differently (see
-``/work/shared/reference/kd-methods.md`` §0).
+3D-segmentation reductions; mmrazor/torchdistill versions are 2-D only or reduce differently.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """DMFNet and MFNet (Chen et al., "3D Dilated Multi-Fiber Network for Real-time Brain Tumor Segmentation in MRI",
 MICCAI 2019, arXiv:1904.03355), written from the paper and the authors' description of the blocks
-(China-LiuXiaopeng/BraTS-DMFNet ``models/DMFNet_16x.py``; ../shared/reference/model-zoo.md §2).
+(China-LiuXiaopeng/BraTS-DMFNet ``models/DMFNet_16x.py``).
 
 A multi-fibre (MF) unit is pre-activated (BN-ReLU-conv everywhere): a 1x1x1 conv to C_in/4 channels, a 1x1x1
 "multiplexer" back to min(C_in, C_out), a grouped (16 fibres) 3x3x3 conv, a grouped in-plane 3x3 conv and a

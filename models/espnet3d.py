@@ -1,6 +1,6 @@
 """3D-ESPNet (Nuechterlein and Mehta, "3D-ESPNet with Pyramidal Refinement for Volumetric Brain Tumor Image
 Segmentation", BrainLes 2018, arXiv:1809.04335), written from the paper and the authors' description of the blocks
-(sacmehta/3D-ESPNet ``Model.py::ESPNet``; ../shared/reference/model-zoo.md §2-3).
+(sacmehta/3D-ESPNet ``Model.py::ESPNet``).
 
 ESP block: 1x1x1 conv-BN-ReLU reduces to C/4 channels, four parallel 3x3x3 convs (dilation 1, 1, 2, 2; stride 2 in
 a down-sampling block) fused hierarchically (outputs 2, 2+3, 2+3+4 summed), concatenated, BN, residual when shapes

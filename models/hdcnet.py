@@ -1,6 +1,6 @@
 """HDC-Net (Luo et al., "HDC-Net: Hierarchical Decoupled Convolution Network for Brain Tumor Segmentation",
 IEEE JBHI 25(3):737-745, 2021, doi:10.1109/JBHI.2020.2998146), written from the paper and the authors' description
-of the blocks (luozhengrong/HDC-Net ``models/HDC_Net.py``; ../shared/reference/model-zoo.md §2).
+of the blocks (luozhengrong/HDC-Net ``models/HDC_Net.py``).
 
 The input is rearranged space-to-depth by 2 (every 2x2x2 voxel block becomes 8 channels), then a 3x3x3 conv and
 four levels of HDC modules, all with 32 channels. HDC module: 1x1x1 conv, four channel groups of which the last three

@@ -4,7 +4,7 @@
   for PlainConvUNet), so its heads see the decoder features at their native resolution (DynUNet's own forward
   interpolates them to full resolution and stacks them, and only in training mode). Default topology: nnU-Net's plan
   for WORD-like CT (``models.nnunet.plan_topology``); MONAI's decoder kernels are shifted one level from nnU-Net's
-  (../shared/reference/model-zoo.md §2), 31,162,705 parameters at 17 classes without deep supervision.
+  31,162,705 parameters at 17 classes without deep supervision.
 - The others have no deep supervision and return one scale whatever ``deep_supervision`` says (the argument is
   accepted so that every factory takes it): the logits and the feature map that enters the network's output
   block, captured with a forward pre-hook, at full resolution like the logits. For ``monai-unet`` that is the

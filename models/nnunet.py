@@ -2,7 +2,7 @@
 
 The default topology is what nnU-Net's planner gives for WORD-like abdominal CT (median spacing 3.0 x 0.977 x 0.977
 mm, patch 64 x 192 x 160): 6 stages, 32..320 features, kernels [1,3,3] then [3,3,3], strides [1,1,1], [1,2,2],
-then [2,2,2] x 4 (../shared/reference/model-zoo.md §5), about 31.1 M parameters at 17 classes. Pass ``spacing=``
+then [2,2,2] x 4, about 31.1 M parameters at 17 classes. Pass ``spacing=``
 and ``plan_patch=`` to re-plan for another dataset, or ``kernel_sizes=``/``strides=``/``features_per_stage=`` to
 set a topology directly.
 """

@@ -6,7 +6,7 @@ Analysis path: per level two 3x3x3 conv-BN-ReLU, the first doubling the channels
 keeping the channels, concatenation with the skip, two 3x3x3 conv-BN-ReLU halving them; final 1x1x1 conv.
 
 The paper reports 19,069,955 parameters (3 input channels, 3 classes). A re-implementation with biased convs and
-affine BN gives 19,075,523 (../shared/reference/model-zoo.md §2). The paper's figure is matched exactly by the
+affine BN gives 19,075,523. The paper's figure is matched exactly by the
 construction used here: every 3x3x3 conv has a bias, BN has no learnable scale/shift (the authors used Caffe, whose
 BatchNorm layer has none; a separate Scale layer would add them) and the up-convolutions have no bias.
 

@@ -2,7 +2,7 @@
 
 fvcore counts one multiply-accumulate as one "flop" (so its totals are MACs) and covers convolutions (transposed
 ones correctly), matmuls and norms, but treats 3D pooling and up-sampling, activations, sigmoid gates and
-element-wise arithmetic as unsupported, and silently ignores ReLU (../shared/reference/model-zoo.md §6). The
+element-wise arithmetic as unsupported, and silently ignores ReLU. The
 handlers below close those gaps with these conventions, per output element unless stated:
 
 - activations, sigmoid/tanh/softmax, element-wise add/sub/mul/div: 1 MAC;
