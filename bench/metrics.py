@@ -1,4 +1,4 @@
-"""Per-case, per-organ Dice and HD95 (mm) with one empty-mask policy, fast enough for full CT volumes.
+"""Per-case, per-organ Dice and HD95 (mm) with one empty-mask policy (``docs/metrics.md``), fast for full CT volumes.
 
 HD95 is MedPy's definition (``medpy.metric.binary.hd95``): the 95th percentile of the pooled distances between the
 two surfaces in both directions, where a surface is a mask minus its erosion by the 6-connected (face) structure and

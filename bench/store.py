@@ -1,5 +1,7 @@
 """The results store: one directory per run plus an SQLite index of runs and per-case metrics.
 
+The format is documented in ``docs/results-store.md``.
+
 Layout under ``ROOT`` (``results/`` by default)::
 
     ROOT/bench.sqlite                 index of complete runs (WAL mode, safe with concurrent writers)

@@ -16,7 +16,7 @@ from kd_methods._errors import KDMethodError
 
 SCALE_WEIGHTS: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)
 SEG_LOSS_WEIGHT = 0.8
-PRESETS: dict[str, dict[str, float]] = {
+KD_WEIGHT_SETS: dict[str, dict[str, float]] = {
     "pymic": {"ca": 0.2 * 0.1, "ms": 0.2 * 0.2},
     "nnunet": {"ca": 0.1, "ms": 0.2},
 }
@@ -24,6 +24,6 @@ PRESETS: dict[str, dict[str, float]] = {
 
 def preset_weight(term: str, preset: str, weight: float | None) -> float:
     """``weight`` if given, else the ``preset``'s effective weight for ``term`` ("ca" or "ms")."""
-    if preset not in PRESETS:
-        raise KDMethodError(f"unknown preset {preset!r} for {term}; choose one of: {', '.join(PRESETS)}")
-    return PRESETS[preset][term] if weight is None else float(weight)
+    if preset not in KD_WEIGHT_SETS:
+        raise KDMethodError(f"unknown preset {preset!r} for {term}; choose one of: {', '.join(KD_WEIGHT_SETS)}")
+    return KD_WEIGHT_SETS[preset][term] if weight is None else float(weight)

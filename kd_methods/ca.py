@@ -53,7 +53,8 @@ class ClassAffinityKD(KDMethod):
     | scale_weights   | (0.4, 0.2, 0.2, 0.2)   | both official code generations                                |
 
     Why "pymic" by default: it is the code the repository currently ships (the nnU-Net v1 trainer does not run as
-    released, quirk Q4), and it is the combination the brief asks for; ``preset="nnunet"`` gives the older weights.
+    released, ``docs/lcovnet-paper.md`` defect Q4), and it is the combination the brief asks for;
+    ``preset="nnunet"`` gives the older weights.
     The trainer multiplies the supervised loss by ``seg_loss_weight`` = 0.8 in both presets.
 
     Scales: the first ``min(len(student.logits), len(teacher.logits), len(scale_weights))`` pairs; with fewer than
@@ -62,12 +63,12 @@ class ClassAffinityKD(KDMethod):
     size of the Gram sums, not for alignment. Invariant to any permutation of the student's voxels and to per-voxel
     logit constants (a global statistic: it cannot enforce spatial agreement on its own).
 
-    Deviations from the official code (``lcovnet-paper.md`` §3-§4):
+    Deviations from the official code (``docs/lcovnet-paper.md`` §4-§5):
 
     - Q1: the official loss averages batch items 0 and 1 only (crash at B = 1, items >= 2 ignored); here all items.
     - The official value is ``-mean cos`` in [-1, 0] (-1 at equality); here ``1 - mean cos`` in [0, 2], 0 at
       equality. The gradient is the same.
-    - No temperature (the nnU-Net version's ``T`` is never stored, quirk Q4); softmax at tau = 1 as in PyMIC.
+    - No temperature (the nnU-Net version's ``T`` is never stored, defect Q4); softmax at tau = 1 as in PyMIC.
     - Computed in fp32 with autocast off, as the official code does.
     """
 

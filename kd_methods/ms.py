@@ -83,7 +83,7 @@ class MultiScaleKD(KDMethod):
     than four renormalise the scale weights. Teacher logits and features are resampled trilinearly to the student's
     size before normalising (``kd_methods._align``); channel counts may differ (only norms are compared).
 
-    Deviations from the official code (``lcovnet-paper.md`` §3-§4):
+    Deviations from the official code (``docs/lcovnet-paper.md`` §4-§5):
 
     - Q2 (PyMIC): the target was ``softmax(student)[:, 0].long()`` (all zeros) and the student got no gradient;
       here a proper KL with the teacher's soft prediction as target, so the student is trained.

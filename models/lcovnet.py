@@ -1,8 +1,8 @@
 """LCOV-Net (Zhao et al., IEEE TMI 2023; ISBI 2021) as the official code builds it.
 
 Blocks follow HiLab-git/LCOVNet-and-KD ``pymic/net/net3d/lcovnet.py`` (kernel sizes in PyTorch [D, H, W] order,
-all convolutions with bias). Fixes of the official code's defects:
-the channel list and input channels are honoured (Q6, hard-coded ``m=1`` and ``ft_chns``), and the network never
+all convolutions with bias). Fixes of the official code's defects (``docs/lcovnet-paper.md`` §5):
+the channel list and input channels are honoured (defect Q6, hard-coded ``m=1`` and ``ft_chns``), and the network never
 returns None: with deep supervision off it returns the full-resolution logits (Q6).
 """
 

@@ -14,7 +14,7 @@
 - ``monai-unetr`` is built for one input size (``patch``, default 64 x 128 x 128) and accepts no other;
   ``monai-swinunetr`` accepts any size divisible by 32 (MONAI >= 1.5 dropped its ``img_size`` argument), and
   ``patch`` is only checked.
-Default configurations are those measured in model-zoo.md §2.
+Default configurations and their parameter counts: ``docs/model-zoo.md`` §1.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Follows HiLab-git/LCOVNet-and-KD ``pymic/net/net3d/unet_kd.py::UNet_KD`` (= ``nnUNet/.../unet.py::UNet``): two
 3x3x3 conv-BN-ReLU-Dropout(0.2) per level, max-pool down, 2x2x2 transposed-conv up (+BN, ReLU, Dropout),
-channels [32, 64, 128, 256, 256], four 1x1x1 heads. Unlike the official teacher (quirk Q5) the decoder features
-feeding every head are returned, so feature-based distillation can use it.
+channels [32, 64, 128, 256, 256], four 1x1x1 heads. Unlike the official teacher (``docs/lcovnet-paper.md``,
+defect Q5) the decoder features feeding every head are returned, so feature-based distillation can use it.
 """
 
 from __future__ import annotations

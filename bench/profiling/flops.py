@@ -148,7 +148,7 @@ def count_macs_thop(model: nn.Module, x: Tensor) -> int:
 
 
 def thop_caveats(model: nn.Module) -> list[str]:
-    """Known reasons why thop's figure is wrong for this model (model-zoo.md §6)."""
+    """Known reasons why thop's figure is wrong for this model (``docs/model-zoo.md`` §3)."""
     notes = []
     if any(isinstance(m, nn.ConvTranspose3d | nn.ConvTranspose2d) for m in model.modules()):
         notes.append("thop counts ConvTranspose by output size (stride^3 too high)")

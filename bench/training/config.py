@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PRESETS = ("smoke", "default", "paper")
+RUN_PRESETS = ("smoke", "default", "paper")
 
 
 @dataclass
@@ -187,13 +187,13 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 def load_config(preset: str, overrides: list[str] | None = None) -> RunConfig:
     """A shipped preset by name, or a TOML file by path, with ``key=value`` overrides applied and validated."""
-    if preset in PRESETS:
+    if preset in RUN_PRESETS:
         text = resources.files("bench.presets").joinpath(f"{preset}.toml").read_text()
         source = f"preset {preset}"
     else:
         path = Path(preset)
         if not path.is_file():
-            raise BenchError(f"--preset {preset!r} is neither a shipped preset ({', '.join(PRESETS)}) nor a file")
+            raise BenchError(f"--preset {preset!r} is neither a shipped preset ({', '.join(RUN_PRESETS)}) nor a file")
         try:
             text, source = path.read_text(encoding="utf-8"), str(path)
         except UnicodeDecodeError as err:

@@ -3,10 +3,10 @@
 import pytest
 
 from bench.errors import BenchError
-from bench.training.config import PRESETS, RunConfig, load_config, parse_override, valid_keys
+from bench.training.config import RUN_PRESETS, RunConfig, load_config, parse_override, valid_keys
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", RUN_PRESETS)
 def test_every_shipped_preset_loads_and_validates(name):
     config = load_config(name)
     assert config.description

@@ -1,4 +1,5 @@
-"""Each loss against an independent float64 re-implementation of its formula (kd-methods.md) on small inputs."""
+"""Each loss against an independent float64 re-implementation of its formula (each method's docstring in
+kd_methods/) on small inputs."""
 
 from __future__ import annotations
 

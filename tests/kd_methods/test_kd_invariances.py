@@ -1,4 +1,5 @@
-"""Invariances each method should have (and one it must not have), from kd-methods.md's acceptance properties."""
+"""Invariances each method should have (and one it must not have), from the definitions in each method's
+docstring (kd_methods/)."""
 
 from __future__ import annotations
 

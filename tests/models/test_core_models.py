@@ -43,7 +43,7 @@ def test_deep_supervision_outputs_and_feature_channels_match_real_tensors(name, 
 
 @pytest.mark.parametrize("name", ["lcovnet", "unet3d"])
 def test_eval_mode_without_deep_supervision_returns_full_resolution_logits(name):
-    """The official LCOV-Net returned None here (quirk Q6)."""
+    """The official LCOV-Net returned None here (docs/lcovnet-paper.md, defect Q6)."""
     model = models.create_model(name, 1, 4, base_channels=4, deep_supervision=False).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 1, 32, 32, 32))
@@ -55,7 +55,7 @@ def test_eval_mode_without_deep_supervision_returns_full_resolution_logits(name)
 def test_lcovnet_width_is_configurable_by_list_or_base():
     a = models.create_model("lcovnet", 1, 17, channels=[16, 32, 64, 128, 256])
     b = models.create_model("lcovnet", 1, 17, base_channels=16)
-    assert _params(a) == 819_220  # PyMIC 0.6.2 [16..256] configuration (model-zoo.md §4)
+    assert _params(a) == 819_220  # PyMIC 0.6.2 [16..256] configuration (docs/model-zoo.md §1)
     assert b.feature_channels == [16, 32, 64, 128]
     with pytest.raises(ValueError, match="either"):
         models.create_model("lcovnet", channels=[8] * 5, base_channels=8)

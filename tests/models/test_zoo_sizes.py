@@ -1,4 +1,5 @@
-"""Zoo networks against the sizes their authors (or model-zoo.md's measurements) report, in the reported setting."""
+"""Zoo networks against the sizes their authors report (or we measured, docs/model-zoo.md), in the reported
+setting."""
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ def _params(name: str, in_channels: int, num_classes: int, meta: bool = True, **
         ("espnet3d", 4, 4, 3_626_584, 3.6e6, 0.01),  # 3D-ESPNet README: "about 3.6 million"
         ("unet3d-cicek", 3, 3, 19_069_955, 19_069_955, 0.0),  # Çiçek et al. 2016, exact
         ("hdcnet", 4, 4, 297_308, 297_308, 0.0),  # authors' code, 4 MRI channels (paper gives no count)
-        ("hdcnet", 1, 17, 277_001, 277_001, 0.0),  # model-zoo.md §2, 1-channel port
+        ("hdcnet", 1, 17, 277_001, 277_001, 0.0),  # docs/model-zoo.md §1, 1-channel port
     ],
 )
 def test_parameter_count_matches_reported_figure_without_deep_supervision_heads(
@@ -62,7 +63,7 @@ def test_deep_supervision_heads_add_only_1x1x1_convs():
 
 @pytest.mark.parametrize(("name", "reported_gmacs"), [("dmfnet", 27.045), ("mfnet", 20.611)])
 def test_conv_and_norm_macs_match_paper_at_4x128_cubed(name, reported_gmacs):
-    """The authors count convolutions and norms (fvcore's default table; model-zoo.md §2). Traced at 32^3 and
+    """The authors count convolutions and norms (fvcore's default table; docs/model-zoo.md §1, §3). Traced at 32^3 and
     scaled by 4^3 = 64: those counts are per output voxel and every feature map shrinks by exactly 4 per side, so
     the scaling is exact (checked once at 128^3: DMFNet conv 26,362,773,504 = 8 x 3,295,346,688 at 64^3).
     ``count_macs`` also counts activations, element-wise ops and trilinear up-sampling: +4.7 % for DMFNet
