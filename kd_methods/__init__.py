@@ -7,10 +7,6 @@ entry-point group. Methods know only the ``models.SegOutput`` contract, never a 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from importlib.metadata import entry_points
-
 from kd_methods._errors import KDMethodError
 from kd_methods._registry import (
     KDMethodInfo,
@@ -20,6 +16,7 @@ from kd_methods._registry import (
     kd_method_info,
     register_kd_method,
 )
+from models._plugins import import_modules_and_plugins
 
 __all__ = [
     "KDMethodError",
@@ -32,12 +29,4 @@ __all__ = [
 ]
 
 
-def _import_all() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-    for ep in entry_points(group="segkd_bench.kd_methods"):
-        importlib.import_module(ep.value)
-
-
-_import_all()
+import_modules_and_plugins(__name__, __path__, "segkd_bench.kd_methods")

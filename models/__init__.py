@@ -7,12 +7,9 @@ group (each entry point names a module to import).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from importlib.metadata import entry_points
-
 from models._errors import ModelError
 from models._output import SegOutput
+from models._plugins import import_modules_and_plugins
 from models._registry import (
     ModelInfo,
     UnknownModelError,
@@ -34,12 +31,4 @@ __all__ = [
 ]
 
 
-def _import_all() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-    for ep in entry_points(group="segkd_bench.models"):
-        importlib.import_module(ep.value)
-
-
-_import_all()
+import_modules_and_plugins(__name__, __path__, "segkd_bench.models")

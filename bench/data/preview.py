@@ -23,10 +23,10 @@ def write_preview(
     The image is reoriented to LPS first, so the axial view is in radiological convention (patient right on the
     left, anterior at the top) and the coronal view has the head at the top; slices keep their physical aspect.
     """
+    # A Figure with its own Agg canvas, not pyplot: no process-wide backend switch, no global figure registry.
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     image = sitk.DICOMOrient(read_image(image_path), "LPS")
@@ -41,10 +41,12 @@ def write_preview(
         ("axial", arr[z], None if lab is None else lab[z], sy / sx, f"slice z={z}"),
         ("coronal", arr[::-1, y], None if lab is None else lab[::-1, y], sz / sx, f"slice y={y}"),
     ]
-    cmap = plt.get_cmap("tab20")
+    cmap = matplotlib.colormaps["tab20"]
     values = sorted(v for v in labels if v)
     colours = {v: cmap(i % 20) for i, v in enumerate(values)}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
+    fig = Figure(figsize=(11, 5.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
     for ax, (name, img, seg, aspect, where) in zip(axes, views):
         ax.imshow(np.clip(img, *window), cmap="gray", aspect=aspect, interpolation="nearest")
         if seg is not None:
@@ -62,7 +64,6 @@ def write_preview(
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     with atomic_target(Path(png), suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     return Path(png)
 
 

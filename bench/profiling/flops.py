@@ -15,10 +15,13 @@ Whatever the trace still meets without a handler is returned in ``uncounted_ops`
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,19 +135,39 @@ def count_macs(model: nn.Module, x: Tensor) -> MacCount:
 def count_macs_thop(model: nn.Module, x: Tensor) -> int:
     """thop's MAC count as a cross-check; thop hooks modules, so run it on a copy (it adds buffers)."""
     import copy
-    import logging
 
     import thop
 
     clone = copy.deepcopy(model).eval()
-    logging.disable(logging.WARNING)  # thop logs a warning per trilinear Upsample it cannot count
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            macs, _ = thop.profile(_TraceableOutputs(clone), inputs=(x,), verbose=False)
-    finally:
-        logging.disable(logging.NOTSET)
+    with torch.no_grad(), warnings.catch_warnings(), _without_thop_log_records():
+        warnings.simplefilter("ignore")
+        macs, _ = thop.profile(_TraceableOutputs(clone), inputs=(x,), verbose=False)
     return int(macs)
+
+
+@contextlib.contextmanager
+def _without_thop_log_records() -> Iterator[None]:
+    """Drop the records thop logs (a warning per trilinear Upsample it cannot count), only while this runs.
+
+    thop logs through the root logger (``logging.warning``), which would also configure a stderr handler on an
+    unconfigured root for good; a filter on the root logger, and on an unconfigured root a temporary handler that
+    is logging's own last resort (what an unconfigured root uses anyway), keep both effects inside this block.
+    """
+    root = logging.getLogger()
+    stand_in = (logging.lastResort or logging.NullHandler()) if not root.handlers else None
+    if stand_in is not None:
+        root.addHandler(stand_in)
+    root.addFilter(_not_from_thop)
+    try:
+        yield
+    finally:
+        root.removeFilter(_not_from_thop)
+        if stand_in is not None:
+            root.removeHandler(stand_in)
+
+
+def _not_from_thop(record: logging.LogRecord) -> bool:
+    return f"{os.sep}thop{os.sep}" not in record.pathname
 
 
 def thop_caveats(model: nn.Module) -> list[str]:

@@ -87,8 +87,16 @@ def build_model(name: str, in_channels: int, classes: int, **kwargs) -> nn.Modul
 def profile_model(name: str, settings: ProfileSettings) -> dict:
     """Measure one registered model in its inference configuration (deep-supervision heads off)."""
     check_patch(name, settings.patch)
+    threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    try:
+        return _profile_model(name, settings)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _profile_model(name: str, settings: ProfileSettings) -> dict:
     kwargs = settings.model_kwargs
     full = build_model(name, settings.in_channels, settings.classes, **kwargs)
     params = sum(p.numel() for p in full.parameters())

@@ -1,6 +1,7 @@
 """`bench profile`: MAC counts against an independent counter, the record schema and the CLI."""
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -74,9 +75,31 @@ def test_thop_overcounts_transposed_convolution_by_stride_cubed():
     assert count_macs_thop(Up(), x) == 8 * ours
 
 
+def test_thop_count_leaves_logging_as_it_found_it(caplog):
+    class Up(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.Upsample(scale_factor=2, mode="trilinear")
+
+        def forward(self, x):
+            return models.SegOutput([self.up(x)])
+
+    root = logging.getLogger()
+    handlers, filters = list(root.handlers), list(root.filters)
+    with caplog.at_level(logging.WARNING):
+        count_macs_thop(Up(), torch.randn(1, 2, 4, 4, 4))  # thop logs "not implemented" for trilinear: dropped
+        logging.getLogger("bench.test").warning("still reported")
+    assert [r.getMessage() for r in caplog.records] == ["still reported"]
+    assert logging.root.manager.disable == logging.NOTSET
+    assert root.handlers == handlers and root.filters == filters
+
+
 def test_profile_record_has_schema_and_measured_values():
-    settings = ProfileSettings(classes=4, patch=(32, 32, 32), warmup=1, runs=3, threads=1)
+    threads = torch.get_num_threads()
+    settings = ProfileSettings(classes=4, patch=(32, 32, 32), warmup=1, runs=3, threads=threads + 1)
     record = profile_model("lcovnet", settings)
+    assert torch.get_num_threads() == threads  # the profile's thread count is not left behind
+    assert record["threads"] == threads + 1
     assert tuple(record) == RECORD_KEYS
     assert record["params"] == sum(p.numel() for p in models.create_model("lcovnet", 1, 4).parameters())
     assert record["params"] == record["trainable_params"]
@@ -84,7 +107,7 @@ def test_profile_record_has_schema_and_measured_values():
     assert record["uncounted_ops"] == []
     assert 0 < record["latency_ms_median"] <= record["latency_ms_p90"]
     assert record["peak_mem_mb"] >= 0
-    assert record["device"] == "cpu" and record["threads"] == 1 and record["patch"] == [32, 32, 32]
+    assert record["device"] == "cpu" and record["patch"] == [32, 32, 32]
 
 
 def test_profile_cli_writes_json_and_csv(tmp_path):
