@@ -30,19 +30,13 @@ from models._output import SegOutput
 from models._registry import register_model
 from models.nnunet import WORD_PATCH, WORD_SPACING, plan_topology
 
-INSTALL_HINT = "pip install 'segkd-bench[monai]'"
 _PATCH = (64, 128, 128)
 
 
-class MonaiMissingError(ModuleNotFoundError):
-    """MONAI is not installed; raised by the ``monai-*`` factories with an install hint."""
+def _monai_nets() -> ModuleType:
+    """``monai.networks.nets``, imported on first use (MONAI is a core dependency, but slow to import)."""
+    from monai.networks import nets
 
-
-def _monai_nets(model: str) -> ModuleType:
-    try:
-        from monai.networks import nets
-    except ImportError as err:
-        raise MonaiMissingError(f"model {model!r} needs MONAI, which is not installed: {INSTALL_HINT}") from err
     return nets
 
 
@@ -120,7 +114,7 @@ def monai_unet(
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
     """``num_res_units`` must be >= 1 (the full-resolution feature is the input of the top residual unit)."""
-    nets = _monai_nets("monai-unet")
+    nets = _monai_nets()
     if num_res_units < 1:
         raise ModelError(f"monai-unet: num_res_units must be >= 1, got {num_res_units}")
     chans = resolve_channels(channels, base_channels, (16, 32, 64, 128, 256), (1, 2, 4, 8, 16))
@@ -145,7 +139,7 @@ def monai_basicunet(
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
     """``channels``: BasicUNet's six ``features`` (encoder 5, last decoder 1)."""
-    nets = _monai_nets("monai-basicunet")
+    nets = _monai_nets()
     chans = resolve_channels(channels, base_channels, (32, 32, 64, 128, 256, 32), (1, 1, 2, 4, 8, 1))
     net = nets.BasicUNet(3, in_channels, num_classes, features=chans)
     return MonaiSingleScale(net, "final_conv", chans[5])
@@ -166,7 +160,7 @@ def monai_segresnet(
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
     """``base_channels``: SegResNet's ``init_filters`` (a multiple of its 8 GroupNorm groups)."""
-    nets = _monai_nets("monai-segresnet")
+    nets = _monai_nets()
     if base_channels % 8:
         raise ModelError(f"monai-segresnet: base_channels must be a multiple of 8, got {base_channels}")
     net = nets.SegResNet(3, base_channels, in_channels, num_classes)
@@ -190,7 +184,7 @@ def monai_dynunet(
     deep_supervision: bool = True,
 ) -> MonaiDynUNet:
     """Topology as ``nnunet`` (``filters`` = features per stage); all deep-supervision heads when enabled."""
-    nets = _monai_nets("monai-dynunet")
+    nets = _monai_nets()
     if kernel_sizes is None or strides is None:
         kernel_sizes, strides = plan_topology(WORD_SPACING, WORD_PATCH)
     n_stages = len(strides)
@@ -223,7 +217,7 @@ def monai_unetr(
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
     """``patch``: the only input size the network accepts (each side a multiple of 16)."""
-    nets = _monai_nets("monai-unetr")
+    nets = _monai_nets()
     patch = tuple(int(p) for p in patch)
     if len(patch) != 3 or any(p < 16 or p % 16 for p in patch):
         raise ModelError(f"monai-unetr: patch must be three multiples of 16, got {patch}")
@@ -251,7 +245,7 @@ def monai_swinunetr(
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
     """``patch`` is checked (each side a multiple of 32); ``feature_size`` must be a multiple of 12."""
-    nets = _monai_nets("monai-swinunetr")
+    nets = _monai_nets()
     patch = tuple(int(p) for p in patch)
     if len(patch) != 3 or any(p < 32 or p % 32 for p in patch):
         raise ModelError(f"monai-swinunetr: patch must be three multiples of 32, got {patch}")

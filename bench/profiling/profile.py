@@ -152,9 +152,9 @@ def _whole_volume(name: str, model: nn.Module, settings: ProfileSettings) -> dic
 def _measure_latency(model: nn.Module, x_cpu: torch.Tensor, settings: ProfileSettings) -> dict:
     device = settings.device
     dtype = amp_dtype(settings.amp, device)
-    fmt = memory_format(settings.channels_last)
-    model = model.to(device=device, memory_format=fmt)
-    x = x_cpu.to(device=device, memory_format=fmt)
+    mem_format = memory_format(settings.channels_last)
+    model = model.to(device=device, memory_format=mem_format)
+    x = x_cpu.to(device=device, memory_format=mem_format)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
     def forward() -> None:

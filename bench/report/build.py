@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 from tqdm import tqdm
 
 from bench.errors import BenchError
 from bench.report import plots as P
+from bench.report.content import GroupReport, Report
 from bench.report.stats import case_mean_dice
 from bench.report.tables import (
     GROUP,
-    TERMINAL_COLUMNS,
     aggregate,
     deployment_table,
-    main_table,
     organ_frame,
     row_label,
     row_labels,
@@ -31,39 +28,6 @@ from bench.store import ResultsStore, slugify
 
 FORMATS = ("md", "csv", "tex", "html")
 PLOTS_PER_GROUP = 5
-
-
-@dataclass
-class GroupReport:
-    """The rows of one dataset/preset: the aggregated main table, per-organ values and the figures."""
-
-    dataset: str
-    preset: str
-    agg: pd.DataFrame
-    organs: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
-    plots: list[P.Plot] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    out_dir: Path
-    header: str
-    runs: pd.DataFrame
-    agg: pd.DataFrame
-    organs: pd.DataFrame
-    groups: list[GroupReport]
-    files: list[Path] = field(default_factory=list)
-    deployment: tuple[list[str], list[list]] = ([], [])  # headers, rows: runs exported with `bench export`
-
-    def terminal_table(self) -> str:
-        """A short table per dataset/preset for the terminal."""
-        blocks = []
-        for group in self.groups:
-            headers, rows = main_table(group.agg, columns=TERMINAL_COLUMNS)
-            blocks.append(f"{group.dataset} / preset {group.preset}\n"
-                          + tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
-        return "\n\n".join(blocks)
 
 
 def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FORMATS,

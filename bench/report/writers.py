@@ -5,16 +5,13 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from tabulate import tabulate
 
+from bench.report.content import Report
 from bench.report.tables import main_csv_frame, main_table, organ_table, tex_escape
 from bench.store import atomic_write_text
-
-if TYPE_CHECKING:
-    from bench.report.build import Report
 
 NOTES = [
     "Dice and HD95: mean over cases; ± is the standard deviation over seeds when a row has several seeds, otherwise "

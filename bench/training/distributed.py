@@ -29,14 +29,6 @@ class DistContext:
         if self.enabled:
             dist.barrier()
 
-    def broadcast_object(self, obj: object) -> object:
-        """Rank 0's value of ``obj`` on every rank."""
-        if not self.enabled:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
 
 def init_distributed(device_name: str) -> DistContext:
     """Join the process group that ``torchrun`` describes in RANK/WORLD_SIZE/LOCAL_RANK, if any."""

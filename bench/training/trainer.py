@@ -117,13 +117,13 @@ class Trainer:
         self.config, self.device, self.run_dir, self.seed = config, device, Path(run_dir), seed
         self.ctx = ctx or DistContext()
         self.label = label
-        self.fmt = memory_format(config.channels_last and device.type == "cuda")
+        self.mem_format = memory_format(config.channels_last and device.type == "cuda")
         self.amp = amp_dtype(config.amp, device)
-        self.model = model.to(device=device, memory_format=self.fmt)
+        self.model = model.to(device=device, memory_format=self.mem_format)
         self.kd = kd.to(device) if kd is not None else None
         self.teacher = teacher
         if teacher is not None:
-            self.teacher = teacher.to(device=device, memory_format=self.fmt).eval().requires_grad_(False)
+            self.teacher = teacher.to(device=device, memory_format=self.mem_format).eval().requires_grad_(False)
         self.train_cases, self.val_cases = train_cases, val_cases
         self.first_step: dict[str, float] = {}
         self.seg_loss = DeepSupervisionLoss()
@@ -307,7 +307,7 @@ class Trainer:
 
     def train_step(self, batch: dict, iteration: int) -> tuple[float, float, float]:
         """One optimiser step on ``batch``; returns (total, supervised, KD) loss values."""
-        x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
+        x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.mem_format)
         y = batch["label"].to(self.device, non_blocking=True)
         try:
             with self._autocast():
@@ -364,7 +364,7 @@ class Trainer:
             pred = predict_labels(
                 self.model, torch.from_numpy(np.array(image)), tuple(self.config.eval_patch()),
                 overlap=self.config.overlap, sw_batch_size=self.config.sw_batch_size, device=self.device,
-                amp_dtype=self.amp, memory_format=self.fmt,
+                amp_dtype=self.amp, memory_format=self.mem_format,
             )  # fmt: skip
             present = [k for k in np.union1d(np.unique(label), np.unique(pred)) if k != 0]
             scores.append(np.mean([dice(pred == k, label == k) for k in present]) if present else 1.0)

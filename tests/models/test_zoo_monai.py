@@ -1,14 +1,12 @@
-"""The MONAI adapters: hooked features, DynUNet's deep supervision, input-size checks, and a missing MONAI."""
+"""The MONAI adapters: hooked features, DynUNet's deep supervision, and input-size checks."""
 
 import copy
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import models
-from models.monai_nets import INSTALL_HINT, MonaiMissingError
 
 SINGLE_SCALE = {
     "monai-unet": ({"base_channels": 2}, (16, 32, 32)),
@@ -78,13 +76,3 @@ def test_unetr_rejects_an_input_size_other_than_its_patch():
 def test_transformer_factories_reject_patches_their_stride_does_not_divide(name, patch, match):
     with pytest.raises(ValueError, match=match):
         models.create_model(name, 1, 3, patch=patch)
-
-
-def test_missing_monai_raises_module_not_found_with_install_hint(monkeypatch):
-    for module in [m for m in sys.modules if m == "monai" or m.startswith("monai.")]:
-        monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(MonaiMissingError, match="monai-unet") as info:
-        models.create_model("monai-unet", 1, 3)
-    assert isinstance(info.value, ModuleNotFoundError)
-    assert INSTALL_HINT in str(info.value)
-    assert all(models.model_info(n).extra == "monai" for n in models.available_models("monai-*"))
