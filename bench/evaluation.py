@@ -1,55 +1,164 @@
-"""Evaluating folders of predicted NIfTI masks against ground truth (the work behind ``bench evaluate``)."""
+"""Evaluation: a model over prepared cases (``bench run``'s test evaluation, validation during training, the
+gate's reference check) and folders of predicted masks (``bench evaluate``), both scored by ``bench.metrics``."""
 
 from __future__ import annotations
 
-import argparse
-import json
+import logging
 import math
-import os
-import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 from tabulate import tabulate
 
-from bench.data.nifti import read_image, scan_nifti
-from bench.errors import BenchError, DataError
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from bench.training.config import RunConfig
+
+from bench.atomic import atomic_write_text
+from bench.data.nifti import label_array, read_header, read_image, read_label_mask, write_image
+from bench.data.preprocess import PreparedCase, load_prepared, restore_to_original
+from bench.errors import BenchError
 from bench.metrics import EMPTY_MASK_POLICY, HD95_DEFINITION, evaluate_cases, summarize
+
+log = logging.getLogger(__name__)
 
 MASK_EXTENSIONS = (".nii.gz", ".nii", ".mha")
 
 
-def evaluate_folders(args: argparse.Namespace) -> int:
-    """Run ``bench evaluate`` with its parsed arguments."""
-    if args.workers < 0:
-        raise BenchError(f"--workers must be 0 or more, got {args.workers}")
-    gt_files = mask_files(args.gt, "--gt")
-    pred_files = mask_files(args.pred, "--pred")
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a model runs over a whole volume: Gaussian-blended sliding windows (``bench.inference``)."""
+
+    patch: tuple[int, ...]
+    overlap: float
+    sw_batch_size: int
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    memory_format: torch.memory_format | None = None  # None: contiguous
+
+    @classmethod
+    def from_config(cls, config: RunConfig, device: torch.device) -> InferenceSettings:
+        """A run configuration's evaluation settings on ``device`` (channels-last only on CUDA)."""
+        from bench.device import amp_dtype, memory_format
+
+        return cls(
+            patch=tuple(config.eval_patch()),
+            overlap=config.overlap,
+            sw_batch_size=config.sw_batch_size,
+            device=device,
+            amp_dtype=amp_dtype(config.amp, device),
+            memory_format=memory_format(config.channels_last and device.type == "cuda"),
+        )
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """A case to score: its preprocessed volume and, to score in the original geometry, the original label file;
+    without one it is scored on the preprocessed label."""
+
+    case_id: str
+    prepared: PreparedCase
+    label: Path | None = None
+
+
+def evaluate_model(
+    model: nn.Module,
+    cases: Sequence[EvalCase],
+    settings: InferenceSettings,
+    labels: dict[int, str] | None = None,
+    *,
+    hd95: bool = True,
+    workers: int = 0,
+    predictions: Path | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Per-case, per-organ metrics (``bench.store.PER_CASE_COLUMNS``) of ``model`` on ``cases``.
+
+    Each case is predicted by sliding windows on its preprocessed volume; with a label file it is restored to the
+    original geometry and scored there (and written to ``predictions/<case>.nii.gz`` when ``predictions`` is
+    given). ``workers > 0`` computes HD95 in that many processes while the next case is predicted; ``hd95=False``
+    scores Dice only.
+    """
+    items = _predicted_cases(model, cases, settings, predictions)
+    return evaluate_cases(items, labels, workers=workers, progress=progress, hd95=hd95)
+
+
+def mean_case_dice(per_case: pd.DataFrame, case_ids: Sequence[str]) -> float:
+    """Mean over ``case_ids`` of each case's mean Dice over its scored organs; a case with no organ in either the
+    prediction or the ground truth counts as 1.0 (nothing to miss). NaN without cases."""
+    if not case_ids:
+        return math.nan
+    scored = per_case[per_case["status"] != "both_empty"]
+    by_case = {case: rows["dice"].tolist() for case, rows in scored.groupby("case", sort=False)}
+    return float(np.mean([np.mean(by_case[c]) if by_case.get(c) else 1.0 for c in case_ids]))
+
+
+def _predicted_cases(
+    model: nn.Module, cases: Sequence[EvalCase], settings: InferenceSettings, predictions: Path | None
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]]:
+    import torch  # torch and MONAI: imported only when a model is evaluated, not by `bench evaluate`
+
+    from bench.inference import predict_labels
+
+    memory_format = settings.memory_format or torch.contiguous_format
+
+    for case in cases:
+        image, label, meta = load_prepared(case.prepared)
+        pred = predict_labels(
+            model, torch.from_numpy(np.array(image)), tuple(settings.patch), overlap=settings.overlap,
+            sw_batch_size=settings.sw_batch_size, device=settings.device, amp_dtype=settings.amp_dtype,
+            memory_format=memory_format,
+        )  # fmt: skip
+        if case.label is None:
+            if label is None:
+                raise BenchError(f"case {case.case_id}: no label to score against")
+            yield case.case_id, pred, np.asarray(label), tuple(float(s) for s in meta["spacing"])
+            continue
+        restored = restore_to_original(pred, meta)
+        gt_image = read_image(case.label)
+        if predictions is not None:
+            write_image(restored, predictions / f"{case.case_id}.nii.gz")
+        spacing = tuple(reversed(gt_image.GetSpacing()))  # SimpleITK (x, y, z) -> array axes (z, y, x)
+        yield case.case_id, sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(gt_image), spacing
+
+
+def evaluate_folders(
+    pred: Path, gt: Path, labels: dict[int, str] | None = None, workers: int = 0, progress: bool = False
+) -> pd.DataFrame:
+    """Per-case, per-organ metrics of the masks in folder ``pred`` against those in ``gt``, matched by file name.
+
+    Every ground-truth case needs a prediction with the same size, spacing, origin and direction; predictions
+    without ground truth are ignored (logged). ``labels`` names the organs to score (None: every value found).
+    """
+    if workers < 0:
+        raise BenchError(f"--workers must be 0 or more, got {workers}")
+    gt_files = mask_files(gt, "--gt")
+    pred_files = mask_files(pred, "--pred")
     if not gt_files:
-        raise BenchError(f"--gt {args.gt}: no {', '.join(MASK_EXTENSIONS)} files")
+        raise BenchError(f"--gt {gt}: no {', '.join(MASK_EXTENSIONS)} files")
     missing = sorted(set(gt_files) - set(pred_files))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise BenchError(f"--pred {args.pred}: no prediction for case(s) {shown}")
-    labels = read_labels(args.labels) if args.labels else None
+        raise BenchError(f"--pred {pred}: no prediction for case(s) {shown}")
     cases = sorted(gt_files)
     for case in cases:
         check_geometry(case, pred_files[case], gt_files[case])
     extra = sorted(set(pred_files) - set(gt_files))
     if extra:
-        print(f"bench evaluate: note: {len(extra)} prediction(s) without ground truth ignored", file=sys.stderr)
+        log.warning("%d prediction(s) without ground truth ignored", len(extra))
+    return evaluate_cases(_LazyCases(cases, pred_files, gt_files), labels, workers=workers, progress=progress)
 
-    df = evaluate_cases(_LazyCases(cases, pred_files, gt_files), labels, workers=args.workers, progress=True)
-    if args.out:
-        _write_csv_atomic(df, args.out)
-    print(format_summary(df))
-    if args.out:
-        print(f"per-case rows: {args.out}")
-    return 0
+
+def write_per_case_csv(df: pd.DataFrame, path: Path) -> None:
+    """The per-case rows as CSV (NaN written as ``nan``), atomically."""
+    atomic_write_text(path, df.to_csv(index=False, na_rep="nan"))
 
 
 def mask_files(folder: Path, arg: str) -> dict[str, Path]:
@@ -69,35 +178,9 @@ def mask_files(folder: Path, arg: str) -> dict[str, Path]:
     return files
 
 
-def read_labels(path: Path) -> dict[int, str]:
-    """Label value -> name from a dataset.json (nnU-Net v2 name -> value, or MSD "value" -> name)."""
-    try:
-        raw = json.loads(path.read_text())["labels"]
-    except (OSError, json.JSONDecodeError) as err:
-        raise BenchError(f"--labels {path}: cannot read JSON ({err})") from None
-    except (KeyError, TypeError):
-        raise BenchError(f"--labels {path}: no 'labels' object") from None
-    if not isinstance(raw, dict) or not raw:
-        raise BenchError(f"--labels {path}: 'labels' must be a non-empty object")
-    if all(isinstance(k, str) and k.strip().isdigit() and isinstance(v, str) for k, v in raw.items()):
-        labels = {int(k): v for k, v in raw.items()}
-    elif all(isinstance(v, int) and not isinstance(v, bool) for v in raw.values()):
-        labels = {v: k for k, v in raw.items()}
-        if len(labels) != len(raw):
-            raise BenchError(f"--labels {path}: two names share one label value")
-    else:
-        raise BenchError(
-            f"--labels {path}: 'labels' must map names to integer values (nnU-Net v2) or integer strings to "
-            "names (MSD); region lists are not supported"
-        )
-    if any(v < 0 for v in labels):
-        raise BenchError(f"--labels {path}: label values must not be negative")
-    return labels
-
-
 def check_geometry(case: str, pred: Path, gt: Path) -> None:
     """Compare the headers (size, spacing, origin, direction) without reading the voxels."""
-    p, g = _header(pred), _header(gt)
+    p, g = _mask_header(pred), _mask_header(gt)
     for key in ("size", "spacing", "origin", "direction"):
         same = p[key] == g[key] if key == "size" else np.allclose(p[key], g[key], rtol=1e-5, atol=1e-4)
         if not same:
@@ -137,62 +220,17 @@ class _LazyCases(Sequence):
 
     def __getitem__(self, index: int) -> tuple[str, np.ndarray, np.ndarray, tuple[float, ...]]:
         case = self.cases[index]
-        gt_image = _read(self.gt_files[case])
+        gt_image = read_label_mask(self.gt_files[case])
         spacing = tuple(reversed(gt_image.GetSpacing()))  # SimpleITK (x, y, z) -> array axes (z, y, x)
-        pred = _labels_array(_read(self.pred_files[case]), self.pred_files[case])
-        return case, pred, _labels_array(gt_image, self.gt_files[case]), spacing
+        pred = label_array(read_label_mask(self.pred_files[case]), self.pred_files[case])
+        return case, pred, label_array(gt_image, self.gt_files[case]), spacing
 
 
-def _read(path: Path) -> sitk.Image:
-    """The mask after the integrity checks of ``bench data check``: SimpleITK alone reads a truncated NIfTI file
-    (missing voxels as 0) and NaN voxels (as 0) without complaint, which would score a wrong Dice."""
-    nonfinite = scan_nifti(path)
-    if nonfinite:
-        raise DataError(f"{path}: {nonfinite} NaN or inf voxel(s); a label mask must hold whole numbers")
-    return read_image(path)
-
-
-def _header(path: Path) -> dict:
-    if path.is_symlink() and not path.exists():
-        raise DataError(f"{path}: broken symbolic link (dangling, or a loop)")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as err:
-        raise BenchError(f"{path}: cannot read image header ({str(err).strip().splitlines()[-1]})") from None
-    if reader.GetNumberOfComponents() != 1:
-        raise BenchError(f"{path}: a label mask must have one component, found {reader.GetNumberOfComponents()}")
-    return {
-        "size": tuple(reader.GetSize()),
-        "spacing": reader.GetSpacing(),
-        "origin": reader.GetOrigin(),
-        "direction": reader.GetDirection(),
-    }
-
-
-def _labels_array(image: sitk.Image, path: Path) -> np.ndarray:
-    """Voxels as non-negative integers; float files are accepted when every value is a whole number."""
-    array = sitk.GetArrayFromImage(image)
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.array_equal(array, np.round(array)):
-            raise BenchError(f"{path}: a label mask must hold whole numbers, found non-integer values")
-        array = array.astype(np.int64)
-    if array.size and array.min() < 0:
-        raise BenchError(f"{path}: a label mask must not hold negative values, found {array.min()}")
-    return array
-
-
-def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False, na_rep="nan")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def _mask_header(path: Path) -> dict:
+    header = read_header(path)
+    if header["components"] != 1:
+        raise BenchError(f"{path}: a label mask must have one component, found {header['components']}")
+    return header
 
 
 def _pm(mean: float, std: float, digits: int) -> str:

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from bench.errors import BenchError
 from bench.interrupt import workers_ignore_sigint
+from bench.store import PER_CASE_COLUMNS
 
 EMPTY_MASK_POLICY = (
     "both_empty: Dice NaN, HD95 NaN, excluded from means; "
@@ -57,7 +58,6 @@ EMPTY_MASK_POLICY = (
 HD95_DEFINITION = "medpy_pooled_p95"
 CROP_MARGIN = 1
 STATUSES = ("ok", "missed", "false_positive", "both_empty")
-COLUMNS = ["case", "label", "name", "dice", "hd95", "status"]
 
 # A crop of both masks plus the spacing: one HD95 computation for a worker process.
 _Job = tuple[np.ndarray, np.ndarray, tuple[float, ...]]
@@ -116,12 +116,14 @@ def evaluate_cases(
     labels: dict[int, str] | None,
     workers: int = 0,
     progress: bool = False,
+    hd95: bool = True,
 ) -> pd.DataFrame:
-    """Score ``(case_id, pred, gt, spacing)`` items into a long table with ``COLUMNS``.
+    """Score ``(case_id, pred, gt, spacing)`` items into a long table with ``PER_CASE_COLUMNS``.
 
     ``workers > 0`` spreads the HD95 of every (case, organ) over that many processes; only the organ crops travel,
     and ``items`` may be a generator that loads cases while the workers compute. With ``labels=None`` every label
-    seen in any case is scored in every case (``both_empty`` where a case lacks it).
+    seen in any case is scored in every case (``both_empty`` where a case lacks it). ``hd95=False`` scores Dice
+    only (HD95 is NaN where both masks are present), for validation during training.
     """
     total = len(items) if hasattr(items, "__len__") else None
     # disable=None: a bar on a terminal, none in logs and pipes.
@@ -129,14 +131,17 @@ def evaluate_cases(
     rows: list[dict] = []
     case_ids: list[str] = []
     cases = _record_case_ids(bar, case_ids)
-    if workers <= 0:
+    if not hd95:
+        for case_id, pred, gt, spacing in cases:
+            rows.extend(_case_rows(case_id, pred, gt, spacing, labels)[0])
+    elif workers <= 0:
         for case_id, pred, gt, spacing in cases:
             rows.extend(evaluate_case(case_id, pred, gt, spacing, labels))
     else:
         _evaluate_in_pool(cases, labels, workers, rows)
     if labels is None:
         rows = _fill_absent_labels(rows, case_ids)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=PER_CASE_COLUMNS)
 
 
 def summarize(df: pd.DataFrame) -> dict:

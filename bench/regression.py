@@ -52,8 +52,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import atomic_write_json
 from bench.errors import BenchError
-from bench.store import atomic_write_json
 
 FORMAT = "segkd-bench-baseline/2"
 FORMAT_V1 = "segkd-bench-baseline/1"

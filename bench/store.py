@@ -23,10 +23,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import random
-import secrets
 import sqlite3
 import sys
 import time
@@ -34,12 +32,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError, disk_full_as_error, disk_full_error
+from bench.atomic import atomic_write_text, to_jsonable
+from bench.errors import BenchError, disk_full_error
 from bench.names import is_path_component, slugify
 
+# One row per case and organ: written by bench.metrics, stored as per_case.csv (docs/metrics.md).
 PER_CASE_COLUMNS = ["case", "label", "name", "dice", "hd95", "status"]
 TRAIN_LOG_COLUMNS = ["iteration", "loss", "seg_loss", "kd_loss", "lr", "val_dice", "seconds"]
 SUMMARY_FILE = "summary.json"
@@ -63,69 +62,6 @@ CREATE INDEX IF NOT EXISTS per_case_run ON per_case(run_id);
 """
 _RUN_COLUMNS = ["model", "kd", "teacher", "seed", "dataset", "preset", "preset_hash", "device", "params", "gmacs",
                 "latency_ms_median", "peak_mem_mb", "dice_mean", "hd95_mean", "n_cases", "created"]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path``; readers, and a crash at any moment, see the old file or the new one."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, ``os.replace``, then fsync of the directory so the rename is durable."""
-    with disk_full_as_error(path):
-        _atomic_write_bytes(Path(path), data)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # open(..., "xb") rather than mkstemp: the file gets the usual 0o666 & ~umask permissions, not 0o600.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # directories cannot be opened on Windows; the rename is still atomic there
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types: numpy scalars/arrays unwrapped, tuples to lists, NaN and +-inf to None; any other object
-    that JSON cannot hold (a path, a ``torch.device``) becomes its ``str``."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, (str, int)):
-        return obj
-    return None if obj is pd.NA else str(obj)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Pretty JSON (indent=2, keys in insertion order) written atomically; NaN and infinities become null."""
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def make_run_id(model: str, kd: str, teacher: str | None, seed: int, dataset: str, preset_hash: str) -> str:

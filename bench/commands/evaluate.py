@@ -26,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--labels",
         type=Path,
-        metavar="JSON",
-        help="dataset.json naming the labels: nnU-Net v2 {'labels': {name: value}} or MSD {'labels': {'1': name}}; "
-        "without it every label value found is scored as label_<k>; with it, unlisted values are ignored",
+        metavar="FILE",
+        help="organ names, in the formats every command accepts: a dataset.json (nnU-Net v2 {'labels': {name: "
+        "value}} or MSD {'labels': {'1': name}}), a bare JSON mapping, or name=int lines; without it every label "
+        "value found is scored as label_<k>; with it, unlisted values are ignored",
     )
     p.add_argument(
         "--out", type=Path, metavar="CSV", help="write one row per case and organ: case,label,name,dice,hd95,status"
@@ -40,6 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.evaluation import evaluate_folders
+    from bench.data.layouts import parse_labels_file
+    from bench.evaluation import evaluate_folders, format_summary, write_per_case_csv
 
-    return evaluate_folders(args)
+    labels = parse_labels_file(args.labels) if args.labels else None
+    df = evaluate_folders(args.pred, args.gt, labels, workers=args.workers, progress=True)
+    if args.out:
+        write_per_case_csv(df, args.out)
+    print(format_summary(df))
+    if args.out:
+        print(f"per-case rows: {args.out}")
+    return 0

@@ -46,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from tabulate import tabulate
 
+    from bench.atomic import atomic_write_text
     from bench.deploy.inputs import find_inputs
     from bench.deploy.predict import STEPS, Segmenter, predict_cases
     from bench.device import resolve_device
-    from bench.store import atomic_write_text
 
     device = resolve_device(args.device)
     network, spec = load_network(args, device)

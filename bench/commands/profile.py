@@ -92,8 +92,8 @@ def settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     import models
+    from bench.atomic import atomic_write_json, atomic_write_text
     from bench.profiling.profile import check_patch, profile_model
-    from bench.store import atomic_write_json, atomic_write_text
 
     names = parse_name_list(args.models, "--models")
     for name in names:

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset key, e.g. --set iterations=500 (repeatable)")  # fmt: skip
     p.add_argument("--data", type=Path, help="dataset: nnU-Net/MSD/WORD folder or image,label CSV (default: built-in)")
-    p.add_argument("--labels", type=Path, help="label names (JSON name->int) when the dataset has no dataset.json")
+    p.add_argument("--labels", type=Path, help="organ names if no dataset.json (formats as in bench evaluate --labels)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--fold", type=int, default=0, help="cross-validation fold when the dataset has no test split")
     p.add_argument("--teacher", help="teacher model for KD (default: the preset's, unet3d)")

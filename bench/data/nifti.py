@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from bench.data.files import atomic_target
+from bench.atomic import atomic_path
 from bench.errors import DataError, disk_full_as_error, disk_full_error
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -39,6 +39,46 @@ def read_image(path: Path) -> sitk.Image:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise DataError(f"{path}: unreadable or truncated image ({_first_line(err)})") from None
+
+
+def read_label_mask(path: Path) -> sitk.Image:
+    """A label mask after the integrity checks of ``bench data check``: SimpleITK alone reads a truncated NIfTI file
+    (missing voxels as 0) and NaN voxels (as 0) without complaint, which would score a wrong Dice."""
+    nonfinite = scan_nifti(path)
+    if nonfinite:
+        raise DataError(f"{path}: {nonfinite} NaN or inf voxel(s); a label mask must hold whole numbers")
+    return read_image(path)
+
+
+def label_array(image: sitk.Image, path: Path) -> np.ndarray:
+    """A label mask's voxels as non-negative integers; float files are accepted when every value is whole."""
+    array = sitk.GetArrayFromImage(image)
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.array_equal(array, np.round(array)):
+            raise DataError(f"{path}: a label mask must hold whole numbers, found non-integer values")
+        array = array.astype(np.int64)
+    if array.size and array.min() < 0:
+        raise DataError(f"{path}: a label mask must not hold negative values, found {array.min()}")
+    return array
+
+
+def read_header(path: Path) -> dict:
+    """Size, spacing, origin, direction and component count from the header alone (no voxels read)."""
+    if Path(path).is_symlink() and not Path(path).exists():
+        raise DataError(f"{path}: broken symbolic link (dangling, or a loop)")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise DataError(f"{path}: cannot read image header ({_first_line(err)})") from None
+    return {
+        "size": tuple(reader.GetSize()),
+        "spacing": reader.GetSpacing(),
+        "origin": reader.GetOrigin(),
+        "direction": reader.GetDirection(),
+        "components": reader.GetNumberOfComponents(),
+    }
 
 
 def scan_nifti(path: Path) -> int:
@@ -111,7 +151,7 @@ def _nifti_header(head: bytes) -> tuple[int, int, np.dtype] | None:
 
 def write_image(image: sitk.Image, path: Path, compress: bool = True) -> None:
     """Write ``image`` to ``path`` atomically (temporary file, then rename)."""
-    with disk_full_as_error(path), atomic_target(path, suffix=image_suffix(path) or "") as tmp:
+    with disk_full_as_error(path), atomic_path(path, suffix=image_suffix(path) or "") as tmp:
         try:
             sitk.WriteImage(image, str(tmp), compress)
         except RuntimeError as err:  # ITK hides the errno; a short write is a full disk more often than not

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from bench.data.files import atomic_target
+from bench.atomic import atomic_path
 from bench.data.nifti import read_image
 
 
@@ -62,7 +62,7 @@ def write_preview(
         fig.legend(handles=handles, loc="lower center", ncol=min(6, max(1, len(handles))), fontsize=8)
     fig.suptitle(Path(image_path).name, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    with atomic_target(Path(png), suffix=".png") as tmp:
+    with atomic_path(Path(png), suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
     return Path(png)
 

@@ -95,11 +95,11 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
     import onnxruntime as ort
     from tqdm import tqdm
 
+    from bench.atomic import atomic_write_json
     from bench.deploy.onnx_export import export_onnx
     from bench.deploy.predict import OnnxNetwork, Segmenter, load_torch_model, ort_session
     from bench.deploy.quantize import calibration_patches, quantize_int8
     from bench.deploy.spec import run_spec
-    from bench.store import atomic_write_json
 
     spec, weights = run_spec(results, run_id)
     if not spec.cases.get("test"):

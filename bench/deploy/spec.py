@@ -69,7 +69,7 @@ class DeploySpec:
         return spec
 
     def write(self, path: Path) -> None:
-        from bench.store import atomic_write_json
+        from bench.atomic import atomic_write_json
 
         atomic_write_json(path, self.to_json())
 

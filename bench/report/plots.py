@@ -18,10 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bench.atomic import atomic_write_bytes
 from bench.report import fmt
 from bench.report.stats import pareto_front, significance_mark
 from bench.report.tables import KEY, NO_KD
-from bench.store import atomic_write_bytes
 
 DPI = 110
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench.atomic import atomic_write_text
 from bench.report.content import Report
 from bench.report.tables import main_csv_frame, main_table, organ_table, tex_escape
-from bench.store import atomic_write_text
 
 NOTES = [
     "Dice and HD95: mean over cases; ± is the standard deviation over seeds when a row has several seeds, otherwise "

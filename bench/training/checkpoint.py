@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.errors import BenchError, disk_full_as_error, disk_full_error, is_disk_full
+from bench.atomic import atomic_path
+from bench.errors import BenchError, disk_full_error, is_disk_full
 
 # Free space below which a failed write is taken for a full disk (torch's zip writer hides the errno).
 DISK_FULL_MARGIN = 1 << 20
@@ -48,17 +47,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file beside ``path``, then an atomic rename; a full disk is a DiskFullError."""
-    with disk_full_as_error(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """``torch.save`` written atomically (``bench.atomic``); a full disk is a DiskFullError."""
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if _is_write_failure(err, path.parent):
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as err:
+        if _is_write_failure(err, Path(path).parent):
             raise disk_full_error(path) from None
         raise
 

@@ -24,6 +24,7 @@ from torch import nn
 
 import kd_methods
 import models
+from bench.atomic import atomic_write_json
 from bench.deploy.spec import SPEC_FILE, DeploySpec
 from bench.device import resolve_device
 from bench.environment import environment
@@ -37,7 +38,7 @@ from bench.profiling.profile import (
     profile_in_fresh_process,
 )
 from bench.runlock import RunLock
-from bench.store import ResultsStore, atomic_write_json, make_run_id
+from bench.store import ResultsStore, make_run_id
 from bench.training.checkpoint import load_weights
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext
@@ -343,32 +344,14 @@ class GridRunner:
     # -- evaluation -----------------------------------------------------------------------------------------------
     def evaluate_test(self, model: nn.Module, data: _Data, test: list, run_dir: Path) -> pd.DataFrame:
         """Per-case, per-organ Dice and HD95 of ``model`` on ``test`` cases, in each case's original geometry."""
-        from tqdm import tqdm
+        from bench.evaluation import EvalCase, InferenceSettings, evaluate_model
 
-        from bench.data.nifti import read_image, write_image
-        from bench.data.preprocess import load_prepared, restore_to_original
-        from bench.device import amp_dtype, memory_format
-        from bench.inference import predict_labels
-        from bench.metrics import evaluate_case
-
-        rows = []
-        fmt = memory_format(self.config.channels_last and self.device.type == "cuda")
-        for case in tqdm(test, desc="evaluate", unit="case", leave=False, file=sys.stderr):
-            image, _, meta = load_prepared(data.prepared[case.case_id])
-            pred = predict_labels(
-                model, torch.from_numpy(np.array(image)), tuple(self.config.eval_patch()),
-                overlap=self.config.overlap, sw_batch_size=self.config.sw_batch_size, device=self.device,
-                amp_dtype=amp_dtype(self.config.amp, self.device), memory_format=fmt,
-            )  # fmt: skip
-            restored = restore_to_original(pred, meta)
-            gt_image = read_image(case.label)
-            if self.spec.save_predictions:
-                write_image(restored, run_dir / "predictions" / f"{case.case_id}.nii.gz")
-            pred_arr = sitk.GetArrayFromImage(restored)
-            gt_arr = sitk.GetArrayFromImage(gt_image)
-            spacing = tuple(reversed(gt_image.GetSpacing()))
-            rows.extend(evaluate_case(case.case_id, pred_arr, gt_arr, spacing, data.labels))
-        return pd.DataFrame(rows)
+        cases = [EvalCase(case.case_id, data.prepared[case.case_id], case.label) for case in test]
+        settings = InferenceSettings.from_config(self.config, self.device)
+        return evaluate_model(
+            model, cases, settings, data.labels, workers=self.spec.eval_workers,
+            predictions=run_dir / "predictions" if self.spec.save_predictions else None, progress=True,
+        )  # fmt: skip
 
     def _profile(self, name: str, data: _Data) -> dict:
         if name not in self._profiles:

@@ -29,10 +29,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from bench.atomic import atomic_write_text
 from bench.device import amp_dtype, memory_format
 from bench.errors import BenchError
 from bench.interrupt import DeferredInterrupt
-from bench.store import TRAIN_LOG_COLUMNS, TRAIN_LOG_FILE, atomic_write_text
+from bench.store import TRAIN_LOG_COLUMNS, TRAIN_LOG_FILE
 from bench.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext, all_reduce_grads
@@ -352,20 +353,11 @@ class Trainer:
 
     def _validate(self) -> float:
         """Mean over validation cases of the mean foreground Dice (sliding window on the preprocessed volume)."""
-        from bench.data.preprocess import load_prepared
-        from bench.inference import predict_labels
-        from bench.metrics import dice
+        from bench.evaluation import EvalCase, InferenceSettings, evaluate_model, mean_case_dice
 
         if not self.val_cases:
             return math.nan
-        scores = []
-        for case in self.val_cases:
-            image, label, _ = load_prepared(case)
-            pred = predict_labels(
-                self.model, torch.from_numpy(np.array(image)), tuple(self.config.eval_patch()),
-                overlap=self.config.overlap, sw_batch_size=self.config.sw_batch_size, device=self.device,
-                amp_dtype=self.amp, memory_format=self.mem_format,
-            )  # fmt: skip
-            present = [k for k in np.union1d(np.unique(label), np.unique(pred)) if k != 0]
-            scores.append(np.mean([dice(pred == k, label == k) for k in present]) if present else 1.0)
-        return float(np.mean(scores))
+        cases = [EvalCase(case.case_id, case) for case in self.val_cases]
+        settings = InferenceSettings.from_config(self.config, self.device)
+        per_case = evaluate_model(self.model, cases, settings, hd95=False)
+        return mean_case_dice(per_case, [case.case_id for case in cases])

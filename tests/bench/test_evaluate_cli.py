@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from medpy.metric.binary import dc as medpy_dc
 from medpy.metric.binary import hd95 as medpy_hd95
 
+from bench.data.layouts import parse_labels_file
 from bench.errors import BenchError
-from bench.evaluation import read_labels
 from bench.metrics import image_diagonal
 
 SHAPE = (12, 20, 24)  # array axes (z, y, x)
@@ -105,18 +105,21 @@ def test_missing_prediction_is_an_error_naming_the_case_and_writes_nothing(folde
     assert not out.exists()
 
 
-def test_read_labels_accepts_nnunet_and_msd_styles(tmp_path):
+def test_labels_file_accepts_nnunet_msd_and_name_value_lines(tmp_path):
     nnunet = tmp_path / "nnunet.json"
     nnunet.write_text(json.dumps({"labels": {"background": 0, "liver": 1, "spleen": 2}}))
     msd = tmp_path / "msd.json"
     msd.write_text(json.dumps({"labels": {"0": "background", "1": "liver", "2": "spleen"}}))
     expected = {0: "background", 1: "liver", 2: "spleen"}
-    assert read_labels(nnunet) == expected
-    assert read_labels(msd) == expected
+    lines = tmp_path / "labels.txt"
+    lines.write_text("liver=1\nspleen=2\n")
+    assert parse_labels_file(nnunet) == expected
+    assert parse_labels_file(msd) == expected
+    assert parse_labels_file(lines) == expected
     regions = tmp_path / "regions.json"
     regions.write_text(json.dumps({"labels": {"background": 0, "tumour": [1, 2]}}))
     with pytest.raises(BenchError, match=r"regions\.json"):
-        read_labels(regions)
+        parse_labels_file(regions)
 
 
 def test_float_and_mha_masks_are_read_and_cases_matched_by_name(tmp_path):

@@ -9,7 +9,6 @@ from scipy import ndimage
 
 from bench.errors import BenchError
 from bench.metrics import (
-    COLUMNS,
     EMPTY_MASK_POLICY,
     dice,
     evaluate_case,
@@ -18,6 +17,7 @@ from bench.metrics import (
     image_diagonal,
     summarize,
 )
+from bench.store import PER_CASE_COLUMNS
 
 SPACING = (2.5, 0.8, 0.8)
 SHAPE = (20, 36, 40)
@@ -175,7 +175,7 @@ def test_evaluate_cases_with_two_workers_equals_in_process():
     items.append(("border", _perturb(_border_labels(), 5), _border_labels(), SPACING))
     serial = evaluate_cases(items, None)
     parallel = evaluate_cases(items, None, workers=2)
-    assert list(serial.columns) == COLUMNS
+    assert list(serial.columns) == PER_CASE_COLUMNS
     pd.testing.assert_frame_equal(serial, parallel)
 
 

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.atomic import atomic_write_json, atomic_write_text
 from bench.errors import BenchError
-from bench.store import ResultsStore, atomic_write_json, atomic_write_text, make_run_id
+from bench.store import ResultsStore, make_run_id
 
 # A run recorder shared by the subprocess tests: run ids "<prefix>-<i>", 3 cases x 2 organs each.
 RECORDER = textwrap.dedent(
@@ -72,7 +73,7 @@ def test_killed_writer_leaves_either_the_old_or_a_new_file(tmp_path: Path) -> No
         f"""
         import sys
         from pathlib import Path
-        from bench.store import atomic_write_text
+        from bench.atomic import atomic_write_text
         print("ready", flush=True)
         i = 1
         while True:
