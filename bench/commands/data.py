@@ -124,7 +124,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from bench.data.check import check_dataset
+    from bench.data.validate import check_dataset
 
     report = check_dataset(_data_path(args), args.labels, workers=args.workers, progress=True)
     print(report.format())

@@ -151,11 +151,11 @@ class GridRunner:
 
     # -- data -----------------------------------------------------------------------------------------------------
     def prepare_data(self) -> tuple[_Data, list, list, list]:
-        from bench.data.check import check_dataset
         from bench.data.layouts import load_dataset
         from bench.data.preprocess import PreprocessSettings, load_prepared, prepare_cases
         from bench.data.splits import split_cases
         from bench.data.synth import ensure_default_dataset
+        from bench.data.validate import check_dataset
 
         path = Path(self.spec.data) if self.spec.data is not None else ensure_default_dataset()
         dataset = load_dataset(path, self.spec.labels)

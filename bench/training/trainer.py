@@ -37,7 +37,7 @@ from bench.store import TRAIN_LOG_COLUMNS, TRAIN_LOG_FILE
 from bench.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext, all_reduce_grads
-from bench.training.losses import DeepSupervisionLoss
+from bench.training.losses import MultiScaleSegLoss
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 
@@ -127,7 +127,7 @@ class Trainer:
             self.teacher = teacher.to(device=device, memory_format=self.mem_format).eval().requires_grad_(False)
         self.train_cases, self.val_cases = train_cases, val_cases
         self.first_step: dict[str, float] = {}
-        self.seg_loss = DeepSupervisionLoss()
+        self.seg_loss = MultiScaleSegLoss()
         self.seg_weight = getattr(kd, "seg_loss_weight", 1.0) if kd is not None else 1.0
         params = list(self.model.parameters()) + (list(self.kd.parameters()) if self.kd is not None else [])
         self.optimizer = self._make_optimizer(params)

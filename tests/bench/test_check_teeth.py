@@ -33,8 +33,8 @@ BUGS = {
     "dice_term_weighted_0": (
         """
         import bench.training.losses as losses
-        _init = losses.DiceCELoss.__init__
-        losses.DiceCELoss.__init__ = lambda self, dice_weight=1.0, ce_weight=1.0: _init(self, 0.0, ce_weight)
+        _init = losses.SoftDiceCELoss.__init__
+        losses.SoftDiceCELoss.__init__ = lambda self, dice_weight=1.0, ce_weight=1.0: _init(self, 0.0, ce_weight)
         """,
         "smoke/lcovnet/kd=none first_step.seg_loss (seed 0)",
         False,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from bench.training.losses import (
-    DeepSupervisionLoss,
-    DiceCELoss,
+    MultiScaleSegLoss,
+    SoftDiceCELoss,
     deep_supervision_weights,
     downsample_target,
     soft_dice_loss,
@@ -44,7 +44,7 @@ def test_dice_ce_on_uniform_logits_is_dice_plus_log_k():
         n = (target == k).sum().item()
         probs_dice.append((2 * n / 3 + 1e-5) / (4 / 3 + n + 1e-5))
     expected = (1 - sum(probs_dice) / 2) + math.log(3)
-    assert DiceCELoss()(logits, target).item() == pytest.approx(expected, rel=1e-5)
+    assert SoftDiceCELoss()(logits, target).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_deep_supervision_weights_halve_and_sum_to_one():
@@ -61,6 +61,6 @@ def test_target_is_downsampled_by_nearest_neighbour():
 def test_deep_supervision_loss_weights_each_scale():
     target = torch.randint(0, 3, (2, 8, 8, 8))
     logits = [torch.randn(2, 3, 8, 8, 8), torch.randn(2, 3, 4, 4, 4)]
-    base = DiceCELoss()
+    base = SoftDiceCELoss()
     expected = 2 / 3 * base(logits[0], target) + 1 / 3 * base(logits[1], downsample_target(target, (4, 4, 4)))
-    assert DeepSupervisionLoss()(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert MultiScaleSegLoss()(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)

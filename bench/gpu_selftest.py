@@ -1,4 +1,4 @@
-"""One-call check of every GPU path, for a lent GPU (``bench/gpu_check.sh``) or, with ``--device cpu``, the tests.
+"""Self-test of every GPU path in one call, on a GPU (``bench/gpu_selftest.sh``) or, with ``--device cpu``, the tests.
 
 1. Latency and peak memory of lcovnet and unet3d in fp32 and under AMP (+ ``channels_last_3d`` on CUDA), with the
    AMP/fp32 ratio measured in the same run (CUDA events on a GPU).
@@ -58,7 +58,7 @@ def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list
                      "spacing=\"keep\"", "profile_runs=2", "profile_warmup=1",
                      f"compile={str(compile_).lower()}"]  # fmt: skip
         config = load_config("smoke", overrides)
-        spec = GridSpec(models=["lcovnet"], kds=["none", "ca"], config=config, preset=f"gpu-check-{amp}",
+        spec = GridSpec(models=["lcovnet"], kds=["none", "ca"], config=config, preset=f"gpu-selftest-{amp}",
                         data=data, device=str(device), results=work / f"results-{amp}")  # fmt: skip
         runner = GridRunner(spec)
         for run_id in runner.run():
@@ -68,7 +68,7 @@ def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_selftest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CPU mode the tests use)")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{s['train_seconds']:.1f}", f"{s['latency_ms_median']:.2f}"]
                 for s in _grid(device, quick, args.compile, Path(tmp))]  # fmt: skip
     print(tabulate(rows, headers=["amp", "model", "kd", "iterations", "Dice", "HD95", "train s", "latency ms"]))
-    print(f"gpu_check: all paths ran on {device} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    print(f"gpu_selftest: all paths ran on {device} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bench.data.check import check_dataset
 from bench.data.synth import generate_dataset
+from bench.data.validate import check_dataset
 from bench.errors import DataError
 
 SIZE = (12, 24, 24)

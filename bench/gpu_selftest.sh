@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run on a lent GPU machine from the repository root, in one call:
-#   bash bench/gpu_check.sh            (wheels for missing packages carried in .whl/, see the device tool's README)
+#   bash bench/gpu_selftest.sh            (wheels for missing packages carried in .whl/, see the device tool's README)
 # Installs what the machine lacks from .whl/*.whl, installs segkd-bench without touching its torch, then runs the
-# GPU checks and benchmarks and prints their figures.
+# GPU self-tests and benchmarks and prints their figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -13,7 +13,7 @@ else
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 export PYTHONUNBUFFERED=1
-python3 -m bench.gpu_check --device cuda "$@"
+python3 -m bench.gpu_selftest --device cuda "$@"
 python3 -m bench profile --models lcovnet,unet3d,nnunet --classes 17 --patch 64,128,128 --device cuda --runs 40 --warmup 10
 python3 -m bench profile --models lcovnet,unet3d,nnunet --classes 17 --patch 64,128,128 --device cuda --runs 40 \
     --warmup 10 --amp bf16 --channels-last --no-thop

@@ -1,11 +1,11 @@
-"""The GPU check script's CPU mode runs every path (AMP as CPU bf16, KD grid, profiling) end to end."""
+"""The GPU self-test script's CPU mode runs every path (AMP as CPU bf16, KD grid, profiling) end to end."""
 
 import subprocess
 import sys
 
 
-def test_gpu_check_cpu_mode_runs_all_paths():
-    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--device", "cpu", "--quick"],
+def test_gpu_selftest_cpu_mode_runs_all_paths():
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu_selftest", "--device", "cpu", "--quick"],
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "amp/fp32" in proc.stdout
