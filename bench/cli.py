@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 import traceback
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"segkd-bench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    chatter = parser.add_mutually_exclusive_group()
+    chatter.add_argument("-v", "--verbose", action="store_true", help="also show debug messages on stderr")
+    chatter.add_argument("-q", "--quiet", action="store_true", help="show only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in sorted(pkgutil.iter_modules(bench.commands.__path__), key=lambda m: m.name):
         if not module.name.startswith("_"):
@@ -42,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -56,6 +61,28 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(known).split())  # one line, whatever the library put in it
         print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return known.exit_code
+
+
+# The loggers of this project; other libraries' records reach stderr only from WARNING up (the root's default).
+LOGGERS = ("bench", "models", "kd_methods")
+
+
+class _Formatter(logging.Formatter):
+    """``bench: note`` for information, ``warning: ...`` / ``debug: ...`` for the other levels."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "bench" if record.levelno == logging.INFO else record.levelname.lower()
+        return f"{prefix}: {record.getMessage()}"
+
+
+def configure_logging(level: int) -> None:
+    """Diagnostics (progress notes, warnings) go through ``logging`` to stderr; a command's output is printed."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def user_error(err: Exception) -> BenchError | None:

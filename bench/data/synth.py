@@ -7,9 +7,9 @@ Training cases are ``case_0000`` .. and test cases continue the numbering.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +29,8 @@ from bench.data.files import remove_stale, write_json
 from bench.data.nifti import make_image, write_image
 from bench.data.phantom import ORGANS, make_case
 from bench.errors import BenchError
+
+log = logging.getLogger(__name__)
 
 MIN_SIZE = 8
 
@@ -88,7 +90,7 @@ def ensure_default_dataset() -> Path:
     if (root / "dataset.json").is_file():
         return root
     remove_stale(root.parent, f".{root.name}.tmp-*")
-    print(f"bench: generating the default synthetic data set into {root} (once)", file=sys.stderr)
+    log.info("generating the default synthetic data set into %s (once)", root)
     try:
         return generate_dataset(root)
     except BenchError:

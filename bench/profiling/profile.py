@@ -75,11 +75,10 @@ def check_runs_on_patch(name: str, patch: tuple[int, ...], batch: int = 1, train
 
 
 def build_model(name: str, in_channels: int, classes: int, **kwargs) -> nn.Module:
-    """``models.create_model`` with registry and dependency errors turned into one-line usage errors."""
+    """``models.create_model`` with a missing dependency turned into a one-line usage error (an unknown name is
+    converted where every error of the model layer is, in ``bench/cli.py``)."""
     try:
         return models.create_model(name, in_channels=in_channels, num_classes=classes, **kwargs)
-    except models.UnknownModelError as err:
-        raise BenchError(str(err)) from None
     except ImportError as err:
         raise BenchError(f"model {name} needs an optional dependency: {err}") from None
 
