@@ -95,11 +95,13 @@ def user_error(err: Exception) -> BenchError | None:
     # which keeps `bench --help` free of torch.
     layer_errors = [
         getattr(sys.modules[name], attr)
-        for name, attrs in (("models", ("ModelError", "UnknownModelError")),
-                            ("kd_methods", ("KDMethodError", "UnknownKDMethodError")))
+        for name, attrs in (
+            ("models", ("ModelError", "UnknownModelError")),
+            ("kd_methods", ("KDMethodError", "UnknownKDMethodError")),
+        )
         if name in sys.modules
         for attr in attrs
-    ]  # fmt: skip
+    ]
     if layer_errors and isinstance(err, tuple(layer_errors)):
         wrapped = BenchError(str(err))
         wrapped.exit_code = EXIT_INPUT

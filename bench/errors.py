@@ -59,8 +59,9 @@ def disk_full_error(path: Path | str | None) -> DiskFullError:
         free = f"{shutil.disk_usage(probe).free / 2**20:.1f} MiB free"
     except OSError:
         free = "free space unknown"
-    return DiskFullError(f"no space left on the device writing {where} ({free} on its file system); "
-                         "the files written before are intact")  # fmt: skip
+    return DiskFullError(
+        f"no space left on the device writing {where} ({free} on its file system); the files written before are intact"
+    )
 
 
 @contextlib.contextmanager

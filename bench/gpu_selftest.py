@@ -36,8 +36,9 @@ def _latency_table(device: torch.device, quick: bool) -> list[list]:
         base = ProfileSettings(classes=17, patch=patch, device=device, warmup=2 if quick else 10,
                                runs=3 if quick else 40, thop=False, model_kwargs=kwargs)  # fmt: skip
         fp32 = profile_model(name, base)
-        mixed = profile_model(name, ProfileSettings(**{**vars(base), "amp": amp,
-                                                       "channels_last": device.type == "cuda"}))  # fmt: skip
+        mixed = profile_model(
+            name, ProfileSettings(**{**vars(base), "amp": amp, "channels_last": device.type == "cuda"})
+        )
         fp32_ms, amp_ms = fp32["latency_ms_median"], mixed["latency_ms_median"]
         rows.append([name, "x".join(map(str, patch)), f"{fp32_ms:.2f}", f"{amp_ms:.2f}", f"{amp_ms / fp32_ms:.2f}",
                      f"{fp32['peak_mem_mb']:.0f}", f"{mixed['peak_mem_mb']:.0f}", fp32["device"]])  # fmt: skip
@@ -68,8 +69,9 @@ def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_selftest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gpu_selftest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CPU mode the tests use)")
     parser.add_argument("--compile", action="store_true", help="also train under torch.compile")

@@ -30,6 +30,8 @@ def is_path_component(name: str) -> bool:
 def path_component(name: str, what: str) -> str:
     """``name`` unchanged when it is a safe single file or folder name, else a BenchError naming ``what``."""
     if not isinstance(name, str) or not is_path_component(name):
-        raise BenchError(f"{what} {name!r} cannot be used as a file name (it must not be empty, '.', '..', or hold "
-                         "'/', '\\\\' or control characters)")  # fmt: skip
+        raise BenchError(
+            f"{what} {name!r} cannot be used as a file name (it must not be empty, '.', '..', or hold "
+            "'/', '\\\\' or control characters)"
+        )
     return name

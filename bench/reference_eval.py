@@ -53,8 +53,9 @@ def evaluate_reference(reference: dict[str, Any], weights: Path) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="segkd-reference-") as tmp:
         runner = _runner(reference, Path(tmp))
         data, _, _, test = runner.prepare_data()
-        model = build_model(reference["model"], data.in_channels, data.num_classes,
-                            **model_kwargs(reference["model"], runner.config))  # fmt: skip
+        model = build_model(
+            reference["model"], data.in_channels, data.num_classes, **model_kwargs(reference["model"], runner.config)
+        )
         try:
             model.load_state_dict(load_weights(weights))
         except (RuntimeError, OSError, ValueError) as err:

@@ -262,9 +262,11 @@ def _valid_entry(entry: Any) -> bool:
     return (
         isinstance(entry.get("exact"), dict)
         and isinstance(stat, dict)
-        and all(isinstance(v, dict) and _number(v.get("value")) is not None and _number(v.get("tolerance")) is not None
-                for v in stat.values())
-    )  # fmt: skip
+        and all(
+            isinstance(v, dict) and _number(v.get("value")) is not None and _number(v.get("tolerance")) is not None
+            for v in stat.values()
+        )
+    )
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
@@ -337,12 +339,15 @@ def _statistical(key: str, metric: StatMetric, stat: dict, now: float | None, ov
         origin = f"{NOISE_K:g} x spread {spread:.{metric.digits}f}, floor {FLOORS[metric.alias]:g}"
     allowed = f"± {_fmt(tolerance, metric.digits)} ({origin})"
     if now is None:
-        return Comparison(key, "statistical", metric.metric, base, None, allowed, "missing", True,
-                          f"{metric.label} missing now")  # fmt: skip
+        return Comparison(
+            key, "statistical", metric.metric, base, None, allowed, "missing", True, f"{metric.label} missing now"
+        )
     worse = (base - now) if metric.higher_is_better else (now - base)
     eps = 1e-12 * max(1.0, abs(base))
-    text = (f"{metric.label} {_fmt(now, metric.digits)} vs baseline {_fmt(base, metric.digits)} "
-            f"± {_fmt(tolerance, metric.digits)} ({origin})")  # fmt: skip
+    text = (
+        f"{metric.label} {_fmt(now, metric.digits)} vs baseline {_fmt(base, metric.digits)} "
+        f"± {_fmt(tolerance, metric.digits)} ({origin})"
+    )
     if worse > tolerance + eps:
         return Comparison(key, "statistical", metric.metric, base, now, allowed, "REGRESSED", True,
                           f"{text}: worse by {worse:.{metric.digits}f}, beyond the noise")  # fmt: skip

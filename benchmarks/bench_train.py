@@ -54,12 +54,16 @@ def main() -> None:
         spacing = None if config.spacing in ("keep", "median") else tuple(config.spacing)
         settings = PreprocessSettings(target_spacing=spacing, normalization="ct")
         cases = prepare_cases(dataset.cases, settings, Path(tmp) / "cache", workers=1, progress=False)
-        rates = {n: iterations_per_second(n, cases, config, args.warmup, args.iterations)
-                 for n in parse_name_list(args.models, "--models")}  # fmt: skip
+        rates = {
+            n: iterations_per_second(n, cases, config, args.warmup, args.iterations)
+            for n in parse_name_list(args.models, "--models")
+        }
     first = next(iter(rates.values()))
     rows = [[n, f"{r:.2f}", f"{1 / r:.3f}", f"{r / first:.2f}"] for n, r in rates.items()]
-    print(f"preset {args.preset}: patch {config.patch}, batch {config.batch_size}, base_channels "
-          f"{config.base_channels}, threads {torch.get_num_threads()}, torch {torch.__version__}")  # fmt: skip
+    print(
+        f"preset {args.preset}: patch {config.patch}, batch {config.batch_size}, base_channels "
+        f"{config.base_channels}, threads {torch.get_num_threads()}, torch {torch.__version__}"
+    )
     print(tabulate(rows, headers=["model", "it/s", "s/it", f"ratio to {next(iter(rates))}"]))
 
 

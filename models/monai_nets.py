@@ -118,8 +118,9 @@ def monai_unet(
     if num_res_units < 1:
         raise ModelError(f"monai-unet: num_res_units must be >= 1, got {num_res_units}")
     chans = resolve_channels(channels, base_channels, (16, 32, 64, 128, 256), (1, 2, 4, 8, 16))
-    net = nets.UNet(3, in_channels, num_classes, chans, (2,) * (len(chans) - 1), num_res_units=num_res_units,
-                    norm="BATCH")  # fmt: skip
+    net = nets.UNet(
+        3, in_channels, num_classes, chans, (2,) * (len(chans) - 1), num_res_units=num_res_units, norm="BATCH"
+    )
     return MonaiSingleScale(net, "model.2.1", num_classes)
 
 
@@ -251,4 +252,3 @@ def monai_swinunetr(
         raise ModelError(f"monai-swinunetr: patch must be three multiples of 32, got {patch}")
     net = nets.SwinUNETR(in_channels, num_classes, feature_size=feature_size, window_size=window_size)
     return MonaiSingleScale(net, "out", feature_size)
-

@@ -26,9 +26,11 @@ def _conv_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
 
 def _up_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
-        nn.ConvTranspose3d(cin, cout, kernel_size=2, stride=2), nn.BatchNorm3d(cout), nn.ReLU(inplace=True),
+        nn.ConvTranspose3d(cin, cout, kernel_size=2, stride=2),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
         nn.Dropout(dropout),
-    )  # fmt: skip
+    )
 
 
 class UNet3D(nn.Module):

@@ -67,8 +67,10 @@ def format_record(record: dict, out: Path) -> str:
                      _num(v["hd95"], 2)])  # fmt: skip
     headers = ["model", "file", "size (MB)", "patch ms", "max |Δlogit|", "argmax agree %", "Dice", "HD95 mm"]
     patch = "x".join(map(str, record["patch"]))
-    title = (f"{record['run_id']}: {record['model']}, patch {patch}, {record['threads']} thread(s), parity and "
-             f"accuracy on {record['variants']['fp32']['cases']} test case(s); files in {out}")  # fmt: skip
+    title = (
+        f"{record['run_id']}: {record['model']}, patch {patch}, {record['threads']} thread(s), parity and "
+        f"accuracy on {record['variants']['fp32']['cases']} test case(s); files in {out}"
+    )
     lines = [title, tabulate(rows, headers=headers, disable_numparse=True)]
     if "int8" in record["variants"]:
         drop = record["variants"]["fp32"]["dice"] - record["variants"]["int8"]["dice"]

@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     rows = predict_cases(Segmenter(network, spec, device), cases, args.output)
     frame = pd.DataFrame(rows)
     table = frame[["case", *STEPS, "total"]]
-    print(tabulate(table.values.tolist(), headers=["case", *(f"{s} (s)" for s in STEPS), "total (s)"],
-                   floatfmt=".2f"))  # fmt: skip
+    print(tabulate(table.values.tolist(), headers=["case", *(f"{s} (s)" for s in STEPS), "total (s)"], floatfmt=".2f"))
     print(f"{len(rows)} mask(s) in {args.output}; mean {frame['total'].mean():.2f} s per case")
     if args.timings:
         atomic_write_text(args.timings, frame.to_csv(index=False))

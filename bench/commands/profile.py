@@ -45,8 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=10, help="timed passes (default 10)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads to fix and record (default: torch's)")
     p.add_argument("--no-thop", action="store_true", help="skip thop's cross-check count")
-    p.add_argument("--whole-volume", metavar="D,H,W", help="also time sliding-window inference over a volume of "
-                   "this size, e.g. 160,256,256 (windows of --patch)")  # fmt: skip
+    p.add_argument(
+        "--whole-volume",
+        metavar="D,H,W",
+        help="also time sliding-window inference over a volume of this size, e.g. 160,256,256 (windows of --patch)",
+    )
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap for --whole-volume (default 0.5)")
     p.add_argument("--sw-batch", type=int, default=1, help="windows per forward pass for --whole-volume (default 1)")
     p.add_argument("--json", type=Path, help="write the records as a JSON list")

@@ -102,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
     preset = args.preset
     if preset is None:
         preset = "default" if torch.cuda.is_available() else "smoke"
-        print(f"bench run: no --preset given; using '{preset}' ({'GPU' if preset == 'default' else 'no GPU'} found)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"bench run: no --preset given; using '{preset}' ({'GPU' if preset == 'default' else 'no GPU'} found)",
+            file=sys.stderr,
+        )
     config = load_config(preset, _overrides(args))
     spec = GridSpec(
         models=parse_name_list(args.models, "--models"),
@@ -118,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         teacher_checkpoint=args.teacher_checkpoint,
         device=args.device,
         results=args.results,
-        whole_volume=None if args.whole_volume.strip().lower() == "none"
+        whole_volume=None
+        if args.whole_volume.strip().lower() == "none"
         else tuple(parse_int_list(args.whole_volume, "--whole-volume", length=3)),
         force=args.force,
         restart=args.restart,

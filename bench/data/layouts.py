@@ -149,8 +149,10 @@ def labels_from_json(obj: Any, where: str) -> dict[int, str]:
         if number < 0 or number in out:
             raise BenchError(f"{where}: label value {number} is negative or given twice")
         if number > MAX_LABEL:
-            raise BenchError(f"{where}: label {name!r}: value {number} is above {MAX_LABEL} (labels are stored as "
-                             "8-bit values; renumber the organs)")  # fmt: skip
+            raise BenchError(
+                f"{where}: label {name!r}: value {number} is above {MAX_LABEL} (labels are stored as "
+                "8-bit values; renumber the organs)"
+            )
         out[number] = str(name)
     out.setdefault(0, "background")
     return dict(sorted(out.items()))
@@ -243,8 +245,9 @@ def _load_nnunet(root: Path, meta: dict, override: dict[int, str] | None) -> Dat
         cases = []
         for cid, entry in sorted(meta["dataset"].items()):
             if not isinstance(entry, dict):
-                raise BenchError(f"{where}: 'dataset' entry {cid!r} must be an object with 'images' and 'label', "
-                                 f"got {entry!r}")  # fmt: skip
+                raise BenchError(
+                    f"{where}: 'dataset' entry {cid!r} must be an object with 'images' and 'label', got {entry!r}"
+                )
             label = entry.get("label")
             if label is not None:
                 _need_str(label, where, f"dataset.{cid}.label")
@@ -290,9 +293,7 @@ def _load_folders(root: Path, meta: dict, override: dict[int, str] | None) -> Da
         files += [root / images_dir / p.name for p in _image_files(root / labels_dir) if p.name not in names_here]
         files = sorted(files)
         names += [p.name for p in files]
-        groups[role] = [
-            Case(strip_suffix(p), [p], root / labels_dir / p.name if has_labels else None) for p in files
-        ]
+        groups[role] = [Case(strip_suffix(p), [p], root / labels_dir / p.name if has_labels else None) for p in files]
     word = names and all(n.lower().startswith("word_") for n in names)
     labels = _labels(root, meta, override, WORD_LABELS if word else None)
     layout = "word" if word else "folders"

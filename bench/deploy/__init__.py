@@ -11,5 +11,6 @@ def require_onnx(what: str) -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as err:
-        raise BenchError(f"{what} needs onnx and onnxruntime ({err}); install them with "
-                         "`pip install segkd-bench[deploy]`") from None  # fmt: skip
+        raise BenchError(
+            f"{what} needs onnx and onnxruntime ({err}); install them with `pip install segkd-bench[deploy]`"
+        ) from None

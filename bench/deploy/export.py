@@ -50,12 +50,17 @@ def find_prepared(results: Path, spec: DeploySpec, case_ids: list[str]) -> list[
         matches = []
         for meta_path in (Path(results) / "cache").glob(f"{case_id}-*/meta.json"):
             meta = json.loads(meta_path.read_text())
-            if meta["case_id"] == case_id and meta["settings"] == spec.preprocessing and \
-                    meta["ct_stats"] == spec.ct_stats:  # fmt: skip
+            if (
+                meta["case_id"] == case_id
+                and meta["settings"] == spec.preprocessing
+                and meta["ct_stats"] == spec.ct_stats
+            ):
                 matches.append(meta_path)
         if not matches:
-            raise BenchError(f"--run {spec.run_id}: the preprocessed case {case_id} is not in {results}/cache any "
-                             "more; run `bench run` again with the same settings to rebuild the cache")  # fmt: skip
+            raise BenchError(
+                f"--run {spec.run_id}: the preprocessed case {case_id} is not in {results}/cache any "
+                "more; run `bench run` again with the same settings to rebuild the cache"
+            )
         folder = max(matches, key=lambda p: p.stat().st_mtime).parent
         label = folder / "label.npy"
         label_npy = label if label.is_file() else None
@@ -83,8 +88,9 @@ def _accuracy(segmenter, cases: list[PreparedCase], labels: dict[int, str]) -> d
         pred = segmenter.logits(np.array(image)).argmax(dim=0).to(torch.uint8).numpy()
         restored = sitk.GetArrayFromImage(restore_to_original(pred, meta))
         gt = sitk.ReadImage(meta["source"]["label"])
-        rows += evaluate_case(case.case_id, restored, sitk.GetArrayFromImage(gt), tuple(reversed(gt.GetSpacing())),
-                              labels)  # fmt: skip
+        rows += evaluate_case(
+            case.case_id, restored, sitk.GetArrayFromImage(gt), tuple(reversed(gt.GetSpacing())), labels
+        )
     s = summarize(pd.DataFrame(rows))
     return {"dice": s["dice_mean"], "hd95": s["hd95_mean"], "cases": len(cases)}
 
@@ -111,16 +117,20 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
     reference = Segmenter(network, fp32_spec)
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = tqdm(total=2 + 2 * bool(options.quantize), desc="export", unit="step", file=sys.stderr,
-                 disable=not progress)  # fmt: skip
+    steps = tqdm(
+        total=2 + 2 * bool(options.quantize), desc="export", unit="step", file=sys.stderr, disable=not progress
+    )
 
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:
         staged = {"fp32": Path(tmp) / "model.onnx"}
         export_onnx(network, spec.in_channels, spec.patch, staged["fp32"], options.opset)
         steps.update()
         if options.quantize:
-            quantize_int8(staged["fp32"], Path(tmp) / "model.int8.onnx",
-                          calibration_patches(train, spec.patch, options.calibration_patches))  # fmt: skip
+            quantize_int8(
+                staged["fp32"],
+                Path(tmp) / "model.int8.onnx",
+                calibration_patches(train, spec.patch, options.calibration_patches),
+            )
             staged["int8"] = Path(tmp) / "model.int8.onnx"
             steps.update()
 
@@ -178,4 +188,3 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
 def _stored_summary(results: Path, run_id: str) -> dict:
     path = Path(results) / "runs" / run_id / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else {}
-

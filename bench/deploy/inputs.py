@@ -39,8 +39,10 @@ def find_inputs(path: Path, in_channels: int) -> list[Case]:
     seen: dict[str, Case] = {}
     for case in cases:
         if case.case_id in seen:
-            raise BenchError(f"--input {path}: two inputs would both write the mask {case.case_id!r} "
-                             f"({seen[case.case_id].images[0].name} and {case.images[0].name})")  # fmt: skip
+            raise BenchError(
+                f"--input {path}: two inputs would both write the mask {case.case_id!r} "
+                f"({seen[case.case_id].images[0].name} and {case.images[0].name})"
+            )
         seen[case.case_id] = case
         check_case(case, in_channels)
     return cases
@@ -65,8 +67,10 @@ def check_case(case: Case, in_channels: int) -> None:
     """One clear line when a case cannot be a CT for this model."""
     if len(case.images) != in_channels:
         names = ", ".join(p.name for p in case.images)
-        raise BenchError(f"case {case.case_id}: {len(case.images)} channel file(s) ({names}) but the model takes "
-                         f"{in_channels} channel(s)")  # fmt: skip
+        raise BenchError(
+            f"case {case.case_id}: {len(case.images)} channel file(s) ({names}) but the model takes "
+            f"{in_channels} channel(s)"
+        )
     sizes = set()
     for path in case.images:
         reader = sitk.ImageFileReader()
@@ -78,8 +82,10 @@ def check_case(case: Case, in_channels: int) -> None:
         if reader.GetDimension() != 3:
             raise BenchError(f"{path}: not a CT volume: {reader.GetDimension()}-D image, expected 3-D")
         if reader.GetNumberOfComponents() != 1:
-            raise BenchError(f"{path}: not a CT volume: {reader.GetNumberOfComponents()} components per voxel, "
-                             "expected 1 (give each channel as its own file)")  # fmt: skip
+            raise BenchError(
+                f"{path}: not a CT volume: {reader.GetNumberOfComponents()} components per voxel, "
+                "expected 1 (give each channel as its own file)"
+            )
         sizes.add(tuple(reader.GetSize()))
     if len(sizes) > 1:
         raise BenchError(f"case {case.case_id}: its channel files differ in size {sorted(sizes)}")

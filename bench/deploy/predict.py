@@ -39,8 +39,10 @@ def load_torch_model(
         net.load_state_dict(load_weights(weights))
     except (RuntimeError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BenchError(f"weights {weights} do not fit {name} with {spec.in_channels} channel(s) and "
-                         f"{spec.num_classes} classes: {first}") from None  # fmt: skip
+        raise BenchError(
+            f"weights {weights} do not fit {name} with {spec.in_channels} channel(s) and "
+            f"{spec.num_classes} classes: {first}"
+        ) from None
     return net.eval()
 
 
@@ -64,8 +66,10 @@ def ort_session(path: Path | bytes, device: torch.device | None = None, threads:
     try:
         return ort.InferenceSession(source, options, providers=ort_providers(device))
     except Exception as err:  # onnxruntime raises its own exception types for unreadable or invalid files
-        raise BenchError(f"--onnx {path if not isinstance(path, bytes) else '<bytes>'}: onnxruntime cannot load it "
-                         f"({str(err).strip().splitlines()[0]})") from None  # fmt: skip
+        raise BenchError(
+            f"--onnx {path if not isinstance(path, bytes) else '<bytes>'}: onnxruntime cannot load it "
+            f"({str(err).strip().splitlines()[0]})"
+        ) from None
 
 
 class OnnxNetwork(nn.Module):

@@ -57,7 +57,7 @@ class DeploySpec:
     @classmethod
     def from_json(cls, data: Any, source: str) -> DeploySpec:
         if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT:
-            raise BenchError(f"{source}: not a segkd-bench deployment spec (expected \"format\": \"{SPEC_FORMAT}\")")
+            raise BenchError(f'{source}: not a segkd-bench deployment spec (expected "format": "{SPEC_FORMAT}")')
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in known}
         try:
@@ -96,6 +96,8 @@ def run_spec(results: Path, run_id: str) -> tuple[DeploySpec, Path]:
         raise BenchError(f"--run {run_id}: the run has no weights.pt (it did not finish; run `bench run` again)")
     spec_path = run_dir / SPEC_FILE
     if not spec_path.is_file():
-        raise BenchError(f"--run {run_id}: the run has no {SPEC_FILE} (recorded by an older bench run); "
-                         "re-run it with `bench run --force`")  # fmt: skip
+        raise BenchError(
+            f"--run {run_id}: the run has no {SPEC_FILE} (recorded by an older bench run); "
+            "re-run it with `bench run --force`"
+        )
     return read_spec(spec_path, "--run"), weights

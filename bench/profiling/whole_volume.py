@@ -46,8 +46,9 @@ def whole_volume_seconds(
     network = network.to(device).eval()
 
     def labels() -> None:
-        logits = predict_logits(network, image, patch, overlap=overlap, sw_batch_size=sw_batch_size, device=device,
-                                amp_dtype=amp_dtype)  # fmt: skip
+        logits = predict_logits(
+            network, image, patch, overlap=overlap, sw_batch_size=sw_batch_size, device=device, amp_dtype=amp_dtype
+        )
         logits.argmax(dim=0).to(torch.uint8).cpu()
 
     with torch.inference_mode():

@@ -40,6 +40,8 @@ class Report:
         blocks = []
         for group in self.groups:
             headers, rows = main_table(group.agg, columns=TERMINAL_COLUMNS)
-            blocks.append(f"{group.dataset} / preset {group.preset}\n"
-                          + tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
+            blocks.append(
+                f"{group.dataset} / preset {group.preset}\n"
+                + tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+            )
         return "\n\n".join(blocks)

@@ -73,9 +73,12 @@ class RunConfig:
         """
         checks = [
             ("patch", len(self.patch) == 3 and all(p > 0 for p in self.patch), "three positive sizes"),
-            ("inference_patch", not self.inference_patch or (len(self.inference_patch) == 3
-                                                             and all(p > 0 for p in self.inference_patch)),
-             "empty or three positive sizes"),
+            (
+                "inference_patch",
+                not self.inference_patch
+                or (len(self.inference_patch) == 3 and all(p > 0 for p in self.inference_patch)),
+                "empty or three positive sizes",
+            ),
             ("base_channels", self.base_channels >= 0, "0 (each model's own width) or a positive width"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("iterations", self.iterations >= 1, "at least 1"),
@@ -102,7 +105,7 @@ class RunConfig:
             ("teacher", bool(self.teacher.strip()), "a model name"),
             ("folds", self.folds >= 1, "at least 1"),
             ("spacing", self.spacing in ("keep", "median") or _is_spacing(self.spacing), '"keep", "median" or [z,y,x]'),
-        ]  # fmt: skip
+        ]
         for key, ok, expected in checks:
             if not ok:
                 raise BenchError(f"preset key {key} must be {expected}, got {getattr(self, key)!r}")
@@ -124,8 +127,9 @@ def _is_spacing(value: Any) -> bool:
 
 
 def _is_kwargs_table(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(v, dict) and all(isinstance(k, str) for k in v)
-                                           for v in value.values())  # fmt: skip
+    return isinstance(value, dict) and all(
+        isinstance(v, dict) and all(isinstance(k, str) for k in v) for v in value.values()
+    )
 
 
 def valid_keys() -> list[str]:

@@ -85,15 +85,19 @@ class GridProgress:
 
     def skipped(self, run_id: str, summary: dict) -> None:
         self.outcomes[run_id] = _Outcome("complete, skipped", None, summary.get("dice_mean"), summary.get("hd95_mean"))
-        self.say(f"{self._prefix(run_id)} {self.plan[self.by_id[run_id]].label}: complete, skipped "
-                 "(use --force to run it again)")  # fmt: skip
+        self.say(
+            f"{self._prefix(run_id)} {self.plan[self.by_id[run_id]].label}: complete, skipped "
+            "(use --force to run it again)"
+        )
 
     def finished(self, run_id: str, summary: dict, resumed_from: int = 0) -> None:
         seconds = time.perf_counter() - self._started.pop(run_id)
         status = f"resumed at it. {resumed_from}" if resumed_from else "trained"
         self.outcomes[run_id] = _Outcome(status, seconds, summary.get("dice_mean"), summary.get("hd95_mean"))
-        self.say(f"done in {duration(seconds)}: Dice {_num(summary.get('dice_mean'), 4)}, "
-                 f"HD95 {_num(summary.get('hd95_mean'), 2)} mm; {self.eta()}")  # fmt: skip
+        self.say(
+            f"done in {duration(seconds)}: Dice {_num(summary.get('dice_mean'), 4)}, "
+            f"HD95 {_num(summary.get('hd95_mean'), 2)} mm; {self.eta()}"
+        )
 
     def _prefix(self, run_id: str) -> str:
         return f"[{self.by_id[run_id] + 1}/{len(self.plan)}]"
@@ -112,8 +116,10 @@ class GridProgress:
         for run in left:
             same = [s for kind, s in trained if kind == run.kind]
             estimate += sum(same) / len(same) if same else overall
-        return (f"{done}, about {duration(estimate)} left for {len(left)} more "
-                f"(estimated from {len(trained)} trained run{'s' if len(trained) > 1 else ''})")  # fmt: skip
+        return (
+            f"{done}, about {duration(estimate)} left for {len(left)} more "
+            f"(estimated from {len(trained)} trained run{'s' if len(trained) > 1 else ''})"
+        )
 
     def table(self) -> str:
         """The summary printed at the end: one row per run of the grid."""

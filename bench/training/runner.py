@@ -97,8 +97,10 @@ def check_model_kwargs(name: str, config: RunConfig) -> None:
     params = inspect.signature(models.model_info(name).factory).parameters
     unknown = sorted(set(config.model_kwargs.get(name, {})) - set(params))
     if unknown:
-        raise BenchError(f"preset key model_kwargs.{name}: {', '.join(unknown)} not an argument of {name} "
-                         f"(its arguments: {', '.join(p for p in params if p not in ('in_channels', 'num_classes'))})")
+        raise BenchError(
+            f"preset key model_kwargs.{name}: {', '.join(unknown)} not an argument of {name} "
+            f"(its arguments: {', '.join(p for p in params if p not in ('in_channels', 'num_classes'))})"
+        )
 
 
 def validate_kd_name(name: str) -> None:
@@ -256,8 +258,9 @@ class GridRunner:
                 model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
             except (RuntimeError, OSError) as err:
                 first = str(err).strip().splitlines()[0]
-                raise BenchError(f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: "
-                                 f"{first}") from None  # fmt: skip
+                raise BenchError(
+                    f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: {first}"
+                ) from None
             return model, f"checkpoint:{path.name}"
         run_id = self._run_one(data, train, val, test, name, "none", seed, None)
         model.load_state_dict(self._stored_weights(run_id, "teacher weights"))

@@ -227,8 +227,9 @@ class Trainer:
         best_path = self.run_dir / BEST
         use_best = self.config.eval_checkpoint == "best" and best_path.exists()
         weights = best_path if use_best else self.run_dir / LAST
-        return TrainResult(loop.iteration, loop.best, time.perf_counter() - loop.start, weights, self.first_step,
-                           resumed_from)  # fmt: skip
+        return TrainResult(
+            loop.iteration, loop.best, time.perf_counter() - loop.start, weights, self.first_step, resumed_from
+        )
 
     def _loop(self, loop: _LoopState, rng_after_loader: dict | None, bar: tqdm, interrupt: DeferredInterrupt) -> None:
         from bench.data.sampler import make_patch_loader

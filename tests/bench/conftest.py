@@ -8,8 +8,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
     """A small synthetic CT set in the nnU-Net layout, generated once per test session."""
     from bench.data.synth import generate_dataset
 
-    return generate_dataset(tmp_path_factory.mktemp("data") / "tiny", cases=5, seed=3, size=(32, 48, 48),
-                            test_cases=2, progress=False)  # fmt: skip
+    return generate_dataset(
+        tmp_path_factory.mktemp("data") / "tiny", cases=5, seed=3, size=(32, 48, 48), test_cases=2, progress=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +23,7 @@ def finished_store(tiny_dataset, tmp_path_factory) -> Path:
     from tests.bench.runutil import bench_cmd
 
     results = tmp_path_factory.mktemp("finished") / "results"
-    proc = subprocess.run(bench_cmd(*tiny_run_args(tiny_dataset, results)), capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    proc = subprocess.run(bench_cmd(*tiny_run_args(tiny_dataset, results)), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results
 

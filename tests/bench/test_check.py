@@ -84,10 +84,16 @@ def test_update_derives_each_entrys_tolerance_from_the_spread_of_its_noise_runs(
     assert f"wrote 3 entries to {baseline}" in capsys.readouterr().out
     data = load_baseline(baseline)
     assert data["format"] == FORMAT and data["torch"] == "2.13.0"
-    assert data["noise"]["sources"] == {"seeds": [0, 1, 2], "cpu_capability": ["AVX2", "AVX512", "DEFAULT"],
-                                        "threads": [1, 2]}  # fmt: skip
-    assert [(e["model"], e["kd"]) for e in data["entries"]] == [("lcovnet", "ca"), ("lcovnet", "none"),
-                                                                ("unet3d", "none")]  # fmt: skip
+    assert data["noise"]["sources"] == {
+        "seeds": [0, 1, 2],
+        "cpu_capability": ["AVX2", "AVX512", "DEFAULT"],
+        "threads": [1, 2],
+    }
+    assert [(e["model"], e["kd"]) for e in data["entries"]] == [
+        ("lcovnet", "ca"),
+        ("lcovnet", "none"),
+        ("unet3d", "none"),
+    ]
     entry = data["entries"][0]
     samples = [0.74 + offset for offset in NOISE.values()]
     dice = entry["statistical"]["dice_mean"]
@@ -107,8 +113,10 @@ def test_healthy_seed_0_run_passes_and_every_statistical_row_explains_its_verdic
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = load_baseline(baseline)
     dice = data["entries"][0]["statistical"]["dice_mean"]
-    expected = (f"Dice 0.7300 vs baseline {dice['value']:.4f} ± {dice['tolerance']:.4f} "
-                f"({NOISE_K:g} x spread {dice['spread']:.4f}, floor 0.01): within noise")  # fmt: skip
+    expected = (
+        f"Dice 0.7300 vs baseline {dice['value']:.4f} ± {dice['tolerance']:.4f} "
+        f"({NOISE_K:g} x spread {dice['spread']:.4f}, floor 0.01): within noise"
+    )
     assert expected in proc.stdout
     assert "latency x1.000 of baseline (informational" in proc.stdout
     assert proc.stdout.count(" ok ") == 3 * (2 + 3 + 2)  # params, gmacs, 3 first-step losses, Dice, HD95

@@ -116,8 +116,9 @@ def test_planted_bug_fails_the_gate_naming_entry_and_check(bug, healthy, tiny_da
     (tmp_path / "plant").mkdir()
     (tmp_path / "plant" / "sitecustomize.py").write_text(textwrap.dedent(code))
     planted = {**os.environ, "PYTHONPATH": str(tmp_path / "plant")}
-    proc = _run(tiny_dataset, tmp_path / "results", "--teacher-checkpoint", str(teacher),
-                env=None if in_check else planted)  # fmt: skip
+    proc = _run(
+        tiny_dataset, tmp_path / "results", "--teacher-checkpoint", str(teacher), env=None if in_check else planted
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     check = subprocess.run(bench_cmd("check", "--baseline", str(baseline), "--results", str(tmp_path / "results")),
                            capture_output=True, text=True, timeout=300, env=planted if in_check else None)  # fmt: skip

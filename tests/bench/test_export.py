@@ -96,7 +96,8 @@ def test_export_of_a_run_whose_cache_is_gone_names_the_case(trained_run, tmp_pat
     results, run_id = trained_run
     copy = tmp_path / "results"
     shutil.copytree(results / "runs" / run_id, copy / "runs" / run_id)
-    proc = subprocess.run(bench_cmd("export", "--run", run_id, "--results", str(copy)), capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        bench_cmd("export", "--run", run_id, "--results", str(copy)), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2 and "is not in" in proc.stderr and "Traceback" not in proc.stderr
     assert not (copy / "runs" / run_id / "export").exists()

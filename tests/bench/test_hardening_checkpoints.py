@@ -62,8 +62,9 @@ def test_malicious_kd_init_student_weights_are_refused(finished_store, tiny_data
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(("kind", "words"), [("evil", "refused"), ("empty", "empty"), ("garbage", "refused"),
-                                             ("list", "not model weights")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kind", "words"), [("evil", "refused"), ("empty", "empty"), ("garbage", "refused"), ("list", "not model weights")]
+)
 def test_bad_teacher_checkpoint_is_one_line_naming_it(finished_store, tiny_dataset, tmp_path, kind, words):
     results = copy_store(finished_store, tmp_path / "res")
     teacher = tmp_path / "teacher.pt"

@@ -53,5 +53,6 @@ def test_patch_too_small_for_the_pooling_is_one_line_before_training(finished_st
 def test_changing_folds_after_the_splits_file_exists_is_refused(finished_store, tiny_dataset, tmp_path):
     results = copy_store(finished_store, tmp_path / "res")
     (splits,) = (results / "splits").glob("*.json")
-    run_planted(tmp_path, results, tiny_run_args(tiny_dataset, results, "--set", "folds=3"), 2,
-                [str(splits), "folds=3"])  # fmt: skip
+    run_planted(
+        tmp_path, results, tiny_run_args(tiny_dataset, results, "--set", "folds=3"), 2, [str(splits), "folds=3"]
+    )

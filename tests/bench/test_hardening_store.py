@@ -101,5 +101,4 @@ def test_read_only_results_folder_is_readable_by_report_and_check(finished_store
         check = subprocess.run(bench_cmd("check", "--results", str(results), "--baseline", str(baseline)),
                                capture_output=True, text=True, timeout=600)  # fmt: skip
         assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
-        run_planted(tmp_path, results, ["report", "--results", str(results)], 2,
-                    [str(results / "report"), "--out"])  # fmt: skip
+        run_planted(tmp_path, results, ["report", "--results", str(results)], 2, [str(results / "report"), "--out"])

@@ -46,6 +46,7 @@ def test_quiet_and_verbose_are_global_options_that_exclude_each_other():
     ok = subprocess.run([sys.executable, "-m", "bench", "--quiet", "list", "--pattern", "lcov*"],
                         capture_output=True, text=True, timeout=300)  # fmt: skip
     assert ok.returncode == 0 and "lcovnet" in ok.stdout
-    both = subprocess.run([sys.executable, "-m", "bench", "-q", "-v", "list"], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    both = subprocess.run(
+        [sys.executable, "-m", "bench", "-q", "-v", "list"], capture_output=True, text=True, timeout=300
+    )
     assert both.returncode == 2 and "not allowed with argument" in both.stderr

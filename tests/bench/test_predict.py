@@ -14,8 +14,9 @@ from tests.bench.runutil import bench_cmd
 
 
 def _predict(*args, timeout=300):
-    return subprocess.run(bench_cmd("predict", "--device", "cpu", *args), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        bench_cmd("predict", "--device", "cpu", *args), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _labels(dataset) -> dict[int, str]:
@@ -41,8 +42,9 @@ def test_predict_run_on_test_images_reproduces_stored_dice_and_input_geometry(ti
         saved = sitk.ReadImage(str(results / "runs" / run_id / "predictions" / name))
         assert np.array_equal(sitk.GetArrayFromImage(pred), sitk.GetArrayFromImage(saved))
         spacing = tuple(reversed(gt.GetSpacing()))
-        rows += evaluate_case(name.split(".")[0], sitk.GetArrayFromImage(pred), sitk.GetArrayFromImage(gt), spacing,
-                              _labels(tiny_dataset))  # fmt: skip
+        rows += evaluate_case(
+            name.split(".")[0], sitk.GetArrayFromImage(pred), sitk.GetArrayFromImage(gt), spacing, _labels(tiny_dataset)
+        )
     stored = ResultsStore(results).summaries()[0]
     assert len(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(out / masks[0]))))) > 1  # organs, not background
     # Same computation on the same float32 inputs: the tolerance only absorbs the JSON round trip of the summary.
@@ -68,8 +70,9 @@ def test_weights_with_preprocessing_file_segments_one_file_like_the_run(tiny_dat
 
 def test_dataset_layout_input_segments_every_case(tiny_dataset, trained_run, tmp_path):
     results, run_id = trained_run
-    proc = _predict("--run", run_id, "--results", str(results), "--input", str(tiny_dataset), "--output",
-                    str(tmp_path / "m"))  # fmt: skip
+    proc = _predict(
+        "--run", run_id, "--results", str(results), "--input", str(tiny_dataset), "--output", str(tmp_path / "m")
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [f"case_{i:04d}.nii.gz" for i in range(7)]
 
@@ -114,6 +117,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_dataset, trained_r
 def test_run_without_weights_is_a_clear_error(tmp_path):
     results = tmp_path / "results"
     (results / "runs" / "broken").mkdir(parents=True)
-    proc = _predict("--run", "broken", "--results", str(results), "--input", str(tmp_path), "--output",
-                    str(tmp_path / "out"))  # fmt: skip
+    proc = _predict(
+        "--run", "broken", "--results", str(results), "--input", str(tmp_path), "--output", str(tmp_path / "out")
+    )
     assert proc.returncode == 2 and "has no weights.pt" in proc.stderr and "Traceback" not in proc.stderr

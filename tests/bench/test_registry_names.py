@@ -22,8 +22,10 @@ def test_static_kd_method_names_match_the_registry():
 
 
 def test_reading_the_names_imports_no_torch():
-    code = ("import sys; from bench import registry_names as r; r.model_strides(); r.kd_method_names(); "
-            "print('torch' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys; from bench import registry_names as r; r.model_strides(); r.kd_method_names(); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -111,6 +111,7 @@ def _interrupt_when(
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")))
     reader.start()
     deadline = time.time() + timeout
+
     # errors="replace": a read can end inside one of tqdm's multi-byte bar characters
     def seen() -> bool:
         if appears is not None:
@@ -160,8 +161,10 @@ def test_ctrl_c_in_training_checkpoints_and_the_rerun_resumes_to_the_same_weight
     wa = torch.load(tmp_path / "whole" / "runs" / a["run_id"] / "weights.pt", weights_only=False)["model"]
     wb = torch.load(run_dir / "weights.pt", weights_only=False)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    log_a, log_b = ResultsStore(tmp_path / "whole").train_log(a["run_id"]), ResultsStore(tmp_path / "cut").train_log(
-        b["run_id"])  # fmt: skip
+    log_a, log_b = (
+        ResultsStore(tmp_path / "whole").train_log(a["run_id"]),
+        ResultsStore(tmp_path / "cut").train_log(b["run_id"]),
+    )
     assert log_a.drop(columns="seconds").equals(log_b.drop(columns="seconds"))
 
 
@@ -195,8 +198,10 @@ def test_bad_run_input_fails_before_writing_anything(tiny_dataset, tmp_path, ext
 
 
 def test_unknown_model_is_reported_without_importing_torch(tmp_path):
-    code = ("import sys; from bench.cli import main; rc = main(['run', '--models', 'nope', '--results', "
-            f"{str(tmp_path / 'res')!r}]); print(rc, 'torch' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys; from bench.cli import main; rc = main(['run', '--models', 'nope', '--results', "
+        f"{str(tmp_path / 'res')!r}]); print(rc, 'torch' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.split() == ["2", "False"]
     assert "--models: unknown model 'nope'; registered models: " in proc.stderr

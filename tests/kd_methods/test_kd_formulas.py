@@ -32,8 +32,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def _build(name: str, student_channels=STUDENT_CHANNELS, teacher_channels=TEACHER_CHANNELS, num_classes=NUM_CLASSES,
-           **hp):  # fmt: skip
+def _build(
+    name: str, student_channels=STUDENT_CHANNELS, teacher_channels=TEACHER_CHANNELS, num_classes=NUM_CLASSES, **hp
+):
     torch.manual_seed(0)
     return create_kd_method(name, student_channels, teacher_channels, num_classes, **hp)
 
@@ -106,12 +107,14 @@ def test_ca_and_ms_renormalise_the_paper_scale_weights_over_available_scales():
 
 def _ms_reference(student: SegOutput, teacher: SegOutput, norm: str, tau_fn: float) -> float:
     total = 0.0
-    for w, z_s, z_t, f_s, f_t in zip([0.4, 0.2, 0.2, 0.2], student.logits, teacher.logits, student.features,
-                                     teacher.features):  # fmt: skip
+    for w, z_s, z_t, f_s, f_t in zip(
+        [0.4, 0.2, 0.2, 0.2], student.logits, teacher.logits, student.features, teacher.features
+    ):
         z_s, z_t, f_s, f_t = map(_np, (z_s, z_t, f_s, f_t))
         if norm == "sample":  # no element of make_case is near zero, so the floor is inactive
-            n_s, n_t = (np.sqrt((f**2).sum(axis=1).reshape(len(f), -1).mean(axis=1)).reshape(-1, 1, 1, 1, 1)
-                        for f in (f_s, f_t))  # fmt: skip
+            n_s, n_t = (
+                np.sqrt((f**2).sum(axis=1).reshape(len(f), -1).mean(axis=1)).reshape(-1, 1, 1, 1, 1) for f in (f_s, f_t)
+            )
         elif norm == "voxel":
             n_s, n_t = np.linalg.norm(f_s, axis=1, keepdims=True), np.linalg.norm(f_t, axis=1, keepdims=True)
         else:

@@ -12,9 +12,11 @@ SINGLE_SCALE = {
     "monai-unet": ({"base_channels": 2}, (16, 32, 32)),
     "monai-basicunet": ({"base_channels": 4}, (16, 32, 32)),
     "monai-segresnet": ({"base_channels": 8}, (16, 32, 32)),
-    "monai-unetr": ({"patch": (32, 32, 32), "feature_size": 4, "hidden_size": 24, "mlp_dim": 48, "num_heads": 2},
-                    (32, 32, 32)),
-}  # fmt: skip
+    "monai-unetr": (
+        {"patch": (32, 32, 32), "feature_size": 4, "hidden_size": 24, "mlp_dim": 48, "num_heads": 2},
+        (32, 32, 32),
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_SCALE))
