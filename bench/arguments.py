@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.components import NO_KD, Component, Kind, Sweep, format_value, parse_sweeps, unique
+from bench.components import NO_KD, Component, Kind, Sweep, format_value, make_sweep, parse_sweeps, unique
 from bench.errors import BenchError
 
 # Set by the benchmark, not by the user: the dataset's channels and classes, the networks' feature channels.
@@ -146,10 +146,7 @@ def check_component(component: Component, kind: Kind, arg: str) -> Component:
 
 def resolve_sweeps(text: str, kind: Kind, arg: str) -> list[Sweep]:
     """:func:`bench.components.parse_sweeps` with every component checked (:func:`check_component`)."""
-    return [
-        Sweep(tuple(unique(check_component(c, kind, arg) for c in s.components)), s.swept, s.text)
-        for s in parse_sweeps(text, kind, arg)
-    ]
+    return [make_sweep([check_component(c, kind, arg) for c in s.components]) for s in parse_sweeps(text, kind, arg)]
 
 
 def resolve_components(text: str, kind: Kind, arg: str) -> list[Component]:

@@ -144,6 +144,25 @@ def unique(components: Iterator[Component] | list[Component]) -> list[Component]
     return list(seen.values())
 
 
+def make_sweep(components: list[Component]) -> Sweep:
+    """The :class:`Sweep` of the product ``components`` (each once): the swept keys are those with more than one
+    value, and the text lists each key's values in the order they first appear."""
+    components = unique(components)
+    fields: dict[str, dict[str, list[str]]] = {}
+    for component in components:
+        for part in component.parts:
+            keys = fields.setdefault(part.name, {})
+            for key in sorted(part.kwargs):
+                text = format_value(part.kwargs[key])
+                if text not in keys.setdefault(key, []):
+                    keys[key].append(text)
+    swept = tuple(f"{name}.{key}" for name, keys in fields.items() for key in sorted(keys) if len(keys[key]) > 1)
+    text = "+".join(
+        name + "".join(f":{key}=" + "|".join(keys[key]) for key in sorted(keys)) for name, keys in fields.items()
+    )
+    return Sweep(tuple(components), swept, text)
+
+
 def _parse_item(item: str, kind: Kind, arg: str) -> Sweep:
     where = f"{arg} {item.strip()!r}"
     if not item.strip():
@@ -166,12 +185,7 @@ def _parse_item(item: str, kind: Kind, arg: str) -> Sweep:
             components.append(Component(names[0], kwargs[names[0]]))
         else:
             components.append(Component("+".join(names), {n: kw for n, kw in kwargs.items() if kw}))
-    swept = tuple(f"{name}.{key}" for (name, key), values in axes if len(values) > 1)
-    text = "+".join(
-        name + "".join(f":{key}=" + "|".join(format_value(v) for v in fields[key]) for key in sorted(fields))
-        for name, fields in parts
-    )
-    return Sweep(tuple(unique(components)), swept, text)
+    return make_sweep(components)
 
 
 def _parse_part(part: str, where: str) -> tuple[str, dict[str, list[Any]]]:

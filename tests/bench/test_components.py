@@ -165,3 +165,10 @@ def test_docstring_args_read_meaning_and_paper_value():
     """
     assert docstring_args(doc) == {"weight": ("factor on the loss. Continued here.", "0.1"),
                                    "tau": ("temperature.", None)}  # fmt: skip
+
+
+def test_resolved_sweep_text_is_canonical_after_the_values_are_typed():
+    (sweep,) = resolve_sweeps("kd:weight=1|2:tau=4", "kd", "--kd")
+    assert str(sweep) == "kd:tau=4.0:weight=1.0|2.0"
+    (same,) = resolve_sweeps("ca:weight=1|1.0", "kd", "--kd")
+    assert (same.swept, str(same)) == ((), "ca:weight=1.0")
