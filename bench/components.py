@@ -210,7 +210,7 @@ def _split_parts(item: str, where: str) -> list[str]:
     """``+`` splits where a name follows (a letter) and a value does not start (after ``=`` or ``|``)."""
 
     def joins(text: str, i: int) -> bool:
-        after = text[i + 1 : i + 2]
+        after = text[i + 1 :].lstrip()[:1]
         before = text[:i].rstrip()[-1:]
         return after.isalpha() and before not in ("", "=", "|")
 

@@ -34,6 +34,7 @@ def test_separators_inside_brackets_and_quotes_do_not_split():
 
 def test_a_plus_in_a_number_does_not_join_methods():
     assert parse_components("ca:weight=1e+3+ms", "kd", "--kd") == [Component("ca+ms", {"ca": {"weight": 1000.0}})]
+    assert parse_components("ca:weight=0.1 + ms", "kd", "--kd") == [Component("ca+ms", {"ca": {"weight": 0.1}})]
 
 
 @pytest.mark.parametrize(

@@ -118,3 +118,14 @@ def test_syntax_only_loading_does_not_check_names(tmp_path):
     assert load_experiment(path, check=False).model_components() == [Component("notamodel", {"x": 1})]
     with pytest.raises(BenchError, match="unknown model 'notamodel'"):
         load_experiment(path)
+
+
+def test_syntax_only_loading_imports_neither_torch_nor_pandas():
+    import subprocess
+    import sys
+
+    code = ("import sys; from bench.experiment import load_experiment; "
+            f"load_experiment({str(EXAMPLES[0])!r}, check=False); "
+            "print(sorted({'torch', 'pandas'} & set(sys.modules)))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.stdout.strip() == "[]", proc.stderr
