@@ -39,7 +39,6 @@ class Argument:
 
     name: str
     default: Any  # inspect.Parameter.empty when required
-    annotation: str  # as written in the source, e.g. "float | None"
     help: str = ""  # from the docstring's Args section
     paper: str | None = None  # the paper's value, from a [paper: ...] marker
 
@@ -73,7 +72,7 @@ def arguments(kind: Kind, name: str) -> list[Argument]:
     fn = factory(kind, name)
     docs = docstring_args(inspect.getdoc(fn) or "")
     return [
-        Argument(p.name, p.default, _annotation_text(p.annotation), *docs.get(p.name, ("", None)))
+        Argument(p.name, p.default, *docs.get(p.name, ("", None)))
         for p in inspect.signature(fn).parameters.values()
         if p.name not in (*RESERVED[kind], "self") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
@@ -174,25 +173,13 @@ def _listing(name: str, valid: list[Argument]) -> str:
     return f"{name}'s arguments: " + ", ".join(f"{a.name}={a.default_text}" for a in valid)
 
 
-def _annotation_text(annotation: Any) -> str:
-    if annotation is inspect.Parameter.empty:
-        return ""
-    return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
-
-
 def _type_hints(fn: Callable) -> dict[str, Any]:
-    """Evaluated annotations; a parameter whose annotation cannot be evaluated is left out (its default decides)."""
+    """Evaluated annotations, or none when one names a type imported only for type checkers (then each argument's
+    default decides its type)."""
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # an annotation naming a type imported only for type checkers
-        hints = {}
-        for p in inspect.signature(fn).parameters.values():
-            try:
-                hints[p.name] = eval(p.annotation, getattr(fn, "__globals__", {})) if isinstance(p.annotation, str) \
-                    else p.annotation  # fmt: skip
-            except Exception:
-                continue
-        return hints
+    except NameError:
+        return {}
 
 
 def _from_default(default: Any) -> Any:
