@@ -10,13 +10,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 import traceback
 
 import bench.commands
 from bench import __version__
-from bench.errors import EXIT_INPUT, EXIT_INTERRUPTED, BenchError, disk_full_error, is_disk_full
+from bench.errors import (
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_STDOUT_CLOSED,
+    BenchError,
+    disk_full_error,
+    is_disk_full,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so that a reader gone early is seen below, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader of stdout went away (`bench list | head -1`): stop quietly, like a Unix tool on SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
+        return EXIT_STDOUT_CLOSED
     except KeyboardInterrupt:
         print(f"bench {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

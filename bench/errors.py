@@ -6,7 +6,8 @@ and an exit code. The codes, as the README documents them:
 - 1: the command worked and found problems (``bench data check``: bad files; ``bench check``: a regression);
 - 2: bad input: an argument, preset key, data file, checkpoint or results file that cannot be used;
 - 3: the disk is full (the message names the path and the free space);
-- 130: interrupted (Ctrl-C).
+- 130: interrupted (Ctrl-C);
+- 141: the reader of the output went away (``bench list | head -1``), as for a Unix tool stopped by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-EXIT_OK, EXIT_FINDINGS, EXIT_INPUT, EXIT_DISK_FULL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FINDINGS, EXIT_INPUT, EXIT_DISK_FULL, EXIT_INTERRUPTED, EXIT_STDOUT_CLOSED = 0, 1, 2, 3, 130, 141
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 

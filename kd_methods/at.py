@@ -53,6 +53,13 @@ class AttentionTransfer(KDMethod):
         weight: float = 1.0,
         num_scales: int | None = None,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            p: exponent of the attention map mean_c |f_c|^p. [paper: 2]
+            weight: factor on the loss (the 2D beta converted to the voxel-summed 3D form, see above).
+            num_scales: decoder scales compared, full resolution first; None: every common scale.
+        """
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if num_scales is not None and num_scales < 1:
             raise KDMethodError(f"at: num_scales must be >= 1 or None, got {num_scales}")

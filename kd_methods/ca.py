@@ -84,6 +84,13 @@ class ClassAffinityKD(KDMethod):
         weight: float | None = None,
         scale_weights: Sequence[float] = SCALE_WEIGHTS,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            preset: which official code's weights: "pymic" (weight 0.02) or "nnunet" (weight 0.1).
+            weight: factor on the loss; None takes it from ``preset``.
+            scale_weights: weight of each deep-supervision scale, full resolution first (official code).
+        """
         super().__init__(student_channels, teacher_channels, num_classes, preset_weight("ca", preset, weight))
         self.preset = preset
         self.scale_weights = tuple(float(w) for w in scale_weights)

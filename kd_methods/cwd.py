@@ -60,6 +60,13 @@ class ChannelWiseDistillation(KDMethod):
         tau: float = 4.0,
         weight: float | None = None,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            on: what is distilled channel by channel: "logits" (score maps) or "features" (decoder features).
+            tau: temperature of the spatial softmax.
+            weight: factor on the loss; None: 3 on logits, 50 on features.
+        """
         if on not in DEFAULT_WEIGHTS:
             raise KDMethodError(f"cwd: `on` must be one of {', '.join(DEFAULT_WEIGHTS)}, got {on!r}")
         weight = DEFAULT_WEIGHTS[on] if weight is None else weight

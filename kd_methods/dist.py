@@ -62,6 +62,14 @@ class DIST(KDMethod):
         tau: float = 1.0,
         weight: float = 1.0,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            beta: factor on the inter-class (per-voxel) correlation term.
+            gamma: factor on the intra-class (per-class) correlation term.
+            tau: softmax temperature.
+            weight: factor on the loss.
+        """
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if tau <= 0:
             raise KDMethodError(f"dist: tau must be positive, got {tau}")

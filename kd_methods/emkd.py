@@ -80,6 +80,15 @@ class EMKD(KDMethod):
         tau: float = 4.0,
         weight: float = 1.0,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            pmd_weight: factor on prediction-map distillation (Hinton KD, alpha).
+            imd_weight: factor on importance-map distillation (attention maps, beta_1).
+            rad_weight: factor on region-affinity distillation (beta_2).
+            tau: temperature of the PMD term.
+            weight: factor on the whole loss.
+        """
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if tau <= 0:
             raise KDMethodError(f"emkd: tau must be positive, got {tau}")

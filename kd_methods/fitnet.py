@@ -46,6 +46,12 @@ class FitNet(KDMethod):
         weight: float = 10.0,
         num_scales: int = 1,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            weight: factor on the hint loss.
+            num_scales: decoder scales hinted, full resolution first. [paper: 1 (one hint layer)]
+        """
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if num_scales < 1:
             raise KDMethodError(f"fitnet: num_scales must be >= 1, got {num_scales}")

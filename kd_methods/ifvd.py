@@ -57,6 +57,11 @@ class IntraClassFeatureVariation(KDMethod):
         num_classes: int,
         weight: float = 200.0,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            weight: factor on the intra-class feature variation loss (lambda_ifv).
+        """
         super().__init__(student_channels, teacher_channels, num_classes, weight)
 
     def compute(self, student_out: SegOutput, teacher_out: SegOutput, target: Tensor | None) -> Tensor:

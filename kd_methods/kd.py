@@ -45,6 +45,12 @@ class HintonKD(KDMethod):
         tau: float = 1.0,
         weight: float = 1.0,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            tau: softmax temperature (the loss is scaled by tau^2).
+            weight: factor on the loss.
+        """
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if tau <= 0:
             raise KDMethodError(f"kd: tau must be positive, got {tau}")

@@ -108,6 +108,16 @@ class MultiScaleKD(KDMethod):
         scale_weights: Sequence[float] = SCALE_WEIGHTS,
         eps: float = 1e-6,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            preset: which official code's weights: "pymic" (weight 0.04) or "nnunet" (weight 0.2).
+            weight: factor on the loss; None takes it from ``preset``.
+            norm: feature norm dividing the logits: "sample", "voxel", "global" (official) or "none".
+            tau_fn: temperature multiplying the normalised logits; None: 2 (1 with norm="none"). [paper: 2 (FNKD)]
+            scale_weights: weight of each deep-supervision scale, full resolution first (official code).
+            eps: floor on the feature norm for "voxel" and "global".
+        """
         super().__init__(student_channels, teacher_channels, num_classes, preset_weight("ms", preset, weight))
         if norm not in NORMS:
             raise KDMethodError(f"ms: unknown norm {norm!r}; choose one of: {', '.join(NORMS)}")

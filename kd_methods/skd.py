@@ -70,6 +70,14 @@ class StructuredKD(KDMethod):
         nodes_per_axis: int = 2,
         weight: float = 1.0,
     ):
+        """Build the loss for networks with the given feature channels and class count.
+
+        Args:
+            pixel_weight: factor on the pixel-wise KL term (lambda_pi).
+            pair_weight: factor on the pair-wise similarity term (lambda_pa).
+            nodes_per_axis: the feature is max-pooled to this many nodes along each axis.
+            weight: factor on the whole loss.
+        """
         super().__init__(student_channels, teacher_channels, num_classes, weight)
         if nodes_per_axis < 1:
             raise KDMethodError(f"skd: nodes_per_axis must be >= 1, got {nodes_per_axis}")

@@ -181,7 +181,16 @@ def dmfnet(
     groups: int = 16,
     deep_supervision: bool = True,
 ) -> DMFNet:
-    """``channels=(n, c)``: stem/top width n (32) and first-stage width c (128); later stages use 2c and 3c."""
+    """DMFNet as its authors build it.
+
+    Args:
+        channels: (n, c): stem/top width n (32) and first-stage width c (128); later stages use 2c and 3c.
+            [paper: n=32, c=128]
+        base_channels: n, with c = 4n (give channels or base_channels, not both).
+        groups: fibres (groups) of each multi-fibre unit. [paper: 16]
+        deep_supervision: also return the coarser decoder heads' logits and features (deep supervision; the
+            multi-scale KD methods need them).
+    """
     return _build(True, in_channels, num_classes, channels, base_channels, groups, deep_supervision)
 
 
@@ -200,5 +209,13 @@ def mfnet(
     groups: int = 16,
     deep_supervision: bool = True,
 ) -> DMFNet:
-    """Same widths as :func:`dmfnet`."""
+    """MFNet: DMFNet without dilation.
+
+    Args:
+        channels: (n, c) as for ``dmfnet``. [paper: n=32, c=128]
+        base_channels: n, with c = 4n (give channels or base_channels, not both).
+        groups: fibres (groups) of each multi-fibre unit. [paper: 16]
+        deep_supervision: also return the coarser decoder heads' logits and features (deep supervision; the
+            multi-scale KD methods need them).
+    """
     return _build(False, in_channels, num_classes, channels, base_channels, groups, deep_supervision)

@@ -187,6 +187,13 @@ def espnet3d(
     base_channels: int | None = None,
     deep_supervision: bool = True,
 ) -> ESPNet3D:
-    """``channels=(stem, 1/2, 1/4, 1/8)`` widths, default (16, 32, 128, 256)."""
+    """3D-ESPNet as its authors build it.
+
+    Args:
+        channels: widths at full, 1/2, 1/4 and 1/8 resolution, default [16,32,128,256].
+        base_channels: the stem width, the others 2, 8 and 16 times it (give channels or base_channels, not both).
+        deep_supervision: also return the coarser decoder heads' logits and features (deep supervision; the
+            multi-scale KD methods need them).
+    """
     chans = resolve_channels(channels, base_channels, (16, 32, 128, 256), (1, 2, 8, 16))
     return ESPNet3D(in_channels, num_classes, chans, deep_supervision)

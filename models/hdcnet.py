@@ -134,5 +134,11 @@ def hdcnet(
     base_channels: int = 32,
     deep_supervision: bool = True,
 ) -> HDCNet:
-    """``base_channels``: the single width used at every level (32; must be divisible by 4)."""
+    """HDC-Net as its authors build it.
+
+    Args:
+        base_channels: the single width used at every level (must be divisible by 4). [paper: 32]
+        deep_supervision: also return the coarser decoder heads' logits and features (deep supervision; the
+            multi-scale KD methods need them).
+    """
     return HDCNet(in_channels, num_classes, base_channels, deep_supervision)

@@ -113,7 +113,15 @@ def monai_unet(
     num_res_units: int = 2,
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
-    """``num_res_units`` must be >= 1 (the full-resolution feature is the input of the top residual unit)."""
+    """MONAI's UNet with residual units.
+
+    Args:
+        channels: widths of the five levels, default [16,32,64,128,256].
+        base_channels: width of the first level, the others 2, 4, 8 and 16 times it (give channels or base_channels,
+            not both).
+        num_res_units: residual units per level (>= 1: the top unit's input is the full-resolution feature).
+        deep_supervision: ignored: this network has one output scale (kept for a uniform interface).
+    """
     nets = _monai_nets()
     if num_res_units < 1:
         raise ModelError(f"monai-unet: num_res_units must be >= 1, got {num_res_units}")
@@ -139,7 +147,14 @@ def monai_basicunet(
     base_channels: int | None = None,
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
-    """``channels``: BasicUNet's six ``features`` (encoder 5, last decoder 1)."""
+    """MONAI's BasicUNet.
+
+    Args:
+        channels: BasicUNet's six ``features`` (encoder 5, last decoder 1), default [32,32,64,128,256,32].
+        base_channels: the first width, the others 1, 2, 4, 8 and 1 times it (give channels or base_channels, not
+            both).
+        deep_supervision: ignored: this network has one output scale (kept for a uniform interface).
+    """
     nets = _monai_nets()
     chans = resolve_channels(channels, base_channels, (32, 32, 64, 128, 256, 32), (1, 1, 2, 4, 8, 1))
     net = nets.BasicUNet(3, in_channels, num_classes, features=chans)
@@ -160,7 +175,12 @@ def monai_segresnet(
     base_channels: int = 16,
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
-    """``base_channels``: SegResNet's ``init_filters`` (a multiple of its 8 GroupNorm groups)."""
+    """MONAI's SegResNet.
+
+    Args:
+        base_channels: SegResNet's ``init_filters`` (a multiple of its 8 GroupNorm groups).
+        deep_supervision: ignored: this network has one output scale (kept for a uniform interface).
+    """
     nets = _monai_nets()
     if base_channels % 8:
         raise ModelError(f"monai-segresnet: base_channels must be a multiple of 8, got {base_channels}")
@@ -184,7 +204,15 @@ def monai_dynunet(
     strides: Sequence[Sequence[int]] | None = None,
     deep_supervision: bool = True,
 ) -> MonaiDynUNet:
-    """Topology as ``nnunet`` (``filters`` = features per stage); all deep-supervision heads when enabled."""
+    """MONAI's DynUNet with nnU-Net's topology.
+
+    Args:
+        filters: width of each stage (default: nnU-Net's, 32 doubling up to 320).
+        kernel_sizes: conv kernel of each stage (default: nnU-Net's WORD plan).
+        strides: stride of each stage (default: nnU-Net's WORD plan).
+        deep_supervision: also return the coarser decoder heads' logits and features (deep supervision; the
+            multi-scale KD methods need them).
+    """
     nets = _monai_nets()
     if kernel_sizes is None or strides is None:
         kernel_sizes, strides = plan_topology(WORD_SPACING, WORD_PATCH)
@@ -217,7 +245,16 @@ def monai_unetr(
     num_heads: int = 12,
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
-    """``patch``: the only input size the network accepts (each side a multiple of 16)."""
+    """MONAI's UNETR.
+
+    Args:
+        patch: the only input size the network accepts (each side a multiple of 16).
+        feature_size: width of the convolutional decoder's first level. [paper: 16]
+        hidden_size: ViT embedding size. [paper: 768]
+        mlp_dim: ViT MLP size. [paper: 3072]
+        num_heads: ViT attention heads. [paper: 12]
+        deep_supervision: ignored: this network has one output scale (kept for a uniform interface).
+    """
     nets = _monai_nets()
     patch = tuple(int(p) for p in patch)
     if len(patch) != 3 or any(p < 16 or p % 16 for p in patch):
@@ -245,7 +282,14 @@ def monai_swinunetr(
     window_size: int = 7,
     deep_supervision: bool = True,
 ) -> MonaiSingleScale:
-    """``patch`` is checked (each side a multiple of 32); ``feature_size`` must be a multiple of 12."""
+    """MONAI's Swin-UNETR.
+
+    Args:
+        patch: the input size the network is checked for (each side a multiple of 32).
+        feature_size: embedding size of the first stage (a multiple of 12). [paper: 48]
+        window_size: attention window along each axis. [paper: 7]
+        deep_supervision: ignored: this network has one output scale (kept for a uniform interface).
+    """
     nets = _monai_nets()
     patch = tuple(int(p) for p in patch)
     if len(patch) != 3 or any(p < 32 or p % 32 for p in patch):

@@ -97,6 +97,19 @@ def nnunet(
     strides: Sequence[Sequence[int]] | None = None,
     deep_supervision: bool = True,
 ) -> NNUNet:
+    """nnU-Net v2's 3d_fullres network, planned like nnU-Net for the given spacing and patch.
+
+    Args:
+        spacing: voxel spacing [z,y,x] in mm the topology is planned for (WORD's median).
+        plan_patch: patch [z,y,x] the topology is planned for (nnU-Net's WORD plan).
+        base_channels: width of the first stage, doubled at each stage up to ``max_channels``. [paper: 32]
+        max_channels: cap on the width of a stage. [paper: 320]
+        features_per_stage: explicit width of each stage (overrides base_channels and max_channels).
+        kernel_sizes: explicit conv kernel of each stage, e.g. [[1,3,3],[3,3,3],...] (with ``strides``).
+        strides: explicit stride of each stage, e.g. [[1,1,1],[1,2,2],...] (with ``kernel_sizes``).
+        deep_supervision: also return the coarser decoder heads' logits and features (deep supervision; the
+            multi-scale KD methods need them).
+    """
     if kernel_sizes is None or strides is None:
         kernel_sizes, strides = plan_topology(spacing, plan_patch)
     n_stages = len(strides)

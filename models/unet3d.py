@@ -78,5 +78,15 @@ def unet3d(
     dropout: float = 0.2,
     deep_supervision: bool = True,
 ) -> UNet3D:
+    """The LCOV-Net paper's teacher U-Net as the official code builds it.
+
+    Args:
+        channels: widths of the five levels, default [32,64,128,256,256] (official code).
+        base_channels: width of the first level, the others 2, 4, 8 and 8 times it (give channels or base_channels, not
+            both).
+        dropout: dropout rate of every block (official code).
+        deep_supervision: also return the coarser decoder heads' logits and features (deep supervision; the
+            multi-scale KD methods need them).
+    """
     chans = resolve_channels(channels, base_channels, (32, 64, 128, 256, 256), (1, 2, 4, 8, 8))
     return UNet3D(in_channels, num_classes, chans, dropout, deep_supervision)

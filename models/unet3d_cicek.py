@@ -80,5 +80,14 @@ def unet3d_cicek(
     base_channels: int | None = None,
     deep_supervision: bool = True,
 ) -> UNet3DCicek:
+    """Çiçek et al.'s 3D U-Net.
+
+    Args:
+        channels: widths of the four levels and the bottleneck, default [32,64,128,256,512].
+        base_channels: width of the first level, the others 2, 4, 8 and 16 times it (give channels or base_channels,
+            not both).
+        deep_supervision: also return the coarser decoder heads' logits and features (deep supervision; the
+            multi-scale KD methods need them).
+    """
     chans = resolve_channels(channels, base_channels, (32, 64, 128, 256, 512), (1, 2, 4, 8, 16))
     return UNet3DCicek(in_channels, num_classes, chans, deep_supervision)

@@ -209,3 +209,15 @@ def load_config(preset: str, overrides: list[str] | None = None) -> RunConfig:
     _apply(config, dict(parse_override(o) for o in overrides or []), "--set")
     config.validate()
     return config
+
+
+def load_config_with(preset: str, values: dict[str, Any], source: str) -> RunConfig:
+    """:func:`load_config` with a table of preset keys applied (an experiment file's ``[overrides]``) and
+    validated; a bad key or value is an error naming ``source``."""
+    config = load_config(preset)
+    _apply(config, values, source)
+    try:
+        config.validate()
+    except BenchError as err:
+        raise BenchError(f"{source}: {err}") from None
+    return config
