@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.components import Component, Kind, Sweep, parse_sweeps, unique
 from bench.errors import BenchError
-from bench.training.config import PRESETS, RunConfig, load_config_with
+from bench.training.config import RUN_PRESETS, RunConfig, load_config_with
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -166,11 +166,11 @@ def _known(data: dict, keys: tuple[str, ...], where: str, prefix: str) -> None:
 
 def _preset(value: Any, path: Path, key: str) -> str:
     name = _string(value, str(path), key)
-    if name in PRESETS:
+    if name in RUN_PRESETS:
         return name
     file = Path(name) if Path(name).is_absolute() else path.parent / name
     if not file.is_file():
-        raise BenchError(f"{path}: {key} {name!r} is neither a shipped preset ({', '.join(PRESETS)}) nor a file "
+        raise BenchError(f"{path}: {key} {name!r} is neither a shipped preset ({', '.join(RUN_PRESETS)}) nor a file "
                          f"(relative paths start at the experiment file's folder)")  # fmt: skip
     return str(file.resolve())
 
