@@ -250,6 +250,83 @@ def build_baseline(summaries: list[dict], override: dict[str, float], torch_vers
     }
 
 
+def _pooled_stat(old: dict[str, Any], values: list[float], floor: float, override: float | None) -> dict[str, Any]:
+    """``old`` (mean, sample standard deviation, count) and ``values`` as one sample: exact, because a mean, a
+    standard deviation and a count are sufficient statistics for both the pooled mean and the pooled deviation."""
+    n_old = int(old.get("samples") or 0)
+    mean_old = float(old["value"])
+    sd_old = _number(old.get("spread")) or 0.0
+    n = n_old + len(values)
+    total = n_old * mean_old + sum(values)
+    mean = total / n
+    # Sum of squares of all samples: the old ones' from their deviation and mean, the new ones' directly.
+    old_squares = (n_old - 1) * sd_old**2 + n_old * mean_old**2 if n_old else 0.0
+    squares = old_squares + sum(v * v for v in values)
+    spread = math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1)) if n > 1 else None
+    derived = max(floor, NOISE_K * spread) if spread is not None else floor
+    return {"value": mean, "spread": spread, "tolerance": derived if override is None else override, "samples": n}
+
+
+def _pool_entry(entry: dict[str, Any], samples: list[dict], override: dict[str, float]) -> dict[str, Any]:
+    new = _build_entry(tuple(entry[k] for k in ENTRY_KEY), samples, override)
+    exact, new_exact = entry["exact"], new["exact"]
+    if new_exact["params"] is not None and exact.get("params") not in (None, new_exact["params"]):
+        raise BenchError(
+            f"{key_text(entry)}: the new runs have {new_exact['params']} parameters, the baseline "
+            f"{exact['params']}; a changed architecture needs a new baseline (--update without --pool)"
+        )
+    rel = dict(exact.get("first_step_rel") or {})
+    first_step = dict(exact.get("first_step") or {})
+    for seed, values in new_exact["first_step"].items():
+        if seed not in first_step:
+            first_step[seed] = values
+            continue
+        for name, value in values.items():
+            stored = first_step[seed].get(name)
+            scale = max(abs(value), abs(stored or 0.0))
+            if stored is not None and scale > FIRST_STEP_ABS:
+                rel[name] = max(rel.get(name, FIRST_STEP_REL), NOISE_K * abs(value - stored) / scale)
+    statistical = dict(entry.get("statistical") or {})
+    for metric in STAT_METRICS:
+        values = [v for v in (_number(s.get(metric.metric)) for s in samples) if v is not None]
+        old = statistical.get(metric.metric)
+        if values and old:
+            statistical[metric.metric] = _pooled_stat(old, values, FLOORS[metric.alias], override.get(metric.alias))
+        elif values:
+            statistical[metric.metric] = new["statistical"][metric.metric]
+    seeds = sorted({*entry.get("seeds", []), *new["seeds"]}, key=_seed_order)
+    return {
+        **entry,
+        "seeds": seeds,
+        "runs": [*entry.get("runs", []), *new["runs"]],
+        "exact": {**exact, "first_step": first_step, "first_step_rel": rel},
+        "statistical": statistical,
+    }
+
+
+def pool_baseline(baseline: dict[str, Any], summaries: list[dict], override: dict[str, float]) -> dict[str, Any]:
+    """``baseline`` with ``summaries`` added as further noise samples (``bench check --update --pool``): runs from
+    other machines or settings widen each entry's measured spread without the original runs at hand. Exact values
+    (params, MACs, the reference checkpoint) are kept; entries the baseline lacks are added from the new runs."""
+    by_key: dict[tuple[str, ...], list[dict]] = {}
+    for summary in summaries:
+        by_key.setdefault(_key(summary), []).append(summary)
+    entries = {tuple(e[k] for k in ENTRY_KEY): e for e in baseline["entries"]}
+    for key, samples in by_key.items():
+        entries[key] = (
+            _pool_entry(entries[key], samples, override) if key in entries else _build_entry(key, samples, override)
+        )
+    sources = baseline.get("noise", {}).get("sources", {})
+    added = _sources(summaries)
+    merged = {name: sorted({*sources.get(name, []), *added[name]}, key=_seed_order) for name in added}
+    return {
+        **baseline,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "noise": {**baseline.get("noise", {}), "sources": merged},
+        "entries": [entries[key] for key in sorted(entries)],
+    }
+
+
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
     atomic_write_json(path, baseline)
 

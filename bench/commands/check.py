@@ -16,6 +16,8 @@ Exit status: 0 all hold, 1 on any regression, 2 on a usage error or when a basel
 
 --update writes the baseline from every complete run in the given results stores instead: pass several --results
 (e.g. one per seed set or CPU setting) so that the spread is measured (file format: see bench/regression.py).
+--update --pool adds the given runs to the existing baseline as further noise samples (pooled exactly from each
+entry's stored mean, spread and count), e.g. grids trained on another CPU that the committed spread did not cover.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--update", action="store_true", help="write the baseline from the current results and exit")
     p.add_argument(
+        "--pool",
+        action="store_true",
+        help="with --update: add the results to the existing baseline as further noise samples (e.g. grids from "
+        "another CPU) instead of replacing it; its reference checkpoint is kept",
+    )
+    p.add_argument(
         "--reference",
         metavar="RUN",
         help="with --update: commit this run's weights (a run id in the --results stores, or a run folder; "
@@ -81,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
     if args.latency_ratio is not None and not args.latency_ratio > 0:
         raise BenchError(f"--latency-ratio must be a positive number, got {args.latency_ratio}")
     baseline_path = Path(args.baseline)
-    baseline = None if args.update else regression.load_baseline(baseline_path)
+    if args.pool and not args.update:
+        raise BenchError("--pool only goes with --update")
+    if args.pool and args.reference:
+        raise BenchError("--pool keeps the baseline's reference checkpoint; drop --reference")
+    baseline = regression.load_baseline(baseline_path) if not args.update or args.pool else None
     stores = [Path(p) for p in args.results or ["results"]]
     summaries = []
     for results in stores:
@@ -98,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError("--reference-data needs --reference RUN_ID")
     if args.update:
         data = Path(args.reference_data) if args.reference_data else None
+        if args.pool:
+            return _write(baseline_path, regression.pool_baseline(baseline, summaries, override))
         return _update(baseline_path, summaries, override, stores, args.reference, data)
 
     result = regression.compare(baseline, summaries, override, args.latency_ratio)
@@ -161,6 +175,12 @@ def _update(path: Path, summaries: list[dict], override: dict[str, float], store
             raise BenchError(f"--reference {reference_run}: no such run folder or run in {', '.join(map(str, stores))}")
         baseline["reference"] = write_reference(run_dir, path, reference_data)
         print(f"reference: {reference_run}, {len(baseline['reference']['per_case'])} case-organ metrics")
+    return _write(path, baseline)
+
+
+def _write(path: Path, baseline: dict[str, Any]) -> int:
+    from bench import regression
+
     regression.write_baseline(path, baseline)
     for entry in baseline["entries"]:
         stats = ", ".join(_stat_text(name, stat) for name, stat in entry["statistical"].items())

@@ -9,7 +9,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.regression import FORMAT, NOISE_K, build_baseline, compare, load_baseline, parse_tolerance
+from bench.regression import FORMAT, NOISE_K, build_baseline, compare, load_baseline, parse_tolerance, pool_baseline
 from bench.store import ResultsStore, make_run_id
 
 MODELS = {"lcovnet": (1_020_000, 12.5), "unet3d": (15_300_000, 310.0)}
@@ -104,6 +104,40 @@ def test_update_derives_each_entrys_tolerance_from_the_spread_of_its_noise_runs(
     assert entry["exact"]["params"] == 1_020_000 and entry["exact"]["gmacs"] == 12.5
     assert entry["exact"]["first_step"]["1"] == _first_step("lcovnet", "ca", 1)
     assert entry["informational"] == {"latency_ms_median": 1.25}
+
+
+def test_pooling_new_noise_runs_into_a_baseline_equals_writing_it_from_all_runs(tmp_path) -> None:
+    stores = make_noise_stores(tmp_path / "noise")
+    summaries = [s for store in stores for s in ResultsStore(store).summaries()]
+    first, later = stores[:1], stores[1:]
+    at_once = build_baseline(summaries, {}, "2.13.0")
+    partial = build_baseline([s for store in first for s in ResultsStore(store).summaries()], {}, "2.13.0")
+    pooled = pool_baseline(partial, [s for store in later for s in ResultsStore(store).summaries()], {})
+    assert pooled["noise"]["sources"] == at_once["noise"]["sources"]
+    for got, want in zip(pooled["entries"], at_once["entries"], strict=True):
+        for metric in ("dice_mean", "hd95_mean"):
+            # Sufficient statistics pool exactly; the 1e-12 covers float rounding of the sums (values near 1).
+            assert got["statistical"][metric]["samples"] == want["statistical"][metric]["samples"]
+            for field in ("value", "spread", "tolerance"):
+                assert got["statistical"][metric][field] == pytest.approx(want["statistical"][metric][field], abs=1e-12)
+        assert got["exact"]["first_step"] == want["exact"]["first_step"] and got["seeds"] == want["seeds"]
+        assert sorted(got["runs"]) == sorted(want["runs"])
+
+
+def test_pool_through_the_cli_widens_the_tolerance_so_a_new_cpus_healthy_run_passes(tmp_path, noise) -> None:
+    _, baseline = noise
+    now = _fresh_run(tmp_path, {("lcovnet", "ca"): -0.05})
+    assert _bench("--baseline", str(baseline), "--results", str(now)).returncode == 1
+    other_cpu = ResultsStore(tmp_path / "other")  # two grids of seed 0 on a CPU the baseline had not seen
+    for tag, shift in (("x", -0.05), ("y", -0.04)):
+        for (model, kd), dice in BASE_DICE.items():
+            offset = shift if (model, kd) == ("lcovnet", "ca") else 0.0
+            _record(other_cpu, _summary(model, kd, 0, dice + offset, numerics=("EPYC", 2)), tag=tag)
+    proc = _bench("--baseline", str(baseline), "--update", "--pool", "--results", str(other_cpu.root))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load_baseline(baseline)["entries"][0]["statistical"]["dice_mean"]["samples"] == 5 + 2
+    assert _bench("--baseline", str(baseline), "--results", str(now)).returncode == 0
+    assert "--pool only goes with --update" in _bench("--baseline", str(baseline), "--pool").stderr
 
 
 def test_healthy_seed_0_run_passes_and_every_statistical_row_explains_its_verdict(tmp_path, noise) -> None:
