@@ -100,6 +100,9 @@ def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOpti
     cells that have a job now (new or live)."""
     import submitit
 
+    absolute = {k: getattr(spec, k).absolute() for k in ("results", "data", "labels", "teacher_checkpoint")
+                if getattr(spec, k) is not None}  # fmt: skip
+    spec = replace(spec, **absolute)  # the jobs may start in another directory
     queue = slurm_queue()
     jobs: dict[str, str] = {}
     for cell in cells:
