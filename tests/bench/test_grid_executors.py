@@ -131,10 +131,10 @@ def _wait_gone(job_id, timeout=120):
 @needs_slurm
 def test_cancelled_slurm_job_is_completed_by_the_same_bench_run_from_its_checkpoint(tiny_dataset, tmp_path):
     results = tmp_path / "res"
-    args = bench_cmd(*tiny_run_args(tiny_dataset, results, "--executor", "slurm", iterations=60))
+    args = bench_cmd(*tiny_run_args(tiny_dataset, results, "--executor", "slurm", iterations=150))
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_id = run_id_for(tiny_dataset, "--set", "iterations=60")
+    run_id = run_id_for(tiny_dataset, "--set", "iterations=150")
     job = read_job(results, run_id)["job_id"]
     deadline = time.time() + 600
     while not (results / "runs" / run_id / "checkpoint_last.pt").exists() and time.time() < deadline:
@@ -147,7 +147,7 @@ def test_cancelled_slurm_job_is_completed_by_the_same_bench_run_from_its_checkpo
     again = subprocess.run([*args, "--wait"], capture_output=True, text=True, timeout=600, env=ENV)
     assert again.returncode == 0, again.stderr[-3000:] + again.stdout[-3000:]
     (summary,) = ResultsStore(results).summaries()
-    assert summary["iterations"] == 60
+    assert summary["iterations"] == 150
     new_job = read_job(results, run_id)["job_id"]
     assert new_job != job
     log = next((results / "jobs" / run_id).glob(f"{new_job}_0_log.err")).read_text()

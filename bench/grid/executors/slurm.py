@@ -123,8 +123,7 @@ def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOpti
             params["cpus_per_task"] = options.cpus
         if options.mem:
             params["mem"] = options.mem
-        if options.time_min:
-            params["time"] = options.time_min
+        params["time"] = options.time_min  # None: the partition's limit (submitit's own default is 5 minutes)
         extra = {"kill-on-invalid-dep": "yes", **options.extra}
         after = [jobs[n] for n in cell.needs if n in jobs]
         if after:
@@ -140,7 +139,7 @@ def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOpti
     return jobs
 
 
-def wait_for(job_ids: list[str], poll_s: float = 5.0) -> None:
+def wait_for(job_ids: list[str], poll_s: float = 2.0) -> None:
     """Block until SLURM no longer lists any of ``job_ids`` (finished, failed or cancelled)."""
     pending = set(job_ids)
     while pending:
