@@ -113,17 +113,22 @@ def cell_state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) ->
         return CellState(run_id, "failed", job_id, "-", last, error)
     if (run_dir / LAST).is_file():
         return CellState(run_id, "interrupted", job_id, "-", last)
+    if job.get("executor") == "slurm" and last:  # the job started, ended, and left neither a checkpoint nor an error
+        return CellState(run_id, "failed", job_id, "-", last, _tail(_newest_log(job_dir), 6))
     return CellState(run_id, "not started", job_id, "-", last)
 
 
 def last_log_line(job_dir: Path) -> str:
     """The last non-empty line of the newest log of a cell (progress bars' carriage returns count as line ends)."""
-    logs = [p for pattern in (LOG_FILE, "*_log.err", "*_log.out") for p in job_dir.glob(pattern) if p.is_file()]
-    for path in sorted(logs, key=lambda p: p.stat().st_mtime, reverse=True):
-        lines = _lines(path)
-        if lines:
-            return lines[-1]
-    return ""
+    lines = _lines(_newest_log(job_dir))
+    return lines[-1] if lines else ""
+
+
+def _newest_log(job_dir: Path) -> Path:
+    """The cell's log written last (the worker's ``log.txt``, or the stderr, else stdout, of its newest job)."""
+    logs = [p for pattern in (LOG_FILE, "*_log.err", "*_log.out") for p in job_dir.glob(pattern)
+            if p.is_file() and p.stat().st_size]  # fmt: skip
+    return max(logs, key=lambda p: p.stat().st_mtime, default=job_dir / LOG_FILE)
 
 
 def _lines(path: Path) -> list[str]:
