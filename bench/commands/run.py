@@ -60,14 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
                    help="inline: one cell after another here (default); local: --jobs worker processes; "
                    "slurm: one SLURM job per cell (needs segkd-bench[slurm])")  # fmt: skip
-    p.add_argument("--jobs", type=int, default=2, help="worker processes of --executor local (default 2)")
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes of --executor local (default 2)")
     p.add_argument("--wait", action="store_true", help="--executor slurm: block until the jobs have ended")
     slurm = p.add_argument_group("SLURM (--executor slurm)")
-    slurm.add_argument("--slurm-partition", help="partition of the jobs (default: the cluster's)")
-    slurm.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per job (default 0)")
-    slurm.add_argument("--slurm-cpus", type=int, help="CPUs per job (default: the cluster's)")
-    slurm.add_argument("--slurm-mem", help="memory per job, e.g. 32G (default: the cluster's)")
-    slurm.add_argument("--slurm-time", help="time limit per job: minutes or HH:MM:SS; a job that reaches it is "
+    slurm.add_argument("--slurm-partition", metavar="NAME", help="partition of the jobs (default: the cluster's)")
+    slurm.add_argument("--slurm-gpus", type=int, default=0, metavar="N", help="GPUs per job (default 0)")
+    slurm.add_argument("--slurm-cpus", type=int, metavar="N", help="CPUs per job (default: the cluster's)")
+    slurm.add_argument("--slurm-mem", metavar="MEM", help="memory per job, e.g. 32G (default: the cluster's)")
+    slurm.add_argument("--slurm-time", metavar="TIME", help="time limit per job: minutes or HH:MM:SS; a job that reaches it is "
                        "requeued and resumes from its last checkpoint")  # fmt: skip
     slurm.add_argument("--slurm-opt", action="append", default=[], metavar="KEY=VALUE",
                        help="any other sbatch option, e.g. --slurm-opt account=abc (repeatable)")  # fmt: skip
