@@ -67,8 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     slurm.add_argument("--slurm-gpus", type=int, default=0, metavar="N", help="GPUs per job (default 0)")
     slurm.add_argument("--slurm-cpus", type=int, metavar="N", help="CPUs per job (default: the cluster's)")
     slurm.add_argument("--slurm-mem", metavar="MEM", help="memory per job, e.g. 32G (default: the cluster's)")
-    slurm.add_argument("--slurm-time", metavar="TIME", help="time limit per job: minutes or HH:MM:SS; a job that reaches it is "
-                       "requeued and resumes from its last checkpoint")  # fmt: skip
+    slurm.add_argument("--slurm-time", metavar="TIME", help="time limit per job: minutes or HH:MM:SS; a job that "
+                       "reaches it is requeued and resumes from its last checkpoint")  # fmt: skip
     slurm.add_argument("--slurm-opt", action="append", default=[], metavar="KEY=VALUE",
                        help="any other sbatch option, e.g. --slurm-opt account=abc (repeatable)")  # fmt: skip
     p.set_defaults(func=run)
