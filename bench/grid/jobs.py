@@ -13,6 +13,7 @@ The run directory stays the record of the run itself: ``summary.json`` says comp
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import traceback
@@ -21,21 +22,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.grid.plan import Cell
 from bench.runlock import RunLock
 from bench.store import SUMMARY_FILE, atomic_write_json, atomic_write_text
 
 JOB_FILE, ERROR_FILE, LOG_FILE = "job.json", "error.txt", "log.txt"
 LAST = "checkpoint_last.pt"
+_SUBMITIT_PREFIX = re.compile(r"^submitit \w+ \([^)]*\) - ")
 
 
 def jobs_dir(results: Path, run_id: str) -> Path:
     return Path(results) / "jobs" / run_id
 
 
-def write_job(results: Path, run_id: str, executor: str, job_id: str | None = None) -> None:
-    """Record that ``run_id`` was handed to ``executor`` (as SLURM job ``job_id``)."""
+def write_job(results: Path, cell: Cell, index: int, executor: str, job_id: str | None = None) -> None:
+    """Record that ``cell`` (number ``index`` of its plan) was handed to ``executor`` (as SLURM job ``job_id``)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(jobs_dir(results, run_id) / JOB_FILE, {"executor": executor, "job_id": job_id, "submitted": now})
+    atomic_write_json(jobs_dir(results, cell.run_id) / JOB_FILE, {
+        "executor": executor, "job_id": job_id, "submitted": now, "cell": cell.label, "index": index,
+    })  # fmt: skip
 
 
 def read_job(results: Path, run_id: str) -> dict:
@@ -82,10 +87,17 @@ class CellState:
     elapsed: str = "-"
     last_line: str = ""
     error: str = ""
+    cell: str = "-"  # ``lcovnet + ca from unet3d, seed 0``, from the job record
 
 
 def cell_state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) -> CellState:
     """Where ``run_id`` stands: from its run directory, its job record and the SLURM queue."""
+    state = _state(results, run_id, queue)
+    state.cell = str(read_job(results, run_id).get("cell") or "-")
+    return state
+
+
+def _state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) -> CellState:
     from bench.training.progress import duration
 
     run_dir, job_dir = Path(results) / "runs" / run_id, jobs_dir(results, run_id)
@@ -121,7 +133,7 @@ def cell_state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) ->
 def last_log_line(job_dir: Path) -> str:
     """The last non-empty line of the newest log of a cell (progress bars' carriage returns count as line ends)."""
     lines = _lines(_newest_log(job_dir))
-    return lines[-1] if lines else ""
+    return _SUBMITIT_PREFIX.sub("", lines[-1]) if lines else ""
 
 
 def _newest_log(job_dir: Path) -> Path:
@@ -147,6 +159,12 @@ def _tail(path: Path, n: int) -> str:
 
 
 def known_runs(results: Path) -> list[str]:
-    """Every run id the store has a run directory or a job record for."""
+    """Every run id the store has a run directory or a job record for: dispatched cells in the order of their
+    dispatch and plan, then the others by run id."""
     ids = {p.name for sub in ("runs", "jobs") for p in (Path(results) / sub).glob("*") if p.is_dir()}
-    return sorted(ids)
+
+    def order(run_id: str) -> tuple:
+        job = read_job(results, run_id)
+        return (not job, str(job.get("submitted", "")), int(job.get("index") or 0), run_id)
+
+    return sorted(ids, key=order)

@@ -31,8 +31,9 @@ def grid_states(results: Path, run_ids: list[str] | None = None) -> list[CellSta
 
 def status_table(states: list[CellState]) -> str:
     """The cells' states; a failed cell is followed by the tail of its error, indented."""
-    rows = [[s.run_id, s.state, s.job_id or "-", s.elapsed, _clip(s.last_line, 60)] for s in states]
-    table = tabulate(rows, headers=["run id", "state", "job", "elapsed", "last log line"], disable_numparse=True)
+    rows = [[s.cell, s.run_id, s.state, s.job_id or "-", s.elapsed, _clip(s.last_line, 50)] for s in states]
+    table = tabulate(rows, headers=["cell", "run id", "state", "job", "elapsed", "last log line"],
+                     disable_numparse=True)  # fmt: skip
     errors = [f"{s.run_id} failed:\n" + "\n".join(f"    {line}" for line in s.error.splitlines())
               for s in states if s.state == "failed"]  # fmt: skip
     counts = {}

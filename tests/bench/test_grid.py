@@ -11,7 +11,7 @@ import pytest
 from bench.errors import BenchError
 from bench.grid.executors.slurm import parse_opts, parse_time
 from bench.grid.jobs import ERROR_FILE, cell_state, jobs_dir, write_job
-from bench.grid.plan import cell_run_id, plan_cells
+from bench.grid.plan import Cell, cell_run_id, plan_cells
 from bench.store import atomic_write_json, make_run_id
 from bench.training.config import load_config
 from bench.training.runner import GridSpec
@@ -73,10 +73,10 @@ def test_cell_states_from_run_directories_job_records_and_locks(tmp_path):
         (runs / name).mkdir(parents=True)
     atomic_write_json(runs / "done" / "summary.json", {"train_seconds": 75})
     (runs / "cut" / "checkpoint_last.pt").write_bytes(b"x")
-    write_job(tmp_path, "fail", "slurm", "41")
+    write_job(tmp_path, Cell("fail", "lcovnet", "ca", 0, "unet3d"), 3, "slurm", "41")
     (jobs_dir(tmp_path, "fail") / ERROR_FILE).write_text("Traceback\nValueError: planted\n")
     (jobs_dir(tmp_path, "fail") / "41_0_log.err").write_text("step 1\rstep 2\n\n")
-    write_job(tmp_path, "new", "slurm", "42")
+    write_job(tmp_path, Cell("new", "lcovnet", "none", 1), 4, "slurm", "42")
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(runs / "run")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -90,6 +90,7 @@ def test_cell_states_from_run_directories_job_records_and_locks(tmp_path):
     assert states["done"].elapsed == "1m15s"
     assert states["fail"].error.endswith("ValueError: planted") and states["fail"].last_line == "step 2"
     assert states["fail"].job_id == "41" and states["new"].job_id == "42"
+    assert states["fail"].cell == "lcovnet + ca from unet3d, seed 0" and states["done"].cell == "-"
 
 
 def _grid_args(data, results, *extra):

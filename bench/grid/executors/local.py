@@ -87,8 +87,9 @@ def run_local(spec, cells: list[Cell], jobs: int, complete: set[str], say: Calla
     pending = [c for c in cells if c.run_id not in complete]
     done, failed = set(complete), []
     running: dict[Future, Cell] = {}
-    for cell in pending:
-        write_job(spec.results, cell.run_id, "local")
+    for index, cell in enumerate(cells, 1):
+        if cell.run_id not in complete:
+            write_job(spec.results, cell, index, "local")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, threads, gpus)) as pool:
         while pending or running:
             for cell in list(pending):

@@ -105,7 +105,7 @@ def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOpti
     spec = replace(spec, **absolute)  # the jobs may start in another directory
     queue = slurm_queue()
     jobs: dict[str, str] = {}
-    for cell in cells:
+    for index, cell in enumerate(cells, 1):
         if cell.run_id in complete:
             continue
         live = read_job(spec.results, cell.run_id).get("job_id")
@@ -134,7 +134,7 @@ def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOpti
         except Exception as err:  # submitit raises its own error types with sbatch's message
             raise BenchError(f"sbatch refused the job of {cell.run_id}: {' '.join(str(err).split())[:400]}") from None
         jobs[cell.run_id] = str(job.job_id)
-        write_job(spec.results, cell.run_id, "slurm", str(job.job_id))
+        write_job(spec.results, cell, index, "slurm", str(job.job_id))
         say(f"submitted  {cell.label}: job {job.job_id}" + (f" (after {', '.join(after)})" if after else ""))
     return jobs
 
