@@ -165,7 +165,7 @@ def test_failing_cell_shows_as_failed_in_bench_status_with_its_error(tiny_datase
     assert proc.returncode == 1
     status = _status(results)
     assert status.returncode == 1
-    row = next(line for line in status.stdout.splitlines() if line.startswith(run_id))
-    assert " failed " in row and read_job(results, run_id)["job_id"] in row
+    row = next(line for line in status.stdout.splitlines() if f" {run_id} " in line)  # the table's row
+    assert row.startswith("lcovnet, seed 0 ") and " failed " in row and read_job(results, run_id)["job_id"] in row
     assert f"{run_id} failed:" in status.stdout and "checkpoint_last.pt" in status.stdout.split("failed:")[1]
     assert json.loads((results / "jobs" / run_id / "job.json").read_text())["executor"] == "slurm"
