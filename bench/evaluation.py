@@ -112,13 +112,29 @@ def format_summary(df: pd.DataFrame) -> str:
     s = summarize(df)
     headers = ["organ", "label", "scored", "Dice", "HD95 mm", "missed", "false pos", "both empty"]
     rows = [
-        [name, o["label"], o["n_scored"], _pm(o["dice"], o["dice_std"], 4), _pm(o["hd95"], o["hd95_std"], 2),
-         o["n_missed"], o["n_false_positive"], o["n_both_empty"]]
+        [
+            name,
+            o["label"],
+            o["n_scored"],
+            _pm(o["dice"], o["dice_std"], 4),
+            _pm(o["hd95"], o["hd95_std"], 2),
+            o["n_missed"],
+            o["n_false_positive"],
+            o["n_both_empty"],
+        ]
         for name, o in sorted(s["per_organ"].items(), key=lambda item: item[1]["label"])
     ]
     rows.append(
-        ["mean over cases", "", f"{s['n_scored_cases']}/{s['n_cases']} cases", _pm(s["dice_mean"], s["dice_std"], 4),
-         _pm(s["hd95_mean"], s["hd95_std"], 2), s["n_missed"], s["n_false_positive"], s["n_both_empty"]]
+        [
+            "mean over cases",
+            "",
+            f"{s['n_scored_cases']}/{s['n_cases']} cases",
+            _pm(s["dice_mean"], s["dice_std"], 4),
+            _pm(s["hd95_mean"], s["hd95_std"], 2),
+            s["n_missed"],
+            s["n_false_positive"],
+            s["n_both_empty"],
+        ]
     )
     table = tabulate(rows, headers=headers, disable_numparse=True)
     policy = EMPTY_MASK_POLICY.replace("; ", "\n  ")

@@ -62,8 +62,24 @@ CREATE TABLE IF NOT EXISTS per_case (
 );
 CREATE INDEX IF NOT EXISTS per_case_run ON per_case(run_id);
 """
-_RUN_COLUMNS = ["model", "kd", "teacher", "seed", "dataset", "preset", "preset_hash", "device", "params", "gmacs",
-                "latency_ms_median", "peak_mem_mb", "dice_mean", "hd95_mean", "n_cases", "created"]
+_RUN_COLUMNS = [
+    "model",
+    "kd",
+    "teacher",
+    "seed",
+    "dataset",
+    "preset",
+    "preset_hash",
+    "device",
+    "params",
+    "gmacs",
+    "latency_ms_median",
+    "peak_mem_mb",
+    "dice_mean",
+    "hd95_mean",
+    "n_cases",
+    "created",
+]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -204,8 +220,9 @@ class ResultsStore:
         if "full" in str(err).lower():  # SQLITE_FULL: "database or disk is full"
             return disk_full_error(self.db_path)
         if _is_busy(err):
-            return BenchError(f"results database {self.db_path} stayed locked by another process for "
-                              f"{BUSY_TIMEOUT_MS // 1000} s")
+            return BenchError(
+                f"results database {self.db_path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s"
+            )
         return BenchError(f"results database {self.db_path} is unusable: {err}")
 
     def _open(self) -> sqlite3.Connection:
@@ -272,8 +289,15 @@ class ResultsStore:
     def _index(conn: sqlite3.Connection, run_id: str, summary_text: str, per_case: pd.DataFrame) -> None:
         summary = json.loads(summary_text)
         rows = [
-            (run_id, str(r.case), None if pd.isna(r.label) else int(r.label), None if pd.isna(r.name) else str(r.name),
-             _db_value(r.dice), _db_value(r.hd95), None if pd.isna(r.status) else str(r.status))
+            (
+                run_id,
+                str(r.case),
+                None if pd.isna(r.label) else int(r.label),
+                None if pd.isna(r.name) else str(r.name),
+                _db_value(r.dice),
+                _db_value(r.hd95),
+                None if pd.isna(r.status) else str(r.status),
+            )
             for r in per_case[PER_CASE_COLUMNS].itertuples(index=False)
         ]
         conn.execute("BEGIN IMMEDIATE")

@@ -45,7 +45,7 @@ def calibration(ct: np.ndarray, patch: list[int], count: int):
     rng = np.random.default_rng(0)
     for _ in range(count):
         start = [int(rng.integers(0, max(1, s - p) + 1)) for s, p in zip(ct.shape[1:], patch)]
-        crop = ct[:, start[0]:start[0] + patch[0], start[1]:start[1] + patch[1], start[2]:start[2] + patch[2]]
+        crop = ct[:, start[0] : start[0] + patch[0], start[1] : start[1] + patch[1], start[2] : start[2] + patch[2]]
         pad = [(0, 0)] + [(0, p - s) for s, p in zip(crop.shape[1:], patch)]
         yield np.pad(crop, pad)[None]
 
@@ -63,9 +63,11 @@ def main() -> None:
     patch, overlap = list(config.eval_patch()), config.overlap
     ct = synthetic_ct(volume)
     image = torch.from_numpy(ct)
-    print(f"volume {'x'.join(map(str, volume))}, window {'x'.join(map(str, patch))}, overlap {overlap} "
-          f"({window_count(volume, patch, overlap)} windows), {CLASSES} classes, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}")
+    print(
+        f"volume {'x'.join(map(str, volume))}, window {'x'.join(map(str, patch))}, overlap {overlap} "
+        f"({window_count(volume, patch, overlap)} windows), {CLASSES} classes, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}"
+    )
     rows, seconds = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):

@@ -37,9 +37,10 @@ ORGANS_INDEX = {name: i for i, name in enumerate(ORGANS, start=1)}
 def _bumps(shape: tuple[int, ...], rng: np.random.Generator, amplitude: float) -> np.ndarray:
     """Smooth random field, coarse noise upsampled to the volume (cheap on 10 M voxels)."""
     coarse = rng.standard_normal(tuple(max(2, n // 8) for n in shape)).astype(np.float32)
-    return amplitude * ndimage.zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=1)[
-        tuple(slice(0, n) for n in shape)
-    ]
+    return (
+        amplitude
+        * ndimage.zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=1)[tuple(slice(0, n) for n in shape)]
+    )
 
 
 def make_case(shape: tuple[int, ...], spacing: tuple[float, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,14 +101,31 @@ def main() -> None:
     parallel = evaluate_cases(cases, labels, workers=args.workers)
     parallel_s = time.perf_counter() - start
     _assert_equal(parallel.to_dict("records"), reference)
-    rows.append(["all, 1 process", len(labels) * len(cases), f"{medpy_total:.2f}", f"{ours_total:.2f}",
-                 f"{medpy_total / ours_total:.1f}x"])
-    rows.append([f"all, {args.workers} processes", len(labels) * len(cases), f"{medpy_total:.2f}",
-                 f"{parallel_s:.2f}", f"{medpy_total / parallel_s:.1f}x"])
+    rows.append(
+        [
+            "all, 1 process",
+            len(labels) * len(cases),
+            f"{medpy_total:.2f}",
+            f"{ours_total:.2f}",
+            f"{medpy_total / ours_total:.1f}x",
+        ]
+    )
+    rows.append(
+        [
+            f"all, {args.workers} processes",
+            len(labels) * len(cases),
+            f"{medpy_total:.2f}",
+            f"{parallel_s:.2f}",
+            f"{medpy_total / parallel_s:.1f}x",
+        ]
+    )
 
     print(f"volume {'x'.join(map(str, shape))}, spacing {spacing} mm, {len(labels)} organs per case")
-    print(tabulate(rows, headers=["cases", "organs", "medpy full s", "bench.metrics s", "speed-up"],
-                   disable_numparse=True))
+    print(
+        tabulate(
+            rows, headers=["cases", "organs", "medpy full s", "bench.metrics s", "speed-up"], disable_numparse=True
+        )
+    )
     print(f"all {len(labels) * len(cases)} HD95 values equal MedPy's to 1e-6 mm")
 
 

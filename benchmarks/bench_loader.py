@@ -65,8 +65,8 @@ def main() -> None:
             start = time.perf_counter()
             for _ in range(args.batches):
                 next(loader)
-            rates[f"cache (.npy mmap){', augmented' if augment else ''}"] = 2 * args.batches / (
-                time.perf_counter() - start
+            rates[f"cache (.npy mmap){', augmented' if augment else ''}"] = (
+                2 * args.batches / (time.perf_counter() - start)
             )
 
         rng = np.random.default_rng(0)

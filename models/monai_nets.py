@@ -257,4 +257,3 @@ def monai_swinunetr(
         raise ModelError(f"monai-swinunetr: patch must be three multiples of 32, got {patch}")
     net = nets.SwinUNETR(in_channels, num_classes, feature_size=feature_size, window_size=window_size)
     return MonaiSingleScale(net, "out", feature_size)
-

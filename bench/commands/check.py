@@ -28,24 +28,45 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="fail (exit 1) when results regress against a baseline JSON",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "check",
+        help="fail (exit 1) when results regress against a baseline JSON",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--baseline", required=True, metavar="FILE", help="baseline JSON, e.g. results/baselines/smoke.json")
-    p.add_argument("--results", action="append", metavar="DIR",
-                   help="results store directory (default: results); repeat it to pool several stores, e.g. the noise "
-                   "runs of other seeds or CPU settings for --update")
-    p.add_argument("--tolerance", metavar="LIST",
-                   help="override the allowed drop in Dice / rise in HD95 (mm) of every entry, e.g. dice=0.02,hd95=3 "
-                   "(default: each entry's tolerance derived from its measured noise)")
-    p.add_argument("--latency-ratio", type=float, metavar="R",
-                   help="also fail when median latency now / baseline > R on the same device (default: not checked)")
+    p.add_argument(
+        "--results",
+        action="append",
+        metavar="DIR",
+        help="results store directory (default: results); repeat it to pool several stores, e.g. the noise "
+        "runs of other seeds or CPU settings for --update",
+    )
+    p.add_argument(
+        "--tolerance",
+        metavar="LIST",
+        help="override the allowed drop in Dice / rise in HD95 (mm) of every entry, e.g. dice=0.02,hd95=3 "
+        "(default: each entry's tolerance derived from its measured noise)",
+    )
+    p.add_argument(
+        "--latency-ratio",
+        type=float,
+        metavar="R",
+        help="also fail when median latency now / baseline > R on the same device (default: not checked)",
+    )
     p.add_argument("--update", action="store_true", help="write the baseline from the current results and exit")
-    p.add_argument("--reference", metavar="RUN",
-                   help="with --update: commit this run's weights (a run id in the --results stores, or a run folder; "
-                   "a complete no-KD run) as the reference checkpoint, saved beside the baseline as "
-                   "<baseline>.reference.pt")
-    p.add_argument("--reference-data", metavar="DIR",
-                   help="with --reference: the data set the run was trained on (default: the built-in synthetic set)")
+    p.add_argument(
+        "--reference",
+        metavar="RUN",
+        help="with --update: commit this run's weights (a run id in the --results stores, or a run folder; "
+        "a complete no-KD run) as the reference checkpoint, saved beside the baseline as "
+        "<baseline>.reference.pt",
+    )
+    p.add_argument(
+        "--reference-data",
+        metavar="DIR",
+        help="with --reference: the data set the run was trained on (default: the built-in synthetic set)",
+    )
     p.set_defaults(func=run)
 
 

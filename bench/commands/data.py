@@ -99,7 +99,7 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="data set folder, dataset.json or CSV (default: the synthetic set)")
-    p.add_argument("--labels", type=Path, help="organ names: JSON ({\"1\": \"liver\"}) or name=int lines")
+    p.add_argument("--labels", type=Path, help='organ names: JSON ({"1": "liver"}) or name=int lines')
     p.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="worker processes (default: up to 4)"
     )

@@ -18,12 +18,20 @@ from bench.cliargs import parse_name_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write tables, figures, report.md and report.html from the results store",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "report",
+        help="write tables, figures, report.md and report.html from the results store",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--results", default="results", metavar="DIR", help="results store directory (default: results)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: RESULTS/report)")
-    p.add_argument("--format", default="md,csv,tex,html", metavar="LIST",
-                   help="comma-separated subset of md,csv,tex,html (default: all); figures come with md or html")
+    p.add_argument(
+        "--format",
+        default="md,csv,tex,html",
+        metavar="LIST",
+        help="comma-separated subset of md,csv,tex,html (default: all); figures come with md or html",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         report = build_report(store, out, formats)
     print(report.terminal_table())
     print()
-    print(f"wrote {len(report.files)} report file(s) and {sum(2 * len(g.plots) for g in report.groups)} figure file(s) "
-          f"to {report.out_dir}")
+    print(
+        f"wrote {len(report.files)} report file(s) and {sum(2 * len(g.plots) for g in report.groups)} figure file(s) "
+        f"to {report.out_dir}"
+    )
     return 0

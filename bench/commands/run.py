@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         teacher_checkpoint=args.teacher_checkpoint,
         device=args.device,
         results=args.results,
-        whole_volume=None if args.whole_volume.strip().lower() == "none"
+        whole_volume=None
+        if args.whole_volume.strip().lower() == "none"
         else tuple(parse_int_list(args.whole_volume, "--whole-volume", length=3)),
         force=args.force,
         restart=args.restart,

@@ -86,8 +86,10 @@ class CheckReport:
             shapes, spacings = np.array([c.shape for c in good]), np.array([c.spacing for c in good])
             rows = [["shape (z,y,x)", *_stats(shapes, "{:.0f}")], ["spacing mm (z,y,x)", *_stats(spacings, "{:.3g}")]]
             # Each case records its lowest and highest intensity; one row per end, over cases.
-            for title, values in (("lowest intensity", [c.intensity[0] for c in good]),
-                                  ("highest intensity", [c.intensity[1] for c in good])):
+            for title, values in (
+                ("lowest intensity", [c.intensity[0] for c in good]),
+                ("highest intensity", [c.intensity[1] for c in good]),
+            ):
                 rows.append([title, *(f"{f(values):g}" for f in (np.min, np.median, np.max))])
             lines += ["", tabulate(rows, headers=["", "min", "median", "max"])]
             lines += ["", self._organ_table(good)]
@@ -146,8 +148,11 @@ def _check_case(role_case: tuple[str, Case], declared: list[int]) -> CaseSummary
         if image is None:
             continue
         if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-            issue(path, f"expected a 3-D single-component image, got {image.GetDimension()}-D with "
-                  f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel")
+            issue(
+                path,
+                f"expected a 3-D single-component image, got {image.GetDimension()}-D with "
+                f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel",
+            )
             continue
         if reference is None:
             reference = image

@@ -290,9 +290,7 @@ def _load_folders(root: Path, meta: dict, override: dict[int, str] | None) -> Da
         files += [root / images_dir / p.name for p in _image_files(root / labels_dir) if p.name not in names_here]
         files = sorted(files)
         names += [p.name for p in files]
-        groups[role] = [
-            Case(strip_suffix(p), [p], root / labels_dir / p.name if has_labels else None) for p in files
-        ]
+        groups[role] = [Case(strip_suffix(p), [p], root / labels_dir / p.name if has_labels else None) for p in files]
     word = names and all(n.lower().startswith("word_") for n in names)
     labels = _labels(root, meta, override, WORD_LABELS if word else None)
     layout = "word" if word else "folders"

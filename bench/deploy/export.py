@@ -178,4 +178,3 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
 def _stored_summary(results: Path, run_id: str) -> dict:
     path = Path(results) / "runs" / run_id / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else {}
-

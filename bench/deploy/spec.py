@@ -57,7 +57,7 @@ class DeploySpec:
     @classmethod
     def from_json(cls, data: Any, source: str) -> DeploySpec:
         if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT:
-            raise BenchError(f"{source}: not a segkd-bench deployment spec (expected \"format\": \"{SPEC_FORMAT}\")")
+            raise BenchError(f'{source}: not a segkd-bench deployment spec (expected "format": "{SPEC_FORMAT}")')
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in known}
         try:

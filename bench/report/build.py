@@ -61,13 +61,14 @@ class Report:
         blocks = []
         for group in self.groups:
             headers, rows = main_table(group.agg, columns=TERMINAL_COLUMNS)
-            blocks.append(f"{group.dataset} / preset {group.preset}\n"
-                          + tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
+            blocks.append(
+                f"{group.dataset} / preset {group.preset}\n"
+                + tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+            )
         return "\n\n".join(blocks)
 
 
-def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FORMATS,
-                 progress: bool = True) -> Report:
+def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FORMATS, progress: bool = True) -> Report:
     """Read every complete run of ``store`` and write the report files of ``formats`` under ``out_dir``.
 
     Figures (PNG + SVG under ``out_dir/plots``) are made when ``md`` or ``html`` is asked for.
@@ -77,16 +78,20 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
         raise BenchError(f"--format takes a comma-separated subset of {','.join(FORMATS)}, got {','.join(formats)!r}")
     summaries = store.summaries()
     if not summaries:
-        raise BenchError(f"results store {store.root} has no complete runs (no runs/*/summary.json); "
-                         "run `bench run` first or pass --results DIR")
+        raise BenchError(
+            f"results store {store.root} has no complete runs (no runs/*/summary.json); "
+            "run `bench run` first or pass --results DIR"
+        )
     runs = runs_frame(summaries)
     case_dice = case_mean_dice(store.per_case())
     agg = aggregate(runs, case_dice)
     organs = organ_frame(summaries, runs)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     groups = agg.groupby(GROUP).ngroups
-    header = (f"Generated {created} from {store.root}: {len(runs)} runs, {len(agg)} configurations, "
-              f"{groups} dataset/preset group{'s' if groups != 1 else ''}.")
+    header = (
+        f"Generated {created} from {store.root}: {len(runs)} runs, {len(agg)} configurations, "
+        f"{groups} dataset/preset group{'s' if groups != 1 else ''}."
+    )
     report = Report(Path(out_dir), header, runs, agg, organs, [])
     report.deployment = deployment_table(summaries, _export_records(store, summaries))
     for (dataset, preset), agg_g in agg.groupby(GROUP, sort=False):
@@ -111,8 +116,12 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
 
 
 def _make_plots(report: Report, store: ResultsStore, case_dice: pd.DataFrame, progress: bool) -> None:
-    bar = tqdm(total=PLOTS_PER_GROUP * len(report.groups), desc="report figures", unit="fig",
-               disable=None if progress else True)
+    bar = tqdm(
+        total=PLOTS_PER_GROUP * len(report.groups),
+        desc="report figures",
+        unit="fig",
+        disable=None if progress else True,
+    )
     with bar:
         for group in report.groups:
             stem = report.out_dir / "plots" / f"{slugify(group.dataset)}__{slugify(group.preset)}"
@@ -152,15 +161,19 @@ def _about(runs: pd.DataFrame) -> list[str]:
         kind = "synthetic or real: not recorded" if not synthetic else "mixed synthetic and real"
     notes = []
     if _values(runs, "n_train"):
-        kind += (f"; {_counts(runs, 'n_train')} training, {_counts(runs, 'n_val')} validation and "
-                 f"{_counts(runs, 'n_test')} test cases")
+        kind += (
+            f"; {_counts(runs, 'n_train')} training, {_counts(runs, 'n_val')} validation and "
+            f"{_counts(runs, 'n_test')} test cases"
+        )
     notes.append(f"Data: {kind}")
     protocol = f"iterations {_counts(runs, 'iterations')}, training patch {', '.join(_values(runs, 'patch')) or '?'}"
     widths = _values(runs, "base_channels")
     if widths and all(w > 0 for w in widths):
-        protocol += (f"; widths reduced to base_channels={'/'.join(str(int(w)) for w in widths)} (the preset's "
-                     "base_channels replaces each network's own width to keep CPU training short, so params and "
-                     "GMACs are far below the full-width counts in the README; `bench profile` gives those)")
+        protocol += (
+            f"; widths reduced to base_channels={'/'.join(str(int(w)) for w in widths)} (the preset's "
+            "base_channels replaces each network's own width to keep CPU training short, so params and "
+            "GMACs are far below the full-width counts in the README; `bench profile` gives those)"
+        )
     elif widths:
         protocol += "; each network at its own width"
     else:
@@ -169,8 +182,10 @@ def _about(runs: pd.DataFrame) -> list[str]:
     cpus = _values(runs, "latency_cpu")
     if cpus:
         n_cpus = "/".join(str(int(v)) for v in _values(runs, "latency_cpu_count"))
-        notes.append(f"Latency machine: {', '.join(cpus)} ({n_cpus} logical CPUs); the latency column gives the "
-                     "threads used and the 1-minute load average when each was measured")
+        notes.append(
+            f"Latency machine: {', '.join(cpus)} ({n_cpus} logical CPUs); the latency column gives the "
+            "threads used and the 1-minute load average when each was measured"
+        )
     else:
         notes.append("Latency machine: not recorded (runs from before CPU model, threads and load were stored)")
     return notes
@@ -197,8 +212,11 @@ def _export_records(store: ResultsStore, summaries: list[dict]) -> dict[str, dic
 def _notes(runs: pd.DataFrame) -> list[str]:
     """The metric policies the runs recorded (HD95 definition, empty-mask handling, torch), stated per table."""
     notes = _about(runs)
-    for column, title in (("hd95_definition", "HD95 definition"), ("empty_mask_policy", "empty masks"),
-                          ("torch", "torch")):
+    for column, title in (
+        ("hd95_definition", "HD95 definition"),
+        ("empty_mask_policy", "empty masks"),
+        ("torch", "torch"),
+    ):
         values = [v for v in dict.fromkeys(runs[column]) if v != "-"]
         if values:
             notes.append(f"{title}: {', '.join(values)}")
@@ -210,8 +228,9 @@ def _training_curves(store: ResultsStore, runs: pd.DataFrame, group: GroupReport
     return P.training_curves(logs, stem, kinds)
 
 
-def _train_logs(store: ResultsStore, runs: pd.DataFrame, group: GroupReport
-                ) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[str, str]]]:
+def _train_logs(
+    store: ResultsStore, runs: pd.DataFrame, group: GroupReport
+) -> tuple[dict[str, pd.DataFrame], dict[str, tuple[str, str]]]:
     """The training logs of a group by curve label, and each label's (model, KD method)."""
     chosen = runs[(runs.dataset == group.dataset) & (runs.preset == group.preset)]
     several = chosen.groupby(["model", "kd"])["teacher"].transform("nunique") > 1
@@ -228,6 +247,7 @@ def _train_logs(store: ResultsStore, runs: pd.DataFrame, group: GroupReport
 def _case_values(case_dice: pd.DataFrame, agg: pd.DataFrame, labels: list[str]) -> dict[str, list[float]]:
     """Per-case mean foreground Dice of each row, cases of all its seeds pooled."""
     by_run = case_dice.dropna(subset=["case_dice"]).groupby("run_id")["case_dice"].apply(list).to_dict()
-    return {label: [v for run_id in row["run_ids"] for v in by_run.get(run_id, [])]
-            for label, (_, row) in zip(labels, agg.iterrows())}
-
+    return {
+        label: [v for run_id in row["run_ids"] for v in by_run.get(run_id, [])]
+        for label, (_, row) in zip(labels, agg.iterrows())
+    }

@@ -59,8 +59,20 @@ def _model_colours(models: list[str]) -> dict[str, Any]:
 
 
 # Where a point's label may go, in points from the marker centre: right/left/above/below, then further out.
-LABEL_OFFSETS = [(9, 4), (9, -11), (-9, 4), (-9, -11), (0, 12), (0, -18), (16, 14), (16, -22), (-16, 14),
-                 (-16, -22), (0, 24), (0, -30)]
+LABEL_OFFSETS = [
+    (9, 4),
+    (9, -11),
+    (-9, 4),
+    (-9, -11),
+    (0, 12),
+    (0, -18),
+    (16, 14),
+    (16, -22),
+    (-16, 14),
+    (-16, -22),
+    (0, 24),
+    (0, -30),
+]
 
 
 def _place_labels(ax, points: list[tuple[float, float, str, float]]) -> None:
@@ -73,8 +85,9 @@ def _place_labels(ax, points: list[tuple[float, float, str, float]]) -> None:
     renderer = fig.canvas.get_renderer()
     scale = fig.dpi / 72
     centres = [ax.transData.transform((x, y)) for x, y, _, _ in points]
-    markers = [(cx - r * scale, cy - r * scale, cx + r * scale, cy + r * scale)
-               for (cx, cy), (*_, r) in zip(centres, points)]
+    markers = [
+        (cx - r * scale, cy - r * scale, cx + r * scale, cy + r * scale) for (cx, cy), (*_, r) in zip(centres, points)
+    ]
     taken: list[tuple[float, float, float, float]] = []
 
     def clashes(box: tuple[float, float, float, float], own: int) -> bool:
@@ -85,8 +98,16 @@ def _place_labels(ax, points: list[tuple[float, float, str, float]]) -> None:
         for dx, dy in LABEL_OFFSETS:
             push = radius * 0.7
             offset = (dx + np.sign(dx) * push, dy + np.sign(dy) * push)
-            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7,
-                                ha="left" if dx > 0 else "right" if dx < 0 else "center", va="center", zorder=4)
+            label = ax.annotate(
+                text,
+                (x, y),
+                textcoords="offset points",
+                xytext=offset,
+                fontsize=7,
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                va="center",
+                zorder=4,
+            )
             extent = label.get_window_extent(renderer)
             box = (extent.x0, extent.y0, extent.x1, extent.y1)
             if not clashes(box, i) or (dx, dy) == LABEL_OFFSETS[-1]:
@@ -99,16 +120,21 @@ def pareto_plot(agg: pd.DataFrame, labels: list[str], stem: Path) -> Plot | None
     """Dice against GMACs and against latency; colour per network, marker area grows with params; the Pareto front
     (no other row both cheaper and more accurate) as a staircase; legends beside the panels, never over a marker."""
     devices = ", ".join(d for d in dict.fromkeys(agg["latency_device"]) if d != fmt.MISSING) or "device not recorded"
-    panels = [("gmacs", "GMACs (one forward pass at the stated patch)"),
-              ("latency_ms_median", f"latency, ms ({devices})")]
+    panels = [
+        ("gmacs", "GMACs (one forward pass at the stated patch)"),
+        ("latency_ms_median", f"latency, ms ({devices})"),
+    ]
     colours = _model_colours(list(agg["model"]))
     biggest = agg["params"].max()
     fig = _figure(12, 4.8)
     data: dict[str, Any] = {}
     points = []
     for ax, (column, xlabel) in zip(fig.subplots(1, 2), panels):
-        rows = [i for i in range(len(agg)) if not fmt.is_missing(agg[column].iloc[i])
-                and not fmt.is_missing(agg["dice_mean"].iloc[i])]
+        rows = [
+            i
+            for i in range(len(agg))
+            if not fmt.is_missing(agg[column].iloc[i]) and not fmt.is_missing(agg["dice_mean"].iloc[i])
+        ]
         x = [float(agg[column].iloc[i]) for i in rows]
         y = [float(agg["dice_mean"].iloc[i]) for i in rows]
         sizes = []
@@ -117,12 +143,29 @@ def pareto_plot(agg: pd.DataFrame, labels: list[str], stem: Path) -> Plot | None
             size = 40 + 460 * (params / biggest if biggest > 0 and not fmt.is_missing(params) else 0)
             sizes.append(size)
             marker = "o" if agg["kd"].iloc[i] in (NO_KD, fmt.MISSING) else "^"
-            ax.scatter([xi], [yi], s=size, marker=marker, color=colours[agg["model"].iloc[i]], alpha=0.75,
-                       edgecolors="black", linewidths=0.5, zorder=3)
+            ax.scatter(
+                [xi],
+                [yi],
+                s=size,
+                marker=marker,
+                color=colours[agg["model"].iloc[i]],
+                alpha=0.75,
+                edgecolors="black",
+                linewidths=0.5,
+                zorder=3,
+            )
         front = pareto_front(x, y)
         if front:
-            ax.plot([x[i] for i in front], [y[i] for i in front], drawstyle="steps-post", color="black", ls="--",
-                    lw=1.4, alpha=0.8, zorder=2)
+            ax.plot(
+                [x[i] for i in front],
+                [y[i] for i in front],
+                drawstyle="steps-post",
+                color="black",
+                ls="--",
+                lw=1.4,
+                alpha=0.8,
+                zorder=2,
+            )
         if x and min(x) > 0 and max(x) / min(x) > 20:
             ax.set_xscale("log")
         ax.margins(x=0.12, y=0.15)  # room for the largest marker and its label inside the axes
@@ -136,9 +179,11 @@ def pareto_plot(agg: pd.DataFrame, labels: list[str], stem: Path) -> Plot | None
     if not any(panel["x"] for panel in data.values()):
         return None
     handles = [Line2D([], [], ls="", marker="s", ms=9, color=c, label=m) for m, c in colours.items()]
-    handles += [Line2D([], [], ls="", marker="o", ms=8, mfc="white", mec="black", label="no KD"),
-                Line2D([], [], ls="", marker="^", ms=8, mfc="white", mec="black", label="KD"),
-                Line2D([], [], color="black", ls="--", lw=1.4, label="Pareto front")]
+    handles += [
+        Line2D([], [], ls="", marker="o", ms=8, mfc="white", mec="black", label="no KD"),
+        Line2D([], [], ls="", marker="^", ms=8, mfc="white", mec="black", label="KD"),
+        Line2D([], [], color="black", ls="--", lw=1.4, label="Pareto front"),
+    ]
     fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
     fig.suptitle("Accuracy vs efficiency (marker area ~ params)", fontsize=10)
     fig.canvas.draw()  # the final layout, so that label boxes are measured where they will be drawn
@@ -151,8 +196,9 @@ def organ_heatmap(organs: pd.DataFrame, agg: pd.DataFrame, labels: list[str], st
     """Per-organ Dice (mean over seeds), rows of the main table x organs; grey cells were not recorded."""
     names = list(dict.fromkeys(organs["organ"]))
     lookup = dict(organs.set_index([*KEY, "organ"])["dice"].items())
-    matrix = np.array([[lookup.get((*(row[c] for c in KEY), n), np.nan) for n in names] for _, row in agg.iterrows()],
-                      dtype=float).reshape(len(agg), len(names))
+    matrix = np.array(
+        [[lookup.get((*(row[c] for c in KEY), n), np.nan) for n in names] for _, row in agg.iterrows()], dtype=float
+    ).reshape(len(agg), len(names))
     keep = ~np.all(np.isnan(matrix), axis=1)
     matrix, rows = matrix[keep], [label for label, k in zip(labels, keep) if k]
     if not matrix.size:
@@ -164,8 +210,15 @@ def organ_heatmap(organs: pd.DataFrame, agg: pd.DataFrame, labels: list[str], st
     if matrix.size <= 400:
         for (r, c), value in np.ndenumerate(matrix):
             if not np.isnan(value):
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if value > 0.6 else "white")
+                ax.text(
+                    c,
+                    r,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if value > 0.6 else "white",
+                )
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     fig.colorbar(image, ax=ax, label="Dice")
@@ -199,8 +252,15 @@ def kd_gain_plot(agg: pd.DataFrame, stem: Path) -> Plot | None:
             mark = significance_mark(None if fmt.is_missing(p) else float(p))
             seeds = f"{int(n)} seed" if int(n) == 1 else f"{int(n)} seeds"
             tip = h + err if h >= 0 else h - err
-            ax.annotate(f"{mark}\n{seeds}" if mark else seeds, (i, tip), textcoords="offset points",
-                        xytext=(0, 3 if h >= 0 else -3), ha="center", va="bottom" if h >= 0 else "top", fontsize=7)
+            ax.annotate(
+                f"{mark}\n{seeds}" if mark else seeds,
+                (i, tip),
+                textcoords="offset points",
+                xytext=(0, 3 if h >= 0 else -3),
+                ha="center",
+                va="bottom" if h >= 0 else "top",
+                fontsize=7,
+            )
         ax.margins(y=0.2)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
@@ -232,8 +292,9 @@ def _family_styles(runs: dict[str, tuple[str, str]]) -> dict[str, dict[str, Any]
     return styles
 
 
-def training_curves(logs: dict[str, pd.DataFrame], stem: Path, runs: dict[str, tuple[str, str]] | None = None
-                    ) -> Plot | None:
+def training_curves(
+    logs: dict[str, pd.DataFrame], stem: Path, runs: dict[str, tuple[str, str]] | None = None
+) -> Plot | None:
     """Training loss and validation Dice against iteration, one line per run; ``runs`` (label -> model, KD method)
     groups a student with its KD variants in one hue family (see :func:`_family_styles`)."""
     data: dict[str, dict[str, tuple[list[float], list[float]]]] = {"loss": {}, "val_dice": {}}
@@ -249,8 +310,10 @@ def training_curves(logs: dict[str, pd.DataFrame], stem: Path, runs: dict[str, t
         return None
     runs = runs or {label: (label, NO_KD) for label in logs}
     styles = _family_styles({label: runs.get(label, (label, NO_KD)) for label in logs})
-    order = sorted(logs, key=lambda label: (*((runs.get(label, (label, NO_KD))[0],
-                                                runs.get(label, (label, NO_KD))[1] != NO_KD)), label))
+    order = sorted(
+        logs,
+        key=lambda label: (*((runs.get(label, (label, NO_KD))[0], runs.get(label, (label, NO_KD))[1] != NO_KD)), label),
+    )
     fig = _figure(12, 4.4)
     ax_loss, ax_dice = fig.subplots(1, 2)
     for label in order:

@@ -17,17 +17,65 @@ from bench.report.stats import paired_wilcoxon, significance_mark
 GROUP = ["dataset", "preset"]
 KEY = [*GROUP, "model", "kd", "teacher"]
 NO_KD = "none"
-TEXT_COLUMNS = ["run_id", "dataset", "preset", "model", "kd", "teacher", "teacher_run", "preset_hash", "patch",
-                "device", "latency_device", "created", "torch", "hd95_definition", "empty_mask_policy", "latency_cpu"]
-NUMERIC_COLUMNS = ["seed", "params", "gmacs", "latency_ms_median", "latency_ms_p90", "whole_ct_seconds", "peak_mem_mb",
-                   "dice_mean", "dice_std", "hd95_mean", "hd95_std", "n_cases", "n_missed", "n_false_positive",
-                   "n_both_empty", "train_seconds", "iterations",
-                   # recorded since the report explains itself; missing (NaN) in older stores
-                   "latency_threads", "latency_load_avg", "latency_cpu_count", "dataset_synthetic", "n_train", "n_val",
-                   "n_test", "base_channels"]
-MEAN_OVER_SEEDS = ["params", "gmacs", "latency_ms_median", "latency_ms_p90", "whole_ct_seconds", "peak_mem_mb",
-                   "n_cases", "n_missed",
-                   "n_false_positive", "n_both_empty", "train_seconds"]
+TEXT_COLUMNS = [
+    "run_id",
+    "dataset",
+    "preset",
+    "model",
+    "kd",
+    "teacher",
+    "teacher_run",
+    "preset_hash",
+    "patch",
+    "device",
+    "latency_device",
+    "created",
+    "torch",
+    "hd95_definition",
+    "empty_mask_policy",
+    "latency_cpu",
+]
+NUMERIC_COLUMNS = [
+    "seed",
+    "params",
+    "gmacs",
+    "latency_ms_median",
+    "latency_ms_p90",
+    "whole_ct_seconds",
+    "peak_mem_mb",
+    "dice_mean",
+    "dice_std",
+    "hd95_mean",
+    "hd95_std",
+    "n_cases",
+    "n_missed",
+    "n_false_positive",
+    "n_both_empty",
+    "train_seconds",
+    "iterations",
+    # recorded since the report explains itself; missing (NaN) in older stores
+    "latency_threads",
+    "latency_load_avg",
+    "latency_cpu_count",
+    "dataset_synthetic",
+    "n_train",
+    "n_val",
+    "n_test",
+    "base_channels",
+]
+MEAN_OVER_SEEDS = [
+    "params",
+    "gmacs",
+    "latency_ms_median",
+    "latency_ms_p90",
+    "whole_ct_seconds",
+    "peak_mem_mb",
+    "n_cases",
+    "n_missed",
+    "n_false_positive",
+    "n_both_empty",
+    "train_seconds",
+]
 
 
 def _patch_text(patch: Any) -> str | None:
@@ -114,8 +162,16 @@ def aggregate(runs: pd.DataFrame, case_dice: pd.DataFrame) -> pd.DataFrame:
 
 def _against_no_kd(runs: pd.DataFrame, runs_k: pd.DataFrame, key: tuple, case_dice: pd.DataFrame) -> dict[str, Any]:
     dataset, preset, model, kd, _ = key
-    empty = {"delta_seeds": 0, "delta_dice": np.nan, "delta_dice_std": np.nan, "delta_hd95": np.nan,
-             "delta_hd95_std": np.nan, "p_wilcoxon": np.nan, "n_pairs": 0, "wilcoxon_note": ""}
+    empty = {
+        "delta_seeds": 0,
+        "delta_dice": np.nan,
+        "delta_dice_std": np.nan,
+        "delta_hd95": np.nan,
+        "delta_hd95_std": np.nan,
+        "p_wilcoxon": np.nan,
+        "n_pairs": 0,
+        "wilcoxon_note": "",
+    }
     if kd in (NO_KD, fmt.MISSING):
         return empty
     base = runs[(runs.dataset == dataset) & (runs.preset == preset) & (runs.model == model) & (runs.kd == NO_KD)]
@@ -150,8 +206,13 @@ def organ_frame(summaries: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
             continue
         for organ, values in per_organ.items():
             values = values if isinstance(values, dict) else {}
-            rows.append({**key_of[summary["run_id"]], "organ": str(organ),
-                         **{m: _number(values.get(m)) for m in ("dice", "hd95", "n_missed", "n_false_positive")}})
+            rows.append(
+                {
+                    **key_of[summary["run_id"]],
+                    "organ": str(organ),
+                    **{m: _number(values.get(m)) for m in ("dice", "hd95", "n_missed", "n_false_positive")},
+                }
+            )
     columns = [*KEY, "organ", "dice", "hd95", "n_missed", "n_false_positive"]
     if not rows:
         return pd.DataFrame(columns=columns)
@@ -227,11 +288,30 @@ MAIN_COLUMNS: list[Column] = [
     ("missed/FP/empty", "missed/FP/empty", lambda r, pm: _empties(r)),
 ]
 
-TERMINAL_COLUMNS = ["model", "KD", "teacher", "GMACs", "latency ms @ device", "whole CT (s)", "Dice", "HD95 (mm)",
-                    "ΔDice"]
+TERMINAL_COLUMNS = [
+    "model",
+    "KD",
+    "teacher",
+    "GMACs",
+    "latency ms @ device",
+    "whole CT (s)",
+    "Dice",
+    "HD95 (mm)",
+    "ΔDice",
+]
 
-TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-                "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+TEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def tex_escape(text: str) -> str:
@@ -276,12 +356,41 @@ def organ_table(
 
 def main_csv_frame(agg: pd.DataFrame) -> pd.DataFrame:
     """The main table with raw numbers (no rounding) and the p-values, for the CSV."""
-    columns = [*KEY, "n_seeds", "seeds", "patch", "params", "gmacs", "latency_ms_median", "latency_ms_p90",
-               "whole_ct_seconds", "latency_device", "peak_mem_mb", "dice_mean", "dice_std", "dice_std_over",
-               "hd95_mean", "hd95_std",
-               "hd95_std_over", "delta_seeds", "delta_dice", "delta_dice_std", "delta_hd95", "delta_hd95_std",
-               "p_wilcoxon", "n_pairs", "wilcoxon_note", "n_cases", "n_missed", "n_false_positive", "n_both_empty",
-               "train_seconds", "latency_threads", "latency_load_max", "latency_cpu_count"]
+    columns = [
+        *KEY,
+        "n_seeds",
+        "seeds",
+        "patch",
+        "params",
+        "gmacs",
+        "latency_ms_median",
+        "latency_ms_p90",
+        "whole_ct_seconds",
+        "latency_device",
+        "peak_mem_mb",
+        "dice_mean",
+        "dice_std",
+        "dice_std_over",
+        "hd95_mean",
+        "hd95_std",
+        "hd95_std_over",
+        "delta_seeds",
+        "delta_dice",
+        "delta_dice_std",
+        "delta_hd95",
+        "delta_hd95_std",
+        "p_wilcoxon",
+        "n_pairs",
+        "wilcoxon_note",
+        "n_cases",
+        "n_missed",
+        "n_false_positive",
+        "n_both_empty",
+        "train_seconds",
+        "latency_threads",
+        "latency_load_max",
+        "latency_cpu_count",
+    ]
     return agg.reindex(columns=columns)
 
 

@@ -60,8 +60,12 @@ def write_markdown(report: Report, path: Path) -> None:
         for metric, title in (("dice", "Per-organ Dice"), ("hd95", "Per-organ HD95 (mm)")):
             if len(group.organs):
                 lines += [f"### {title}", ""]
-                lines += [tabulate(*_swap(organ_table(group.organs, group.agg, metric)), tablefmt="github",
-                                   disable_numparse=True), ""]
+                lines += [
+                    tabulate(
+                        *_swap(organ_table(group.organs, group.agg, metric)), tablefmt="github", disable_numparse=True
+                    ),
+                    "",
+                ]
         if group.plots:
             lines += ["### Figures", ""]
             for plot in group.plots:
@@ -69,8 +73,14 @@ def write_markdown(report: Report, path: Path) -> None:
                 svg = plot.svg.relative_to(path.parent).as_posix()
                 lines += [f"![{plot.title}]({rel})", "", f"*{plot.title}* ([SVG]({svg}))", ""]
     if report.deployment[1]:
-        lines += ["## Deployment", "", DEPLOYMENT_NOTE, "",
-                  tabulate(*_swap(report.deployment), tablefmt="github", disable_numparse=True), ""]
+        lines += [
+            "## Deployment",
+            "",
+            DEPLOYMENT_NOTE,
+            "",
+            tabulate(*_swap(report.deployment), tablefmt="github", disable_numparse=True),
+            "",
+        ]
     atomic_write_text(path, "\n".join(lines))
 
 
@@ -84,31 +94,47 @@ def write_html(report: Report, path: Path) -> None:
     """One file a person can open anywhere: CSS inline, every figure embedded as a base64 PNG."""
     esc = html.escape
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>segkd-bench report</title>',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>segkd-bench report</title>',
         "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
         "margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}"
         "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}img{max-width:100%;"
         "border:1px solid #eee;margin:0.5em 0}figcaption{color:#555;font-size:13px}</style></head><body>",
-        "<h1>segkd-bench report</h1>", f"<p>{esc(report.header)}</p>",
-        "<ul>", *(f"<li>{esc(note.replace(chr(92), '').replace('`', ''))}</li>" for note in NOTES), "</ul>",
+        "<h1>segkd-bench report</h1>",
+        f"<p>{esc(report.header)}</p>",
+        "<ul>",
+        *(f"<li>{esc(note.replace(chr(92), '').replace('`', ''))}</li>" for note in NOTES),
+        "</ul>",
     ]
     for group in report.groups:
-        parts += [f"<h2>{esc(_group_title(group))}</h2>",
-                  "<ul>", *(f"<li>{esc(note.replace('`', ''))}</li>" for note in group.notes), "</ul>",
-                  "<h3>Main table</h3>",
-                  tabulate(*_swap(main_table(group.agg)), tablefmt="html", disable_numparse=True)]
+        parts += [
+            f"<h2>{esc(_group_title(group))}</h2>",
+            "<ul>",
+            *(f"<li>{esc(note.replace('`', ''))}</li>" for note in group.notes),
+            "</ul>",
+            "<h3>Main table</h3>",
+            tabulate(*_swap(main_table(group.agg)), tablefmt="html", disable_numparse=True),
+        ]
         for metric, title in (("dice", "Per-organ Dice"), ("hd95", "Per-organ HD95 (mm)")):
             if len(group.organs):
-                parts += [f"<h3>{title}</h3>",
-                          tabulate(*_swap(organ_table(group.organs, group.agg, metric)), tablefmt="html",
-                                   disable_numparse=True)]
+                parts += [
+                    f"<h3>{title}</h3>",
+                    tabulate(
+                        *_swap(organ_table(group.organs, group.agg, metric)), tablefmt="html", disable_numparse=True
+                    ),
+                ]
         for plot in group.plots:
             data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
-            parts += [f'<figure><img alt="{esc(plot.title)}" src="data:image/png;base64,{data}">',
-                      f"<figcaption>{esc(plot.title)}</figcaption></figure>"]
+            parts += [
+                f'<figure><img alt="{esc(plot.title)}" src="data:image/png;base64,{data}">',
+                f"<figcaption>{esc(plot.title)}</figcaption></figure>",
+            ]
     if report.deployment[1]:
-        parts += ["<h2>Deployment</h2>", f"<p>{esc(DEPLOYMENT_NOTE)}</p>",
-                  tabulate(*_swap(report.deployment), tablefmt="html", disable_numparse=True)]
+        parts += [
+            "<h2>Deployment</h2>",
+            f"<p>{esc(DEPLOYMENT_NOTE)}</p>",
+            tabulate(*_swap(report.deployment), tablefmt="html", disable_numparse=True),
+        ]
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts) + "\n")
 
@@ -139,10 +165,20 @@ def write_tex(report: Report, path: Path) -> None:
         title = tex_escape(_group_title(group))
         tables = [("Main results", main_table(group.agg, style="tex"))]
         if len(group.organs):
-            tables += [("Per-organ Dice", organ_table(group.organs, group.agg, "dice", style="tex")),
-                       ("Per-organ HD95 (mm)", organ_table(group.organs, group.agg, "hd95", style="tex"))]
+            tables += [
+                ("Per-organ Dice", organ_table(group.organs, group.agg, "dice", style="tex")),
+                ("Per-organ HD95 (mm)", organ_table(group.organs, group.agg, "hd95", style="tex")),
+            ]
         for caption, (headers, rows) in tables:
             body = tabulate(rows, headers, tablefmt="latex_raw", disable_numparse=True)
-            parts += ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}: {title}}}",
-                      "\\resizebox{\\textwidth}{!}{%", body, "}", "\\end{table}", ""]
+            parts += [
+                "\\begin{table}[t]",
+                "\\centering",
+                f"\\caption{{{caption}: {title}}}",
+                "\\resizebox{\\textwidth}{!}{%",
+                body,
+                "}",
+                "\\end{table}",
+                "",
+            ]
     atomic_write_text(path, "\n".join(parts))

@@ -128,8 +128,10 @@ def check_model_kwargs(name: str, config: RunConfig) -> None:
     params = inspect.signature(models.model_info(name).factory).parameters
     unknown = sorted(set(config.model_kwargs.get(name, {})) - set(params))
     if unknown:
-        raise BenchError(f"preset key model_kwargs.{name}: {', '.join(unknown)} not an argument of {name} "
-                         f"(its arguments: {', '.join(p for p in params if p not in ('in_channels', 'num_classes'))})")
+        raise BenchError(
+            f"preset key model_kwargs.{name}: {', '.join(unknown)} not an argument of {name} "
+            f"(its arguments: {', '.join(p for p in params if p not in ('in_channels', 'num_classes'))})"
+        )
 
 
 def validate_kd_name(name: str) -> None:

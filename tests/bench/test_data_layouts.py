@@ -176,8 +176,9 @@ def test_splits_file_makes_reruns_reuse_the_split_and_guards_against_mismatch(tm
     path = tmp_path / "run" / "splits.json"
     first = split_cases(_dataset(10), 1, seed=5, splits_file=path)
     data = json.loads(path.read_text())
-    data["folds"][1]["test"], data["folds"][1]["train"] = data["folds"][1]["train"][:2], (
-        data["folds"][1]["train"][2:] + data["folds"][1]["test"]
+    data["folds"][1]["test"], data["folds"][1]["train"] = (
+        data["folds"][1]["train"][:2],
+        (data["folds"][1]["train"][2:] + data["folds"][1]["test"]),
     )
     path.write_text(json.dumps(data))
     edited = split_cases(_dataset(10), 1, seed=5, splits_file=path)

@@ -25,7 +25,11 @@ def _spec(models, kds, overrides=(), **kw):
 def test_plan_lists_the_teacher_first_and_kd_cells_need_their_teacher():
     cells = plan_cells(_spec(["lcovnet"], ["ca", "ms"]), "D", "unet3d")
     assert [(c.model, c.kd, c.is_teacher) for c in cells] == [
-        ("unet3d", "none", True), ("lcovnet", "none", False), ("lcovnet", "ca", False), ("lcovnet", "ms", False)]
+        ("unet3d", "none", True),
+        ("lcovnet", "none", False),
+        ("lcovnet", "ca", False),
+        ("lcovnet", "ms", False),
+    ]
     teacher = cells[0].run_id
     assert [c.needs for c in cells] == [(), (), (teacher,), (teacher,)]
     assert cells[2].run_id == make_run_id("lcovnet", "ca", "unet3d", 0, "D", load_config("smoke").hash())

@@ -18,8 +18,24 @@ from tests.bench.runutil import TINY_RUN, bench_cmd
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count, hence the same rounding, everywhere
-DETERMINISTIC = ["run_id", "model", "kd", "teacher", "teacher_run", "seed", "params", "gmacs", "dice_mean",
-                 "hd95_mean", "iterations", "best_val_dice", "first_step", "kd_hparams", "n_train", "n_test"]
+DETERMINISTIC = [
+    "run_id",
+    "model",
+    "kd",
+    "teacher",
+    "teacher_run",
+    "seed",
+    "params",
+    "gmacs",
+    "dice_mean",
+    "hd95_mean",
+    "iterations",
+    "best_val_dice",
+    "first_step",
+    "kd_hparams",
+    "n_train",
+    "n_test",
+]
 
 
 def _cluster_missing() -> str | None:

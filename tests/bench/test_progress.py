@@ -24,8 +24,10 @@ def test_estimate_uses_finished_runs_of_the_same_model_and_kind_and_skips_comple
     _finish(progress, "a", 20, 0.6)
     _finish(progress, "b", 30, 0.65)
     # left: c (complete, 0 s) and d (unet3d with KD: no finished run of that kind, so the mean of all three)
-    assert lines[-1] == "done in 30 s: Dice 0.6500, HD95 10.00 mm; 3/5 runs done, about 50 s left for 1 more " \
-                        "(estimated from 3 trained runs)"
+    assert (
+        lines[-1] == "done in 30 s: Dice 0.6500, HD95 10.00 mm; 3/5 runs done, about 50 s left for 1 more "
+        "(estimated from 3 trained runs)"
+    )
     assert lines[0] == "[1/5] unet3d (teacher), seed 0" and lines[4] == "[3/5] lcovnet + ca from unet3d, seed 0"
     progress.skipped("c", {"dice_mean": 0.61, "hd95_mean": 11.0})
     assert lines[-1].startswith("[4/5] lcovnet + ms from unet3d, seed 0: complete, skipped")

@@ -32,35 +32,74 @@ def _per_case(base: float, rng: np.random.Generator, missed: bool) -> pd.DataFra
                 dice, hd95, status = 0.0, float("nan"), "missed"
             if c == 1 and label == 2:
                 dice, hd95, status = float("nan"), float("nan"), "both_empty"
-            rows.append({"case": f"case_{c:02d}", "label": label, "name": organ, "dice": dice, "hd95": hd95,
-                         "status": status})
+            rows.append(
+                {"case": f"case_{c:02d}", "label": label, "name": organ, "dice": dice, "hd95": hd95, "status": status}
+            )
     return pd.DataFrame(rows)
 
 
-def _summary(model: str, kd: str, teacher: str | None, seed: int, params: int, gmacs: float,
-             per_case: pd.DataFrame) -> dict:
+def _summary(
+    model: str, kd: str, teacher: str | None, seed: int, params: int, gmacs: float, per_case: pd.DataFrame
+) -> dict:
     case_dice = per_case.groupby("case")["dice"].mean()
-    per_organ = {name: {"dice": g.dice.mean(), "hd95": g.hd95.mean(), "n_missed": int((g.status == "missed").sum()),
-                        "n_false_positive": 0} for name, g in per_case.groupby("name", sort=False)}
+    per_organ = {
+        name: {
+            "dice": g.dice.mean(),
+            "hd95": g.hd95.mean(),
+            "n_missed": int((g.status == "missed").sum()),
+            "n_false_positive": 0,
+        }
+        for name, g in per_case.groupby("name", sort=False)
+    }
     return {
-        "model": model, "kd": kd, "teacher": teacher, "teacher_run": None, "seed": seed, "preset": "smoke",
-        "preset_hash": "3f2a9c1b", "dataset": "synthetic", "patch": [32, 64, 64], "device": "cpu",
-        "latency_device": "cpu (2 threads)", "params": params, "gmacs": gmacs,
-        "latency_ms_median": gmacs * 2.0 + 3.0, "latency_ms_p90": gmacs * 2.2 + 3.0, "peak_mem_mb": params / 1e4,
-        "dice_mean": case_dice.mean(), "dice_std": case_dice.std(ddof=0), "hd95_mean": per_case.hd95.mean(),
-        "hd95_std": per_case.hd95.std(ddof=0), "n_cases": N_CASES, "per_organ": per_organ,
-        "n_missed": int((per_case.status == "missed").sum()), "n_false_positive": 0,
-        "n_both_empty": int((per_case.status == "both_empty").sum()), "train_seconds": 12.0, "iterations": 40,
-        "kd_hparams": {"lambda": 0.5} if kd != "none" else {}, "created": f"2026-01-0{seed + 1}T10:00:00+00:00",
-        "torch": "2.13.0", "hd95_definition": "medpy_pooled_p95",
+        "model": model,
+        "kd": kd,
+        "teacher": teacher,
+        "teacher_run": None,
+        "seed": seed,
+        "preset": "smoke",
+        "preset_hash": "3f2a9c1b",
+        "dataset": "synthetic",
+        "patch": [32, 64, 64],
+        "device": "cpu",
+        "latency_device": "cpu (2 threads)",
+        "params": params,
+        "gmacs": gmacs,
+        "latency_ms_median": gmacs * 2.0 + 3.0,
+        "latency_ms_p90": gmacs * 2.2 + 3.0,
+        "peak_mem_mb": params / 1e4,
+        "dice_mean": case_dice.mean(),
+        "dice_std": case_dice.std(ddof=0),
+        "hd95_mean": per_case.hd95.mean(),
+        "hd95_std": per_case.hd95.std(ddof=0),
+        "n_cases": N_CASES,
+        "per_organ": per_organ,
+        "n_missed": int((per_case.status == "missed").sum()),
+        "n_false_positive": 0,
+        "n_both_empty": int((per_case.status == "both_empty").sum()),
+        "train_seconds": 12.0,
+        "iterations": 40,
+        "kd_hparams": {"lambda": 0.5} if kd != "none" else {},
+        "created": f"2026-01-0{seed + 1}T10:00:00+00:00",
+        "torch": "2.13.0",
+        "hd95_definition": "medpy_pooled_p95",
     }
 
 
 def _train_log(seed: int, base: float) -> pd.DataFrame:
     it = np.arange(1, 41)
     val = [round(base * i / 40, 4) if i % 10 == 0 else np.nan for i in it]
-    return pd.DataFrame({"iteration": it, "loss": 2.0 / np.sqrt(it) + seed * 0.01, "seg_loss": 1.8 / np.sqrt(it),
-                         "kd_loss": 0.2 / np.sqrt(it), "lr": 0.01, "val_dice": val, "seconds": it * 0.3})
+    return pd.DataFrame(
+        {
+            "iteration": it,
+            "loss": 2.0 / np.sqrt(it) + seed * 0.01,
+            "seg_loss": 1.8 / np.sqrt(it),
+            "kd_loss": 0.2 / np.sqrt(it),
+            "lr": 0.01,
+            "val_dice": val,
+            "seconds": it * 0.3,
+        }
+    )
 
 
 def make_fake_store(root: Path) -> ResultsStore:
@@ -93,9 +132,17 @@ def _expected(store: ResultsStore) -> pd.DataFrame:
     case_dice = per_case[per_case.label != 0].groupby(["run_id", "case"])["dice"].mean()
     rows = []
     for (model, kd, teacher), g in runs.groupby(["model", "kd", "teacher"]):
-        row = {"model": model, "kd": kd, "teacher": teacher, "dice": g.dice_mean.mean(), "dice_sd": g.dice_mean.std(),
-               "hd95": g.hd95_mean.mean(), "hd95_sd": g.hd95_mean.std(), "params": g.params.mean(),
-               "gmacs": g.gmacs.mean()}
+        row = {
+            "model": model,
+            "kd": kd,
+            "teacher": teacher,
+            "dice": g.dice_mean.mean(),
+            "dice_sd": g.dice_mean.std(),
+            "hd95": g.hd95_mean.mean(),
+            "hd95_sd": g.hd95_mean.std(),
+            "params": g.params.mean(),
+            "gmacs": g.gmacs.mean(),
+        }
         if kd != "none":
             base = runs[(runs.model == model) & (runs.kd == "none")]
             row["delta_dice"] = g.dice_mean.mean() - base.dice_mean.mean()
@@ -140,15 +187,18 @@ def test_markdown_and_html_show_the_formatted_numbers(report) -> None:
             mark = "**" if exp.p < 0.01 else "*" if exp.p < 0.05 else ""
             assert f"| {exp.delta_dice:+.4f}{mark} " in md
     # A store from before data, widths and the latency machine were recorded still reads, and says so.
-    assert ("## synthetic / preset smoke\n\n- Data: synthetic or real: not recorded\n"
-            "- Protocol: iterations 40, training patch 32x64x64; widths not recorded\n"
-            "- Latency machine: not recorded") in md
+    assert (
+        "## synthetic / preset smoke\n\n- Data: synthetic or real: not recorded\n"
+        "- Protocol: iterations 40, training patch 32x64x64; widths not recorded\n"
+        "- Latency machine: not recorded"
+    ) in md
     assert "- HD95 definition: medpy_pooled_p95\n- torch: 2.13.0\n" in md
-    assert ("| lcovnet_small | ca   | unet3d    | 2 seeds | 0.310        | 4.25    | 32x64x64 | "
-            "11.5 @ cpu (2 threads)  |") in md
+    assert (
+        "| lcovnet_small | ca   | unet3d    | 2 seeds | 0.310        | 4.25    | 32x64x64 | 11.5 @ cpu (2 threads)  |"
+    ) in md
     assert "peak mem: the memory one forward pass needs beyond what the process already held" in md
     assert md.count("![") == 5 and (rep.out_dir / "plots" / "synthetic__smoke__pareto.svg").is_file()
-    assert page.count('src="data:image/png;base64,') == 5 and "src=\"plots/" not in page
+    assert page.count('src="data:image/png;base64,') == 5 and 'src="plots/' not in page
 
 
 def test_per_organ_tables_hold_means_over_seeds(report) -> None:
@@ -208,8 +258,10 @@ def test_header_states_data_widths_and_the_machine_beside_each_latency(tmp_path:
                        n_test=6, base_channels=8)  # fmt: skip
         store.record_run(make_run_id(model, "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
     md = (build_report(store, tmp_path / "report", formats=["md"], progress=False).out_dir / "report.md").read_text()
-    assert "- Data: synthetic (procedural abdominal CT from `bench data synth`, not real patients); 16 training, " \
-           "2 validation and 6 test cases\n" in md
+    assert (
+        "- Data: synthetic (procedural abdominal CT from `bench data synth`, not real patients); 16 training, "
+        "2 validation and 6 test cases\n" in md
+    )
     assert "widths reduced to base_channels=8" in md and "full-width counts in the README" in md
     assert "- Latency machine: Intel(R) Xeon(R) Test CPU (2 logical CPUs)" in md
     assert "| 5.0 @ cpu, 2 thr, load 0.4 " in md and "| 5.0 @ cpu, 2 thr, load 9.0 (busy) |" in md
@@ -219,10 +271,22 @@ def test_header_states_data_widths_and_the_machine_beside_each_latency(tmp_path:
 def test_runs_missing_metrics_show_a_dash_and_do_not_break_the_report(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     empty = pd.DataFrame(columns=["case", "label", "name", "dice", "hd95", "status"])
-    store.record_run("bare", {"model": "dmfnet", "kd": "none", "seed": 0, "dataset": "synthetic", "preset": "smoke"},
-                     empty)
-    store.record_run("nulls", {"model": "espnet", "kd": "ca", "teacher": None, "dice_mean": None, "gmacs": None,
-                               "per_organ": None, "patch": None}, empty)
+    store.record_run(
+        "bare", {"model": "dmfnet", "kd": "none", "seed": 0, "dataset": "synthetic", "preset": "smoke"}, empty
+    )
+    store.record_run(
+        "nulls",
+        {
+            "model": "espnet",
+            "kd": "ca",
+            "teacher": None,
+            "dice_mean": None,
+            "gmacs": None,
+            "per_organ": None,
+            "patch": None,
+        },
+        empty,
+    )
     rep = build_report(store, tmp_path / "out", progress=False)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| dmfnet  | none | -         | 1 seed  | -            | -       | -       |" in md
@@ -237,11 +301,14 @@ def test_runs_missing_metrics_show_a_dash_and_do_not_break_the_report(tmp_path: 
 def test_empty_or_missing_store_exits_2_naming_the_directory(tmp_path: Path, capsys) -> None:
     root = tmp_path / "empty"
     ResultsStore(root)
-    proc = subprocess.run([sys.executable, "-m", "bench", "report", "--results", str(root)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "report", "--results", str(root)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == f"bench report: error: results store {root} has no complete runs (no runs/*/summary.json); " \
+    assert (
+        proc.stderr == f"bench report: error: results store {root} has no complete runs (no runs/*/summary.json); "
         "run `bench run` first or pass --results DIR\n"
+    )
     assert main(["report", "--results", str(tmp_path / "missing")]) == 2
     assert f"results store {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists() and not (root / "report").exists()
@@ -249,12 +316,30 @@ def test_empty_or_missing_store_exits_2_naming_the_directory(tmp_path: Path, cap
 
 def test_cli_writes_the_chosen_formats_and_prints_a_table(tmp_path: Path, capsys) -> None:
     make_fake_store(tmp_path / "results")
-    proc = subprocess.run([sys.executable, "-m", "bench", "report", "--results", str(tmp_path / "results"),
-                           "--out", str(tmp_path / "rep"), "--format", "csv,tex"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "report",
+            "--results",
+            str(tmp_path / "results"),
+            "--out",
+            str(tmp_path / "rep"),
+            "--format",
+            "csv,tex",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["main_table.csv", "per_organ.csv", "runs.csv",
-                                                                  "tables.tex"]
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
+        "main_table.csv",
+        "per_organ.csv",
+        "runs.csv",
+        "tables.tex",
+    ]
     assert "synthetic / preset smoke" in proc.stdout and "lcovnet_small" in proc.stdout and "ΔDice" in proc.stdout
 
     assert main(["report", "--results", str(tmp_path / "results"), "--format", "md,pdf"]) == 2

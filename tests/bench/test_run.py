@@ -111,6 +111,7 @@ def _interrupt_when(
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")))
     reader.start()
     deadline = time.time() + timeout
+
     # errors="replace": a read can end inside one of tqdm's multi-byte bar characters
     def seen() -> bool:
         if appears is not None:

@@ -38,24 +38,43 @@ RECORDER = textwrap.dedent(
 
 def _per_case(dice: list[float]) -> pd.DataFrame:
     n = len(dice)
-    return pd.DataFrame({
-        "case": [f"c{i // 2:03d}" for i in range(n)],
-        "label": [1 + i % 2 for i in range(n)],
-        "name": ["liver" if i % 2 == 0 else "spleen" for i in range(n)],
-        "dice": dice,
-        "hd95": [float("nan") if math.isnan(d) else 10 * (1 - d) for d in dice],
-        "status": ["both_empty" if math.isnan(d) else ("missed" if d == 0 else "ok") for d in dice],
-    })
+    return pd.DataFrame(
+        {
+            "case": [f"c{i // 2:03d}" for i in range(n)],
+            "label": [1 + i % 2 for i in range(n)],
+            "name": ["liver" if i % 2 == 0 else "spleen" for i in range(n)],
+            "dice": dice,
+            "hd95": [float("nan") if math.isnan(d) else 10 * (1 - d) for d in dice],
+            "status": ["both_empty" if math.isnan(d) else ("missed" if d == 0 else "ok") for d in dice],
+        }
+    )
 
 
 def test_atomic_write_json_turns_nan_and_numpy_into_plain_json_in_insertion_order(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "summary.json"
-    atomic_write_json(path, {"z": np.float32(0.5), "a": float("nan"), "patch": (64, 128, 128), "n": np.int64(3),
-                             "inf": float("inf"), "dir": Path("runs/x"), "ok": True})
+    atomic_write_json(
+        path,
+        {
+            "z": np.float32(0.5),
+            "a": float("nan"),
+            "patch": (64, 128, 128),
+            "n": np.int64(3),
+            "inf": float("inf"),
+            "dir": Path("runs/x"),
+            "ok": True,
+        },
+    )
     text = path.read_text()
     assert list(json.loads(text)) == ["z", "a", "patch", "n", "inf", "dir", "ok"]
-    assert json.loads(text) == {"z": 0.5, "a": None, "patch": [64, 128, 128], "n": 3, "inf": None, "dir": "runs/x",
-                                "ok": True}
+    assert json.loads(text) == {
+        "z": 0.5,
+        "a": None,
+        "patch": [64, 128, 128],
+        "n": 3,
+        "inf": None,
+        "dir": "runs/x",
+        "ok": True,
+    }
     assert text.startswith('{\n  "z": 0.5,')
     assert [p.name for p in path.parent.iterdir()] == ["summary.json"]  # no temp file left behind
 
@@ -95,8 +114,15 @@ def test_killed_writer_leaves_either_the_old_or_a_new_file(tmp_path: Path) -> No
 
 def test_two_processes_record_different_runs_into_one_database(tmp_path: Path) -> None:
     root = tmp_path / "results"  # not created beforehand: both processes also race to create the database
-    procs = [subprocess.Popen([sys.executable, "-c", RECORDER, str(root), prefix, "25"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for prefix in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RECORDER, str(root), prefix, "25"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for prefix in ("a", "b")
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -113,8 +139,9 @@ def test_two_processes_record_different_runs_into_one_database(tmp_path: Path) -
 
 def test_killed_recorder_leaves_a_consistent_store(tmp_path: Path) -> None:
     root = tmp_path / "results"
-    proc = subprocess.Popen([sys.executable, "-c", RECORDER, str(root), "r", "100000"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECORDER, str(root), "r", "100000"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "ready"
     deadline = time.monotonic() + 30
     while len(list((root / "runs").glob("*/summary.json"))) < 5 and time.monotonic() < deadline:
@@ -156,8 +183,7 @@ def test_per_case_round_trips_values_nan_and_order(tmp_path: Path) -> None:
     back = store.per_case("r1")
     assert back.columns.tolist() == ["run_id", "case", "label", "name", "dice", "hd95", "status"]
     assert (back.run_id == "r1").all()
-    pd.testing.assert_frame_equal(back.drop(columns="run_id").astype({"label": "int64"}), original,
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(back.drop(columns="run_id").astype({"label": "int64"}), original, check_dtype=False)
     on_disk = pd.read_csv(store.run_dir("r1") / "per_case.csv", dtype={"case": str})
     pd.testing.assert_frame_equal(on_disk, original, check_dtype=False)
     assert len(store.per_case()) == 6
@@ -196,7 +222,8 @@ def test_record_run_rejects_per_case_without_required_columns(tmp_path: Path) ->
 
 def test_make_run_id_is_readable_and_filesystem_safe() -> None:
     assert make_run_id("lcovnet", "ca+ms", "unet3d", 0, "synthetic", "3f2a9c1b77aa") == (
-        "synthetic__lcovnet__kd-ca+ms__t-unet3d__s0__3f2a9c1b")
+        "synthetic__lcovnet__kd-ca+ms__t-unet3d__s0__3f2a9c1b"
+    )
     assert make_run_id("lcovnet", "none", None, 2, "synthetic", "ab") == "synthetic__lcovnet__kd-none__s2__ab"
     odd = make_run_id("my net/v2", "kd", "t:1", 1, "WORD  data\\x", "0123456789")
     assert odd == "WORD_data_x__my_net_v2__kd-kd__t-t_1__s1__01234567"
