@@ -135,7 +135,7 @@ def save_experiment(experiment: Experiment, path: Path | str) -> None:
         "[teacher.overrides]",
         *(f"{_key(k)} = {_toml(v)}" for k, v in experiment.teacher_overrides.items()),
     ]
-    from bench.store import atomic_write_text  # pandas: only when writing
+    from bench.atomic import atomic_write_text  # pandas: only when writing
 
     atomic_write_text(Path(path), "\n".join(lines) + "\n")
 

@@ -1,10 +1,10 @@
 """Exclusive ownership of a run: at most one process trains, evaluates and records a run directory at a time.
 
-The owner holds an ``fcntl.flock`` on ``<run dir>/.lock`` and writes itself into that file (host, pid, start
-time) so that anyone else can say who holds the run. The kernel drops the lock when the owner's process ends, even by
-SIGKILL or a crash, so a lock file left behind by a dead owner is stale by construction: the next process simply
-takes it over (and overwrites the owner). flock works across processes of one host and, on Linux, on NFS (where it
-is mapped to POSIX locks).
+The owner holds an ``fcntl.flock`` on ``<run dir>/.lock`` and writes itself into that file (host, pid, start time
+and, in a SLURM job, the job id) so that anyone else can say who holds the run. The kernel drops the lock when the
+owner's process ends, even by SIGKILL or a crash, so a lock file left behind by a dead owner is stale by
+construction: the next process simply takes it over (and overwrites the owner). flock works across processes of one
+host and, on Linux, on NFS (where it is mapped to POSIX locks).
 
 Use :meth:`RunLock.try_acquire` to skip runs that someone else holds (a pool of workers sharing one results store),
 or :meth:`RunLock.acquire` to wait for them.
@@ -18,7 +18,7 @@ import json
 import os
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,13 +32,16 @@ class LockOwner:
     host: str
     pid: int
     started: str  # ISO 8601, UTC
+    job: str | None = None  # the SLURM job id of the owner, when it runs in one
 
     def __str__(self) -> str:
-        return f"pid {self.pid} on {self.host} since {self.started}"
+        job = f" (SLURM job {self.job})" if self.job else ""
+        return f"pid {self.pid} on {self.host}{job} since {self.started}"
 
     @classmethod
     def me(cls) -> LockOwner:
-        return cls(socket.gethostname(), os.getpid(), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+        return cls(socket.gethostname(), os.getpid(), datetime.now(timezone.utc).isoformat(timespec="seconds"), job)
 
 
 class RunLock:
@@ -116,7 +119,9 @@ class RunLock:
     def _read(self) -> LockOwner | None:
         try:
             data = json.loads(self.path.read_text())
-            return LockOwner(str(data["host"]), int(data["pid"]), str(data["started"]))
+            job = data.get("job")
+            owner = LockOwner(str(data["host"]), int(data["pid"]), str(data["started"]))
+            return owner if job is None else replace(owner, job=str(job))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

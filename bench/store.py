@@ -16,6 +16,9 @@ Layout under ``ROOT`` (``results/`` by default)::
 The run directories are the truth; the database is an index of them. ``record_run`` writes the files atomically and
 then replaces the run's rows in one transaction. A writer killed between the two leaves the index stale, never corrupt:
 reads through ``per_case`` re-index any complete run whose summary is missing from or differs from the index.
+Workers of a grid on a shared (network) filesystem open the store with ``index=False``: they write run directories
+only, and the index is written by one process at a time on the submitting side (``bench run``, ``bench status``,
+``bench report``), which refreshes it from the run directories.
 """
 
 from __future__ import annotations
@@ -108,8 +111,11 @@ def _db_value(value: Any) -> Any:
 class ResultsStore:
     """Run directories plus the SQLite index under ``root``; see the module docstring for the layout."""
 
-    def __init__(self, root: Path | str = "results") -> None:
+    def __init__(self, root: Path | str = "results", index: bool = True) -> None:
+        """``index=False``: write run directories only and never open the SQLite index (a worker of a grid on a
+        shared filesystem; readers bring the index up to date from the run directories)."""
         self.root = Path(root)
+        self.index = index
         self.db_path = self.root / "bench.sqlite"
         self.skipped: dict[str, str] = {}  # run id -> why its files cannot be read (reported once, then left out)
         # A store that exists but cannot be written (a read-only copy of someone's results) is opened for reading:
@@ -123,7 +129,8 @@ class ResultsStore:
             raise BenchError(f"results directory {self.root} cannot be created: {err.strerror or err}") from None
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise BenchError(f"results directory {self.root} is not writable")
-        self._init_db()
+        if index:
+            self._init_db()
 
     def _writable(self) -> None:
         if self.readonly:
@@ -207,8 +214,16 @@ class ResultsStore:
         atomic_write_text(directory / PER_CASE_FILE, per_case[PER_CASE_COLUMNS].to_csv(index=False))
         summary_text = json.dumps(to_jsonable(summary), indent=2, allow_nan=False) + "\n"
         atomic_write_text(directory / SUMMARY_FILE, summary_text)
+        if not self.index:
+            return
         with self._connect() as conn:
             self._index(conn, run_id, summary_text, per_case)
+
+    def refresh_index(self) -> None:
+        """Bring the index up to date with the run directories (runs recorded by workers with ``index=False``)."""
+        if not self.readonly:
+            with self._connect() as conn:
+                self._sync_index(conn)
 
     @staticmethod
     def _index(conn: sqlite3.Connection, run_id: str, summary_text: str, per_case: pd.DataFrame) -> None:

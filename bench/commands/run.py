@@ -9,6 +9,12 @@ KD runs start from scratch with the same iteration budget unless --kd-init stude
 
 Complete runs are skipped (use --force to redo them); interrupted runs resume from their last checkpoint
 (use --restart to discard it). Multi-GPU: torchrun --nproc-per-node N -m bench run ...
+
+Where the runs (cells of the grid) are trained: --executor inline (default) trains them one after another in this
+process; --executor local --jobs N in N worker processes (one GPU each, or the CPU cores shared out); --executor
+slurm submits one SLURM job per cell through submitit (a KD cell's job waits for its teacher's) and returns; follow
+with `bench status --results DIR`, or pass --wait. The data set is checked and preprocessed once, before dispatch.
+--dry-run prints the cells, their dependencies and which are complete, and trains nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +56,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--resume", action="store_true", default=True,
                        help="continue interrupted runs from their last checkpoint (the default)")  # fmt: skip
     group.add_argument("--restart", action="store_true", help="discard interrupted runs' checkpoints")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (cells, dependencies, states) and stop")
+    p.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
+                   help="inline: one cell after another here (default); local: --jobs worker processes; "
+                   "slurm: one SLURM job per cell (needs segkd-bench[slurm])")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes of --executor local (default 2)")
+    p.add_argument("--wait", action="store_true", help="--executor slurm: block until the jobs have ended")
+    slurm = p.add_argument_group("SLURM (--executor slurm)")
+    slurm.add_argument("--slurm-partition", metavar="NAME", help="partition of the jobs (default: the cluster's)")
+    slurm.add_argument("--slurm-gpus", type=int, default=0, metavar="N", help="GPUs per job (default 0)")
+    slurm.add_argument("--slurm-cpus", type=int, metavar="N", help="CPUs per job (default: the cluster's)")
+    slurm.add_argument("--slurm-mem", metavar="MEM", help="memory per job, e.g. 32G (default: the cluster's)")
+    slurm.add_argument("--slurm-time", metavar="TIME", help="time limit per job: minutes or HH:MM:SS; a job that "
+                       "reaches it is requeued and resumes from its last checkpoint")  # fmt: skip
+    slurm.add_argument("--slurm-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option, e.g. --slurm-opt account=abc (repeatable)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -82,6 +103,18 @@ def _check_cheaply(args: argparse.Namespace) -> None:
         raise BenchError(f"--data {args.data} does not exist")
     if args.labels is not None and not args.labels.is_file():
         raise BenchError(f"--labels {args.labels} does not exist")
+    if args.jobs < 1:
+        raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.executor == "slurm":
+        from bench.grid.executors.slurm import check_available, parse_opts, parse_time
+
+        if args.slurm_time is not None:
+            parse_time(args.slurm_time)
+        parse_opts(args.slurm_opt)
+        if not args.dry_run:
+            check_available()
+    elif args.wait:
+        raise BenchError("--wait goes with --executor slurm (the other executors return when the grid is done)")
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -95,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from bench.errors import BenchError
     from bench.training.config import load_config
     from bench.training.distributed import init_distributed
     from bench.training.runner import GridRunner, GridSpec
@@ -129,9 +163,59 @@ def run(args: argparse.Namespace) -> int:
         eval_workers=args.eval_workers,
     )
     ctx = init_distributed(args.device)
-    runner = GridRunner(spec, ctx)
-    runs = runner.run()
-    if ctx.is_main:
-        print(runner.progress.table())
-        print(f"bench run: {len(runs)} run(s) in {args.results}; see `bench report --results {args.results}`")
-    return 0
+    if ctx.enabled and args.executor != "inline":
+        raise BenchError(f"--executor {args.executor} runs one process per cell; under torchrun use --executor inline")
+    if args.executor == "inline" and not args.dry_run:
+        runner = GridRunner(spec, ctx)
+        runs = runner.run()
+        if ctx.is_main:
+            print(runner.progress.table())
+            print(f"bench run: {len(runs)} run(s) in {args.results}; see `bench report --results {args.results}`")
+        return 0
+    return _dispatch(args, GridRunner(spec, ctx))
+
+
+def _dispatch(args: argparse.Namespace, runner) -> int:
+    """Prepare the data once, plan, then print the plan (--dry-run) or hand the cells to the executor."""
+    import sys
+
+    from bench.grid.show import grid_states, plan_table, status_table
+    from bench.training.runner import GridInputs
+
+    spec = runner.spec
+    inputs = GridInputs(*runner.prepare_data())
+    runner.check_teacher_checkpoint(inputs.data)
+    cells = runner.plan(inputs.data.name)
+    if args.dry_run:
+        print(plan_table(cells, spec.results, spec.force))
+        return 0
+    complete = set() if spec.force else {c.run_id for c in cells if runner.store.is_complete(c.run_id)}
+
+    def say(text: str) -> None:
+        print(f"bench run: {text}", file=sys.stderr, flush=True)
+
+    ids = [c.run_id for c in cells]
+    if args.executor == "local":
+        from bench.grid.executors.local import run_local
+
+        failed = run_local(spec, cells, args.jobs, complete, say)
+        runner.store.refresh_index()
+        print(status_table(grid_states(spec.results, ids)))
+        return 1 if failed else 0
+    from bench.grid.executors.slurm import SlurmOptions, parse_opts, parse_time, submit_slurm, wait_for
+
+    options = SlurmOptions(args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_mem,
+                           None if args.slurm_time is None else parse_time(args.slurm_time),
+                           parse_opts(args.slurm_opt))  # fmt: skip
+    jobs = submit_slurm(spec, cells, complete, options, say)
+    if not args.wait:
+        print(f"bench run: {len(jobs)} job(s) queued, {len(complete)} cell(s) complete already. Follow with "
+              f"`bench status --results {spec.results}` (or squeue); logs in {spec.results}/jobs/<run id>/. "
+              "Run the same command again to resume what did not finish.")  # fmt: skip
+        return 0
+    say(f"{len(jobs)} job(s) queued; waiting for them to end (Ctrl-C stops waiting, not the jobs)")
+    wait_for(list(jobs.values()))
+    runner.store.refresh_index()
+    states = grid_states(spec.results, ids)
+    print(status_table(states))
+    return 0 if all(s.state == "complete" for s in states) else 1

@@ -29,6 +29,7 @@ from bench.deploy.spec import SPEC_FILE, DeploySpec
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import BenchError
+from bench.grid.plan import Cell, plan_cells
 from bench.names import path_component
 from bench.profiling.profile import (
     ProfileSettings,
@@ -38,12 +39,12 @@ from bench.profiling.profile import (
     profile_in_fresh_process,
 )
 from bench.runlock import RunLock
-from bench.store import ResultsStore, make_run_id
+from bench.store import ResultsStore
 from bench.training.checkpoint import load_weights
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext
-from bench.training.progress import GridProgress, PlannedRun
-from bench.training.trainer import Trainer, seed_everything
+from bench.training.progress import GridProgress
+from bench.training.trainer import Trainer, TrainResult, seed_everything
 
 
 @dataclass
@@ -84,6 +85,37 @@ class _Data:
     counts: tuple[int, int, int] = (0, 0, 0)  # training, validation, test cases
 
 
+@dataclass
+class GridInputs:
+    """The prepared data set and its splits, shared by every cell of a grid."""
+
+    data: _Data
+    train: list  # PreparedCase
+    val: list  # PreparedCase
+    test: list  # Case (original files)
+
+
+@dataclass
+class Teacher:
+    """The frozen teacher of a KD cell."""
+
+    name: str
+    model: nn.Module
+    run: str  # the run id of its training, or ``checkpoint:<file name>`` for --teacher-checkpoint
+
+
+@dataclass
+class CellOutcome:
+    """What a trained cell leaves for its ``summary.json``."""
+
+    cell: Cell
+    model_kwargs: dict  # the student's factory arguments (the preset's, then the cell's)
+    teacher: Teacher | None
+    kd_hparams: dict
+    result: TrainResult
+    per_case: pd.DataFrame
+
+
 def model_kwargs(name: str, config: RunConfig) -> dict:
     """Factory arguments of ``name`` under ``config``: the preset's width (for models whose factory takes
     ``base_channels``), then the preset's ``[model_kwargs.<name>]`` table."""
@@ -114,22 +146,25 @@ def validate_kd_name(name: str) -> None:
 class GridRunner:
     """Runs a :class:`GridSpec`; rank 0 evaluates, profiles and writes, every rank trains."""
 
-    def __init__(self, spec: GridSpec, ctx: DistContext | None = None) -> None:
-        self.spec, self.config, self.ctx = spec, spec.config, ctx or DistContext()
+    def __init__(self, spec: GridSpec, ctx: DistContext | None = None, *, worker: bool = False) -> None:
+        """``worker``: a process that runs cells dispatched by another one, which has already checked the names and
+        the data set; it writes run directories only and leaves the SQLite index to readers (see ``bench.store``)."""
+        self.spec, self.config, self.ctx, self.worker = spec, spec.config, ctx or DistContext(), worker
         self.device = resolve_device(spec.device)
         if self.ctx.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.ctx.local_rank)
         self.teacher_name = spec.teacher or self.config.teacher
         self._profiles: dict[str, dict] = {}
         self._store: ResultsStore | None = None
-        self._check_names()
+        if not worker:
+            self._check_names()
 
     @property
     def store(self) -> ResultsStore:
         """Created on first use, after the arguments and the dataset passed their checks: a run that fails
         validation leaves no ``bench.sqlite`` or ``runs/`` behind."""
         if self._store is None:
-            self._store = ResultsStore(self.spec.results)
+            self._store = ResultsStore(self.spec.results, index=not self.worker)
         return self._store
 
     def _check_names(self) -> None:
@@ -161,10 +196,11 @@ class GridRunner:
 
         path = Path(self.spec.data) if self.spec.data is not None else ensure_default_dataset()
         dataset = load_dataset(path, self.spec.labels)
-        report = check_dataset(dataset, workers=2)
-        report.raise_for_issues()
-        for warning in report.warnings:
-            self._say(f"warning: {warning}")
+        if not self.worker:
+            report = check_dataset(dataset, workers=2)
+            report.raise_for_issues()
+            for warning in report.warnings:
+                self._say(f"warning: {warning}")
         splits_file = self.store.root / "splits" / f"{path_component(dataset.name, 'data set name')}.json"
         train, val, test = split_cases(dataset, self.spec.fold, 0, splits_file, n_folds=self.config.folds)
         if not train or not test:
@@ -178,7 +214,8 @@ class GridRunner:
         )
         cases = train + val + test
         workers = min(2, len(cases))
-        prepared = prepare_cases(cases, settings, self.store.root / "cache", workers=workers, fit_cases=train)
+        prepared = prepare_cases(cases, settings, self.store.root / "cache", workers=workers, fit_cases=train,
+                                 progress=not self.worker)  # fmt: skip
         by_id = {p.case_id: p for p in prepared}
         labels = {int(k): v for k, v in dataset.labels.items()}
         val = val[: self.config.val_cases]
@@ -202,125 +239,108 @@ class GridRunner:
             return tuple(float(s) for s in np.median(np.array(found), axis=0))
         return tuple(float(s) for s in spacing)
 
+    def check_teacher_checkpoint(self, data: _Data) -> None:
+        """Fail before any training when ``--teacher-checkpoint`` does not fit the teacher model."""
+        if self.spec.teacher_checkpoint is not None and any(k != "none" for k in self.spec.kds):
+            self._checkpoint_teacher(data)
+
     # -- grid -----------------------------------------------------------------------------------------------------
-    def plan(self, data_name: str) -> list[PlannedRun]:
-        """Every run of the grid in the order :meth:`run` takes them; the teacher's run is listed once per seed."""
-        distil = any(k != "none" for k in self.spec.kds)
-        teacher_trained = distil and self.spec.teacher_checkpoint is None
-        plan = []
-
-        def add(model: str, kd: str, seed: int, teacher: str | None, is_teacher: bool = False) -> None:
-            run_id = make_run_id(model, kd, teacher, seed, data_name, self.config.hash())
-            if all(p.run_id != run_id for p in plan):
-                plan.append(PlannedRun(run_id, model, kd, seed, teacher, is_teacher))
-
-        for seed in self.spec.seeds:
-            if teacher_trained:
-                add(self.teacher_name, "none", seed, None, is_teacher=True)
-            for name in self.spec.models:
-                add(name, "none", seed, None)
-                for kd in self.spec.kds:
-                    if kd != "none":
-                        add(name, kd, seed, self.teacher_name)
-        return plan
+    def plan(self, data_name: str) -> list[Cell]:
+        """Every cell of the grid in the order :meth:`run` takes them (see :mod:`bench.grid.plan`)."""
+        return plan_cells(self.spec, data_name, self.teacher_name)
 
     def run(self) -> list[str]:
-        data, train, val, test = self.prepare_data()
-        plan = self.plan(data.name)
-        complete = set() if self.spec.force else {p.run_id for p in plan if self.store.is_complete(p.run_id)}
-        self.progress = GridProgress(plan, complete, self._say)
-        done = []
-        for seed in self.spec.seeds:
-            teacher = None
-            if any(k != "none" for k in self.spec.kds):
-                teacher = self._teacher(data, train, val, test, seed)
-                if not teacher[1].startswith("checkpoint:"):
-                    done.append(teacher[1])
-            for name in self.spec.models:
-                if teacher is not None and name == self.teacher_name and not teacher[1].startswith("checkpoint:"):
-                    self._say(f"{name}/none is the teacher run, already trained")
-                    none_id = teacher[1]
-                else:
-                    none_id = self._run_one(data, train, val, test, name, "none", seed, None)
-                if none_id not in done:
-                    done.append(none_id)
-                for kd in self.spec.kds:
-                    if kd != "none":
-                        done.append(self._run_one(data, train, val, test, name, kd, seed, teacher, none_id))
-        return done
+        """The whole grid in this process, cell after cell in plan order (the inline executor)."""
+        inputs = GridInputs(*self.prepare_data())
+        self.check_teacher_checkpoint(inputs.data)
+        cells = self.plan(inputs.data.name)
+        complete = set() if self.spec.force else {c.run_id for c in cells if self.store.is_complete(c.run_id)}
+        self.progress = GridProgress([c.planned for c in cells], complete, self._say)
+        return [self.run_cell(cell, inputs, self.progress) for cell in cells]
 
-    def _teacher(self, data: _Data, train, val, test, seed: int) -> tuple[nn.Module, str]:
-        name = self.teacher_name
-        model = build_model(name, data.in_channels, data.num_classes, **model_kwargs(name, self.config))
+    def _teacher(self, cell: Cell, data: _Data) -> Teacher:
+        """The frozen teacher of a KD cell: its cell's stored weights, or ``--teacher-checkpoint``."""
         if self.spec.teacher_checkpoint is not None:
-            path = self.spec.teacher_checkpoint
-            try:
-                model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
-            except (RuntimeError, OSError) as err:
-                first = str(err).strip().splitlines()[0]
-                raise BenchError(
-                    f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: {first}"
-                ) from None
-            return model, f"checkpoint:{path.name}"
-        run_id = self._run_one(data, train, val, test, name, "none", seed, None)
-        model.load_state_dict(self._stored_weights(run_id, "teacher weights"))
-        return model, run_id
+            return self._checkpoint_teacher(data)
+        assert cell.teacher is not None and cell.teacher_run is not None
+        model = build_model(cell.teacher, data.in_channels, data.num_classes, **model_kwargs(cell.teacher, self.config))
+        model.load_state_dict(self._stored_weights(cell.teacher_run, "teacher weights"))
+        return Teacher(cell.teacher, model, cell.teacher_run)
+
+    def _checkpoint_teacher(self, data: _Data) -> Teacher:
+        name, path = self.teacher_name, self.spec.teacher_checkpoint
+        assert path is not None
+        model = build_model(name, data.in_channels, data.num_classes, **model_kwargs(name, self.config))
+        try:
+            model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
+        except (RuntimeError, OSError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise BenchError(f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: "
+                             f"{first}") from None  # fmt: skip
+        return Teacher(name, model, f"checkpoint:{path.name}")
 
     def _stored_weights(self, run_id: str, what: str) -> dict:
         """The final weights of a complete run in the store, loaded weights-only."""
         path = self.store.run_dir(run_id) / "weights.pt"
         return load_weights(path, what, f"; delete {path.parent} or use --force to train it again")
 
-    def _run_one(self, data: _Data, train, val, test, name: str, kd: str, seed: int, teacher, none_id=None) -> str:
-        run_id = make_run_id(name, kd, self.teacher_name if teacher else None, seed, data.name, self.config.hash())
-        run_dir = self.store.run_dir(run_id)
+    def run_cell(self, cell: Cell, inputs: GridInputs, progress: GridProgress) -> str:
+        """Train, evaluate, profile and store one cell; a complete cell is skipped (unless ``force``), a partial one
+        resumes from its last checkpoint (unless ``restart``). The cells it needs must be complete."""
+        run_dir = self.store.run_dir(cell.run_id)
         # One process owns a run (see bench.runlock): an identical command started at the same time waits here,
         # then finds the run complete and skips it. Rank 0 owns it for all ranks of a DDP job.
         lock = RunLock(run_dir) if self.ctx.is_main else None
         if lock is not None:
             lock.acquire(on_wait=lambda owner: self._say(
-                f"wait {run_id}: another process is running it ({owner or 'owner unknown'}); waiting for it to finish"
+                f"wait {cell.run_id}: another process is running it ({owner or 'owner unknown'}); "
+                "waiting for it to finish"
             ))  # fmt: skip
         self.ctx.barrier()
         try:
-            return self._run_owned(data, train, val, test, name, kd, seed, teacher, none_id, run_id, run_dir)
+            self._run_owned(cell, inputs, progress, run_dir)
         finally:
             if lock is not None:
                 lock.release()
+        return cell.run_id
 
-    def _run_owned(self, data, train, val, test, name, kd, seed, teacher, none_id, run_id: str, run_dir: Path) -> str:
-        teacher_model, teacher_run = teacher if teacher else (None, None)
-        if self.store.is_complete(run_id) and not self.spec.force:
-            self.progress.skipped(run_id, json.loads((run_dir / "summary.json").read_text()))
-            return run_id
+    def _run_owned(self, cell: Cell, inputs: GridInputs, progress: GridProgress, run_dir: Path) -> None:
+        data = inputs.data
+        if self.store.is_complete(cell.run_id) and not self.spec.force:
+            progress.skipped(cell.run_id, json.loads((run_dir / "summary.json").read_text()))
+            return
         if self.ctx.is_main and (self.spec.force or self.spec.restart):
             for stale in ("checkpoint_last.pt", "checkpoint_best.pt", "weights.pt", "train_log.csv", "summary.json"):
                 (run_dir / stale).unlink(missing_ok=True)
             shutil.rmtree(run_dir / "predictions", ignore_errors=True)
         self.ctx.barrier()
-        self.progress.start(run_id)
-        seed_everything(seed, self.config.deterministic)
-        student = build_model(name, data.in_channels, data.num_classes, **model_kwargs(name, self.config))
+        progress.start(cell.run_id)
+        teacher = self._teacher(cell, data) if cell.kd != "none" else None
+        seed_everything(cell.seed, self.config.deterministic)
+        kwargs = {**model_kwargs(cell.model, self.config), **cell.model_kwargs}
+        student = build_model(cell.model, data.in_channels, data.num_classes, **kwargs)
         method = None
         hparams: dict = {}
-        if kd != "none":
+        if teacher is not None:
             method = kd_methods.create_kd_method(
-                kd, student.feature_channels, teacher_model.feature_channels, data.num_classes
+                cell.kd, student.feature_channels, teacher.model.feature_channels, data.num_classes, **cell.kd_kwargs
             )
             hparams = kd_hparams(method)
-            if self.config.kd_init == "student" and none_id:
-                student.load_state_dict(self._stored_weights(none_id, "--kd-init student weights"))
+            if cell.init_run:
+                student.load_state_dict(self._stored_weights(cell.init_run, "--kd-init student weights"))
         if self.ctx.is_main:
             atomic_write_json(run_dir / "config.json", {
-                "model": name, "kd": kd, "teacher": self.teacher_name if teacher else None, "teacher_run": teacher_run,
-                "seed": seed, "dataset": data.name, "preset": self.spec.preset, "preset_hash": self.config.hash(),
-                "model_kwargs": model_kwargs(name, self.config), "kd_hparams": hparams, "config": self.config.to_dict(),
+                "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
+                "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "dataset": data.name,
+                "preset": self.spec.preset, "preset_hash": self.config.hash(), "model_kwargs": kwargs,
+                "kd_hparams": hparams, "config": self.config.to_dict(),
             })  # fmt: skip
             atomic_write_json(run_dir / "env.json", environment())
-            self._deploy_spec(run_id, name, data).write(run_dir / SPEC_FILE)
+            self._deploy_spec(cell.run_id, cell.model, kwargs, data).write(run_dir / SPEC_FILE)
         trainer = Trainer(
-            model=student, config=self.config, train_cases=train, val_cases=val, device=self.device, run_dir=run_dir,
-            seed=seed, kd=method, teacher=teacher_model, ctx=self.ctx, label=self.progress.short_label(run_id),
+            model=student, config=self.config, train_cases=inputs.train, val_cases=inputs.val, device=self.device,
+            run_dir=run_dir, seed=cell.seed, kd=method, teacher=teacher.model if teacher else None, ctx=self.ctx,
+            label=progress.short_label(cell.run_id),
         )  # fmt: skip
         result = trainer.fit()
         if self.ctx.is_main:
@@ -328,20 +348,19 @@ class GridRunner:
             from bench.training.checkpoint import save_checkpoint
 
             save_checkpoint(run_dir / "weights.pt", {"model": student.state_dict(), "source": result.weights.name})
-            per_case = self.evaluate_test(student, data, test, run_dir)
-            summary = self._summary(run_id, name, kd, seed, data, teacher, teacher_run, hparams, result, per_case)
-            self.store.record_run(run_id, summary, per_case)
-            self.progress.finished(run_id, summary, result.resumed_from)
+            per_case = self.evaluate_test(student, data, inputs.test, run_dir)
+            summary = self._summary(CellOutcome(cell, kwargs, teacher, hparams, result, per_case), data)
+            self.store.record_run(cell.run_id, summary, per_case)
+            progress.finished(cell.run_id, summary, result.resumed_from)
         self.ctx.barrier()
-        return run_id
 
-    def _deploy_spec(self, run_id: str, name: str, data: _Data) -> DeploySpec:
+    def _deploy_spec(self, run_id: str, name: str, kwargs: dict, data: _Data) -> DeploySpec:
         """What `bench predict` and `bench export` need besides the weights to repeat this run's evaluation."""
         return DeploySpec(
             model=name, in_channels=data.in_channels, num_classes=data.num_classes, labels=data.labels,
             preprocessing=data.preprocessing, patch=list(self.config.eval_patch()), overlap=self.config.overlap,
-            sw_batch_size=self.config.sw_batch_size, amp=self.config.amp, model_kwargs=model_kwargs(name, self.config),
-            ct_stats=data.ct_stats, run_id=run_id, cases={"train": data.split_ids[0], "test": data.split_ids[1]},
+            sw_batch_size=self.config.sw_batch_size, amp=self.config.amp, model_kwargs=kwargs, ct_stats=data.ct_stats,
+            run_id=run_id, cases={"train": data.split_ids[0], "test": data.split_ids[1]},
         )  # fmt: skip
 
     # -- evaluation -----------------------------------------------------------------------------------------------
@@ -356,27 +375,30 @@ class GridRunner:
             predictions=run_dir / "predictions" if self.spec.save_predictions else None, progress=True,
         )  # fmt: skip
 
-    def _profile(self, name: str, data: _Data) -> dict:
-        if name not in self._profiles:
+    def _profile(self, name: str, kwargs: dict, data: _Data) -> dict:
+        key = json.dumps([name, kwargs], sort_keys=True, default=str)
+        if key not in self._profiles:
             settings = ProfileSettings(
                 classes=data.num_classes, in_channels=data.in_channels, patch=tuple(self.config.patch), batch=1,
                 device=self.device, amp=self.config.amp, channels_last=self.config.channels_last and
                 self.device.type == "cuda", warmup=self.config.profile_warmup, runs=self.config.profile_runs,
-                thop=False, model_kwargs=model_kwargs(name, self.config), whole_volume=self.spec.whole_volume,
+                thop=False, model_kwargs=kwargs, whole_volume=self.spec.whole_volume,
                 window=tuple(self.config.eval_patch()), overlap=self.config.overlap,
                 sw_batch_size=self.config.sw_batch_size,
             )  # fmt: skip
-            self._profiles[name] = profile_in_fresh_process(name, settings)
-        return self._profiles[name]
+            self._profiles[key] = profile_in_fresh_process(name, settings)
+        return self._profiles[key]
 
-    def _summary(self, run_id, name, kd, seed, data, teacher, teacher_run, hparams, result, per_case) -> dict:
+    def _summary(self, outcome: CellOutcome, data: _Data) -> dict:
         from bench.metrics import summarize
 
-        prof = self._profile(name, data)
-        metrics = summarize(per_case)
+        cell, result, teacher = outcome.cell, outcome.result, outcome.teacher
+        prof = self._profile(cell.model, outcome.model_kwargs, data)
+        metrics = summarize(outcome.per_case)
         return {
-            "run_id": run_id, "model": name, "kd": kd, "teacher": self.teacher_name if teacher else None,
-            "teacher_run": teacher_run, "seed": seed, "preset": self.spec.preset, "preset_hash": self.config.hash(),
+            "run_id": cell.run_id, "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
+            "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "preset": self.spec.preset,
+            "preset_hash": self.config.hash(),
             "dataset": data.name, "patch": list(self.config.patch), "device": str(self.device),
             "latency_device": prof["device"], "params": prof["params"], "gmacs": prof["gmacs"],
             "uncounted_ops": prof["uncounted_ops"], "latency_ms_median": prof["latency_ms_median"],
@@ -390,7 +412,7 @@ class GridRunner:
             "train_seconds": result.train_seconds, "iterations": result.iterations,
             "best_val_dice": None if result.best_val_dice is None or math.isnan(result.best_val_dice)
             else result.best_val_dice,
-            "first_step": result.first_step, "numerics": numerics(), "kd_hparams": hparams,
+            "first_step": result.first_step, "numerics": numerics(), "kd_hparams": outcome.kd_hparams,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
         }  # fmt: skip

@@ -1,0 +1,148 @@
+"""``--executor slurm``: one SLURM job per cell, submitted through submitit.
+
+A cell's job depends (``afterok``) on the jobs of the cells it needs that are not complete yet, and is cancelled by
+SLURM when one of them fails (``--kill-on-invalid-dep=yes``). A job that reaches its time limit or is preempted gets
+SIGUSR2 from SLURM; submitit then requeues it, and the requeued job resumes the run from its last checkpoint. A cell
+whose job is still pending or running is not submitted again. Job files and logs: ``ROOT/jobs/<run_id>/``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from bench.errors import BenchError
+from bench.grid.jobs import jobs_dir, read_job, slurm_queue, write_job
+from bench.grid.plan import Cell
+
+EXTRA = "pip install 'segkd-bench[slurm]'"
+
+
+@dataclass
+class SlurmOptions:
+    """What each job asks SLURM for; ``extra`` are free-form ``sbatch`` options (``--slurm-opt key=value``)."""
+
+    partition: str | None = None
+    gpus: int = 0
+    cpus: int | None = None
+    mem: str | None = None
+    time_min: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def parse_time(text: str, arg: str = "--slurm-time") -> int:
+    """Minutes from ``MM``, ``HH:MM:SS``, ``MM:SS`` or ``D-HH[:MM[:SS]]`` (sbatch's formats); seconds round up."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not match:
+        raise BenchError(f"{arg}: {text!r} is not a time (minutes, HH:MM:SS or D-HH:MM)")
+    days, a, b, c = (int(g) if g else None for g in match.groups())
+    if days is not None:
+        hours, minutes, seconds = a, b or 0, c or 0
+    elif c is not None:
+        hours, minutes, seconds = a, b, c
+    elif b is not None:
+        hours, minutes, seconds = 0, a, b
+    else:
+        hours, minutes, seconds = 0, a, 0
+    total = ((days or 0) * 24 + hours) * 60 + minutes + (1 if seconds else 0)
+    if total <= 0:
+        raise BenchError(f"{arg}: {text!r} must be longer than 0")
+    return total
+
+
+def parse_opts(items: list[str]) -> dict[str, str]:
+    """``--slurm-opt key=value`` (repeatable) as sbatch options; ``--slurm-opt exclusive`` for a flag."""
+    opts = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not key:
+            raise BenchError(f"--slurm-opt: {item!r} is not key=value")
+        opts[key] = value.strip()
+    return opts
+
+
+def check_available() -> None:
+    """submitit installed and sbatch on PATH, or a one-line error naming what is missing."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise BenchError(f"--executor slurm needs submitit: {EXTRA}") from None
+    if shutil.which("sbatch") is None:
+        raise BenchError("--executor slurm needs SLURM's sbatch on PATH (run on a cluster's login node)")
+
+
+class CellJob:
+    """The callable a SLURM job runs; submitit's ``checkpoint`` hook requeues it on timeout or preemption."""
+
+    def __init__(self, spec, cell: Cell) -> None:
+        self.spec, self.cell = spec, cell
+
+    def __call__(self) -> str:
+        from bench.grid.worker import run_cell_in_worker
+
+        return run_cell_in_worker(self.spec, self.cell)
+
+    def checkpoint(self):
+        """Requeue this job. The run's own checkpoint is on disk already (the trainer writes ``checkpoint_last.pt``
+        as it goes); the requeued job resumes from it, never restarting or forcing again."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(CellJob(replace(self.spec, force=False, restart=False), self.cell))
+
+
+def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOptions,
+                 say: Callable[[str], None]) -> dict[str, str]:  # fmt: skip
+    """Submit a job for each cell not complete and not queued or running already; returns run id -> job id of the
+    cells that have a job now (new or live)."""
+    import submitit
+
+    absolute = {k: getattr(spec, k).absolute() for k in ("results", "data", "labels", "teacher_checkpoint")
+                if getattr(spec, k) is not None}  # fmt: skip
+    spec = replace(spec, **absolute)  # the jobs may start in another directory
+    queue = slurm_queue()
+    jobs: dict[str, str] = {}
+    for index, cell in enumerate(cells, 1):
+        if cell.run_id in complete:
+            continue
+        live = read_job(spec.results, cell.run_id).get("job_id")
+        if live is not None and live in queue:
+            jobs[cell.run_id] = live
+            say(f"queued already  {cell.label}: job {live}")
+            continue
+        executor = submitit.SlurmExecutor(folder=jobs_dir(spec.results, cell.run_id), max_num_timeout=20)
+        params: dict = {"job_name": f"segkd-{cell.run_id}"[:120]}
+        if options.partition:
+            params["partition"] = options.partition
+        if options.gpus:
+            params["gpus_per_node"] = options.gpus
+        if options.cpus:
+            params["cpus_per_task"] = options.cpus
+        if options.mem:
+            params["mem"] = options.mem
+        params["time"] = options.time_min  # None: the partition's limit (submitit's own default is 5 minutes)
+        extra = {"kill-on-invalid-dep": "yes", **options.extra}
+        after = [jobs[n] for n in cell.needs if n in jobs]
+        if after:
+            params["dependency"] = "afterok:" + ":".join(after)
+        executor.update_parameters(**params, additional_parameters=extra)
+        try:
+            job = executor.submit(CellJob(spec, cell))
+        except Exception as err:  # submitit raises its own error types with sbatch's message
+            raise BenchError(f"sbatch refused the job of {cell.run_id}: {' '.join(str(err).split())[:400]}") from None
+        jobs[cell.run_id] = str(job.job_id)
+        write_job(spec.results, cell, index, "slurm", str(job.job_id))
+        say(f"submitted  {cell.label}: job {job.job_id}" + (f" (after {', '.join(after)})" if after else ""))
+    return jobs
+
+
+def wait_for(job_ids: list[str], poll_s: float = 2.0) -> None:
+    """Block until SLURM no longer lists any of ``job_ids`` (finished, failed or cancelled)."""
+    pending = set(job_ids)
+    while pending:
+        pending &= set(slurm_queue())
+        if pending:
+            time.sleep(poll_s)

@@ -1,0 +1,29 @@
+"""One cell in a worker process (``--executor local`` or a SLURM job): the cell function plus the job record.
+
+The dispatching ``bench run`` has checked the arguments and the data set and filled the preprocessing cache; the
+worker loads the prepared cases from that cache, runs the cell through the run lock (a cell someone else is running
+is waited for, then found complete) and writes its run directory only (the SQLite index is refreshed by readers).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bench.grid.jobs import clear_error, record_error
+from bench.grid.plan import Cell
+
+
+def run_cell_in_worker(spec, cell: Cell) -> str:
+    """Run ``cell`` of ``spec`` (a GridSpec) here; a failure is recorded in the cell's ``error.txt`` and re-raised."""
+    from bench.training.progress import GridProgress
+    from bench.training.runner import GridInputs, GridRunner
+
+    clear_error(spec.results, cell.run_id)
+    try:
+        runner = GridRunner(spec, worker=True)
+        inputs = GridInputs(*runner.prepare_data())
+        progress = GridProgress([cell.planned], set(), lambda text: print(text, file=sys.stderr, flush=True))
+        return runner.run_cell(cell, inputs, progress)
+    except Exception as err:
+        record_error(spec.results, cell.run_id, err)
+        raise
