@@ -7,6 +7,11 @@ and cached in the results store, or loaded from --teacher-checkpoint; every stud
 (`none`) so that gains can be computed. `ca+ms` is one run with both losses; `ca,ms` are two runs.
 KD runs start from scratch with the same iteration budget unless --kd-init student.
 
+Models, KD methods and the teacher take arguments: NAME:KEY=VALUE[:KEY=VALUE...], values as TOML scalars or
+lists (`ca:weight=0.1`, `nnunet:base_channels=16`, `ms:norm=global`); `|` inside a value sweeps it, one run per
+value (`--kd 'ca:weight=0.05|0.1|0.2'`; quote it for the shell). Keys are checked against the factory's signature
+(`bench list --kd ca` lists them); runs with arguments get them in their run id, summary.json and the report.
+
 Complete runs are skipped (use --force to redo them); interrupted runs resume from their last checkpoint
 (use --restart to discard it). Multi-GPU: torchrun --nproc-per-node N -m bench run ...
 
@@ -22,7 +27,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cliargs import parse_int_list, parse_name_list
+from bench.cliargs import parse_int_list
+from bench.components import parse_component, parse_components
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--models", required=True, help="comma-separated registered models (see `bench list`)")
-    p.add_argument("--kd", default="none", help="comma-separated KD methods, e.g. ca,ms or ca+ms (default none)")
+    p.add_argument("--experiment", type=Path, metavar="FILE",
+                   help="the grid from an experiment file (TOML: models, kd, seeds, folds, preset, [overrides], "
+                   "[teacher]; see experiments/) instead of --models/--kd/--seeds/--preset/--set/--teacher/--fold; "
+                   "its resolved form is saved as RESULTS/experiments/<name>.toml")  # fmt: skip
+    p.add_argument("--models",
+                   help="comma-separated registered models with optional arguments, e.g. "
+                   "lcovnet,nnunet:base_channels=16 (see `bench list --model NAME`)")  # fmt: skip
+    p.add_argument("--kd", default="none",
+                   help="comma-separated KD methods with optional arguments and sweeps, e.g. ca,ms or ca+ms or "
+                   "'ca:weight=0.05|0.1' (two runs); default none (see `bench list --kd NAME`)")  # fmt: skip
     p.add_argument("--preset", default=None, help="smoke, default, paper or a TOML file (default: by device)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset key, e.g. --set iterations=500 (repeatable)")  # fmt: skip
@@ -41,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, help="organ names if no dataset.json (formats as in bench evaluate --labels)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--fold", type=int, default=0, help="cross-validation fold when the dataset has no test split")
-    p.add_argument("--teacher", help="teacher model for KD (default: the preset's, unet3d)")
+    p.add_argument("--teacher", help="teacher model for KD, with optional arguments (default: the preset's, unet3d)")
     p.add_argument("--teacher-checkpoint", type=Path, help="load the teacher's weights instead of training it")
     p.add_argument("--kd-init", choices=["scratch", "student"], help="start KD from scratch or the no-KD student")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
@@ -80,16 +94,24 @@ def _check_cheaply(args: argparse.Namespace) -> None:
     from bench.errors import BenchError
     from bench.training.config import load_config
 
+    if args.experiment is not None:
+        _check_experiment_args(args)
+    elif args.models is None:
+        raise BenchError("give the models to train with --models (or a whole grid with --experiment FILE)")
     # Without --preset the choice needs torch (is there a GPU?); the overrides are checked against smoke here and
     # against the chosen preset again after the imports.
     config = load_config(args.preset or "smoke", _overrides(args))
     strides, kd_names = names.model_strides(), names.kd_method_names()
-    checked = [(m, "--models") for m in parse_name_list(args.models, "--models")]
-    kds = parse_name_list(args.kd, "--kd")
+    if args.experiment is not None:
+        return
+    # The argument syntax (bench.components) is checked here; the keys against the factories after the imports.
+    checked = [(m.name, "--models") for m in parse_components(args.models, "model", "--models")]
+    kds = parse_components(args.kd, "kd", "--kd")
     for kd in kds:
-        names.check_kd_name(kd, "--kd", kd_names)
-    if any(kd != "none" for kd in kds):
-        checked.append((args.teacher or config.teacher, "--teacher" if args.teacher else "preset key teacher"))
+        names.check_kd_name(kd.name, "--kd", kd_names)
+    if any(kd.name != "none" for kd in kds):
+        arg = "--teacher" if args.teacher else "preset key teacher"
+        checked.append((parse_component(args.teacher or config.teacher, "model", arg).name, arg))
     for model, arg in checked:
         names.check_model_name(model, arg, strides)
     if args.preset is not None:
@@ -117,6 +139,24 @@ def _check_cheaply(args: argparse.Namespace) -> None:
         raise BenchError("--wait goes with --executor slurm (the other executors return when the grid is done)")
 
 
+def _check_experiment_args(args: argparse.Namespace) -> None:
+    """An experiment file holds the grid: the flags that also set it are refused, and the file's syntax is
+    checked (its names and arguments are checked against the registries after the imports)."""
+    from bench.errors import BenchError
+    from bench.experiment import load_experiment
+
+    given = [flag for flag, value, default in (
+        ("--models", args.models, None), ("--kd", args.kd, "none"), ("--seeds", args.seeds, "0"),
+        ("--preset", args.preset, None), ("--set", args.overrides, []), ("--teacher", args.teacher, None),
+        ("--fold", args.fold, 0), ("--kd-init", args.kd_init, None),
+    ) if value != default]  # fmt: skip
+    if given:
+        raise BenchError(f"--experiment {args.experiment} holds the grid; drop {', '.join(given)} (or edit the file)")
+    if not args.experiment.is_file():
+        raise BenchError(f"--experiment {args.experiment} does not exist")
+    load_experiment(args.experiment, check=False)
+
+
 def _overrides(args: argparse.Namespace) -> list[str]:
     return [*args.overrides, *([f'kd_init="{args.kd_init}"'] if args.kd_init else [])]
 
@@ -128,29 +168,41 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from bench.arguments import check_component, resolve_components
     from bench.errors import BenchError
+    from bench.experiment import load_experiment, save_experiment
     from bench.training.config import load_config
     from bench.training.distributed import init_distributed
     from bench.training.runner import GridRunner, GridSpec
 
-    preset = args.preset
-    if preset is None:
-        preset = "default" if torch.cuda.is_available() else "smoke"
-        print(
-            f"bench run: no --preset given; using '{preset}' ({'GPU' if preset == 'default' else 'no GPU'} found)",
-            file=sys.stderr,
-        )
-    config = load_config(preset, _overrides(args))
+    if args.experiment is not None:
+        experiment = load_experiment(args.experiment)
+        grid = _experiment_grid(args.experiment, experiment)
+    else:
+        experiment = None
+        preset = args.preset
+        if preset is None:
+            preset = "default" if torch.cuda.is_available() else "smoke"
+            print(
+                f"bench run: no --preset given; using '{preset}' ({'GPU' if preset == 'default' else 'no GPU'} found)",
+                file=sys.stderr,
+            )
+        teacher = None
+        if args.teacher:
+            teacher = str(check_component(parse_component(args.teacher, "model", "--teacher"), "model", "--teacher"))
+        grid = {
+            "models": [str(c) for c in resolve_components(args.models, "model", "--models")],
+            "kds": [str(c) for c in resolve_components(args.kd, "kd", "--kd")],
+            "config": load_config(preset, _overrides(args)),
+            "preset": Path(preset).stem,
+            "seeds": parse_int_list(args.seeds, "--seeds", positive=False),
+            "fold": args.fold,
+            "teacher": teacher,
+        }
     spec = GridSpec(
-        models=parse_name_list(args.models, "--models"),
-        kds=parse_name_list(args.kd, "--kd"),
-        config=config,
-        preset=Path(preset).stem,
-        seeds=parse_int_list(args.seeds, "--seeds", positive=False),
+        **grid,
         data=args.data,
         labels=args.labels,
-        fold=args.fold,
-        teacher=args.teacher,
         teacher_checkpoint=args.teacher_checkpoint,
         device=args.device,
         results=args.results,
@@ -163,16 +215,45 @@ def run(args: argparse.Namespace) -> int:
         eval_workers=args.eval_workers,
     )
     ctx = init_distributed(args.device)
+    runner = GridRunner(spec, ctx)  # checks every name, argument and patch size before anything is written
+    if experiment is not None and ctx.is_main and not args.dry_run:
+        saved = Path(args.results) / "experiments" / f"{args.experiment.stem}.toml"
+        save_experiment(experiment, saved)
+        print(f"bench run: experiment {args.experiment} resolved into {saved}", file=sys.stderr)
     if ctx.enabled and args.executor != "inline":
         raise BenchError(f"--executor {args.executor} runs one process per cell; under torchrun use --executor inline")
     if args.executor == "inline" and not args.dry_run:
-        runner = GridRunner(spec, ctx)
         runs = runner.run()
         if ctx.is_main:
             print(runner.progress.table())
             print(f"bench run: {len(runs)} run(s) in {args.results}; see `bench report --results {args.results}`")
         return 0
-    return _dispatch(args, GridRunner(spec, ctx))
+    return _dispatch(args, runner)
+
+
+def _experiment_grid(path: Path, experiment) -> dict:
+    """The :class:`GridSpec` fields of a resolved experiment. One fold, one teacher and a teacher trained with the
+    students' protocol per call: the runner has no fold or teacher axis yet, and says so rather than guess."""
+    from bench.errors import BenchError
+
+    if len(experiment.folds) != 1:
+        raise BenchError(f"{path}: folds: one fold per experiment for now, got {experiment.folds}; "
+                         "write one file per fold (folds = [N])")  # fmt: skip
+    teachers = experiment.teacher_components()
+    if len(teachers) != 1:
+        raise BenchError(f"{path}: teacher.models: one teacher per experiment for now, got {len(teachers)}")
+    if experiment.teacher_config().hash() != experiment.config().hash():
+        raise BenchError(f"{path}: [teacher] preset/overrides: the teacher trains with the students' protocol for "
+                         "now; drop teacher.preset and [teacher.overrides]")  # fmt: skip
+    return {
+        "models": [str(c) for c in experiment.model_components()],
+        "kds": [str(c) for c in experiment.kd_components()],
+        "config": experiment.config(),
+        "preset": Path(experiment.preset).stem,
+        "seeds": experiment.seeds,
+        "fold": experiment.folds[0],
+        "teacher": str(teachers[0]),
+    }
 
 
 def _dispatch(args: argparse.Namespace, runner) -> int:

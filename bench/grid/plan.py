@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bench.components import Component, parse_component
 from bench.store import make_run_id
 from bench.training.progress import PlannedRun
 
@@ -32,8 +33,9 @@ class Cell:
     teacher_run: str | None = None  # the teacher cell's run id; None when the teacher comes from a checkpoint
     init_run: str | None = None  # the no-KD cell whose weights start this KD cell (kd_init = "student")
     is_teacher: bool = False  # the teacher's own training run
-    model_kwargs: dict = field(default_factory=dict)  # factory arguments over the preset's (issue 14)
-    kd_kwargs: dict = field(default_factory=dict)  # arguments of kd_methods.create_kd_method (issue 14)
+    model_kwargs: dict = field(default_factory=dict)  # factory arguments over the preset's (`--models name:k=v`)
+    kd_kwargs: dict = field(default_factory=dict)  # arguments of kd_methods.create_kd_method (`--kd name:k=v`)
+    teacher_kwargs: dict = field(default_factory=dict)  # the teacher's factory arguments (`--teacher name:k=v`)
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -42,7 +44,20 @@ class Cell:
 
     @property
     def planned(self) -> PlannedRun:
-        return PlannedRun(self.run_id, self.model, self.kd, self.seed, self.teacher, self.is_teacher)
+        return PlannedRun(self.run_id, self.model_label, self.kd_label, self.seed, self.teacher_label, self.is_teacher)
+
+    @property
+    def model_label(self) -> str:
+        """The model with its own arguments in the component syntax (``nnunet:base_channels=16``)."""
+        return str(Component(self.model, self.model_kwargs))
+
+    @property
+    def kd_label(self) -> str:
+        return str(Component(self.kd, self.kd_kwargs))
+
+    @property
+    def teacher_label(self) -> str | None:
+        return None if self.teacher is None else str(Component(self.teacher, self.teacher_kwargs))
 
     @property
     def label(self) -> str:
@@ -61,11 +76,17 @@ def cell_run_id(model: str, kd: str, teacher: str | None, seed: int, dataset: st
     return run_id
 
 
-def plan_cells(spec: GridSpec, dataset: str, teacher_name: str) -> list[Cell]:
-    """Every cell of ``spec`` on data set ``dataset``, in the order of training (see the module docstring)."""
+def plan_cells(spec: GridSpec, dataset: str, teacher_text: str) -> list[Cell]:
+    """Every cell of ``spec`` on data set ``dataset``, in the order of training (see the module docstring).
+
+    ``spec.models``, ``spec.kds`` and ``teacher_text`` are components in their canonical text (``ca:weight=0.1``,
+    see :mod:`bench.components`), already checked against the registries.
+    """
     preset_hash = spec.config.hash()
-    distil = any(k != "none" for k in spec.kds)
+    kds = [parse_component(text, "kd", "--kd") for text in spec.kds]
+    distil = any(kd.name != "none" for kd in kds)
     teacher_trained = distil and spec.teacher_checkpoint is None
+    teacher = parse_component(teacher_text, "model", "--teacher")
     cells: dict[str, Cell] = {}
 
     def add(cell: Cell) -> Cell:
@@ -74,14 +95,21 @@ def plan_cells(spec: GridSpec, dataset: str, teacher_name: str) -> list[Cell]:
     for seed in spec.seeds:
         teacher_run = None
         if teacher_trained:
-            run_id = cell_run_id(teacher_name, "none", None, seed, dataset, preset_hash)
-            teacher_run = add(Cell(run_id, teacher_name, "none", seed, is_teacher=True)).run_id
-        for name in spec.models:
-            none = add(Cell(cell_run_id(name, "none", None, seed, dataset, preset_hash), name, "none", seed))
-            for kd in spec.kds:
-                if kd == "none":
+            run_id = cell_run_id(teacher.name, "none", None, seed, dataset, preset_hash, teacher.kwargs)
+            teacher_cell = Cell(run_id, teacher.name, "none", seed, is_teacher=True, model_kwargs=teacher.kwargs)
+            teacher_run = add(teacher_cell).run_id
+        for text in spec.models:
+            model = parse_component(text, "model", "--models")
+            run_id = cell_run_id(model.name, "none", None, seed, dataset, preset_hash, model.kwargs)
+            none = add(Cell(run_id, model.name, "none", seed, model_kwargs=model.kwargs))
+            for kd in kds:
+                if kd.name == "none":
                     continue
                 init_run = none.run_id if spec.config.kd_init == "student" else None
-                run_id = cell_run_id(name, kd, teacher_name, seed, dataset, preset_hash)
-                add(Cell(run_id, name, kd, seed, teacher_name, teacher_run, init_run))
+                # The teacher's own arguments enter the id through its text (ids without them are unchanged).
+                run_id = cell_run_id(
+                    model.name, kd.name, str(teacher), seed, dataset, preset_hash, model.kwargs, kd.kwargs
+                )
+                own = {"model_kwargs": model.kwargs, "kd_kwargs": kd.kwargs, "teacher_kwargs": teacher.kwargs}
+                add(Cell(run_id, model.name, kd.name, seed, teacher.name, teacher_run, init_run, **own))
     return list(cells.values())

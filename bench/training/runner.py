@@ -124,6 +124,15 @@ def model_kwargs(name: str, config: RunConfig) -> dict:
     return {**width, **config.model_kwargs.get(name, {})}
 
 
+def own_model_kwargs(name: str, config: RunConfig, own: dict) -> dict:
+    """The preset's factory arguments of ``name`` (:func:`model_kwargs`) with the model's own (``name:key=value``)
+    over them; own ``channels`` replace the preset's ``base_channels`` (a factory takes one or the other)."""
+    preset = model_kwargs(name, config)
+    if "channels" in own:
+        preset.pop("base_channels", None)
+    return {**preset, **own}
+
+
 def check_model_kwargs(name: str, config: RunConfig) -> None:
     """A preset's ``[model_kwargs.<name>]`` keys must be arguments of that model's factory."""
     params = inspect.signature(models.model_info(name).factory).parameters
@@ -133,14 +142,6 @@ def check_model_kwargs(name: str, config: RunConfig) -> None:
             f"preset key model_kwargs.{name}: {', '.join(unknown)} not an argument of {name} "
             f"(its arguments: {', '.join(p for p in params if p not in ('in_channels', 'num_classes'))})"
         )
-
-
-def validate_kd_name(name: str) -> None:
-    for part in name.split("+"):
-        try:
-            kd_methods.kd_method_info(part)
-        except kd_methods.UnknownKDMethodError as err:
-            raise BenchError(f"--kd: {err}") from None
 
 
 class GridRunner:
@@ -168,23 +169,24 @@ class GridRunner:
         return self._store
 
     def _check_names(self) -> None:
+        from bench.arguments import check_component
+        from bench.components import parse_component
+
         names = [(m, "--models") for m in self.spec.models]
         if any(k != "none" for k in self.spec.kds):
             names.append((self.teacher_name, "--teacher" if self.spec.teacher else "preset key teacher"))
-        for name, arg in names:
-            try:
-                models.model_info(name)
-            except models.UnknownModelError as err:
-                raise BenchError(f"{arg}: {err}") from None
+        for text, arg in names:
+            component = check_component(parse_component(text, "model", arg), "model", arg)
+            name = component.name
             check_model_kwargs(name, self.config)
             check_patch(name, tuple(self.config.patch))
             check_patch(name, tuple(self.config.eval_patch()))
-            kwargs = model_kwargs(name, self.config)
+            kwargs = own_model_kwargs(name, self.config, component.kwargs)
             check_runs_on_patch(name, tuple(self.config.patch), self.config.batch_size, train=True, **kwargs)
             check_runs_on_patch(name, tuple(self.config.eval_patch()), self.config.sw_batch_size, train=False, **kwargs)
         for kd in self.spec.kds:
             if kd != "none":
-                validate_kd_name(kd)
+                check_component(parse_component(kd, "kd", "--kd"), "kd", "--kd")
 
     # -- data -----------------------------------------------------------------------------------------------------
     def prepare_data(self) -> tuple[_Data, list, list, list]:
@@ -263,21 +265,26 @@ class GridRunner:
         if self.spec.teacher_checkpoint is not None:
             return self._checkpoint_teacher(data)
         assert cell.teacher is not None and cell.teacher_run is not None
-        model = build_model(cell.teacher, data.in_channels, data.num_classes, **model_kwargs(cell.teacher, self.config))
+        kwargs = own_model_kwargs(cell.teacher, self.config, cell.teacher_kwargs)
+        model = build_model(cell.teacher, data.in_channels, data.num_classes, **kwargs)
         model.load_state_dict(self._stored_weights(cell.teacher_run, "teacher weights"))
-        return Teacher(cell.teacher, model, cell.teacher_run)
+        return Teacher(cell.teacher_label or cell.teacher, model, cell.teacher_run)
 
     def _checkpoint_teacher(self, data: _Data) -> Teacher:
-        name, path = self.teacher_name, self.spec.teacher_checkpoint
+        from bench.components import parse_component
+
+        teacher, path = parse_component(self.teacher_name, "model", "--teacher"), self.spec.teacher_checkpoint
         assert path is not None
-        model = build_model(name, data.in_channels, data.num_classes, **model_kwargs(name, self.config))
+        name = teacher.name
+        kwargs = own_model_kwargs(name, self.config, teacher.kwargs)
+        model = build_model(name, data.in_channels, data.num_classes, **kwargs)
         try:
             model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
         except (RuntimeError, OSError) as err:
             first = str(err).strip().splitlines()[0]
             raise BenchError(f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: "
                              f"{first}") from None  # fmt: skip
-        return Teacher(name, model, f"checkpoint:{path.name}")
+        return Teacher(str(teacher), model, f"checkpoint:{path.name}")
 
     def _stored_weights(self, run_id: str, what: str) -> dict:
         """The final weights of a complete run in the store, loaded weights-only."""
@@ -317,7 +324,7 @@ class GridRunner:
         progress.start(cell.run_id)
         teacher = self._teacher(cell, data) if cell.kd != "none" else None
         seed_everything(cell.seed, self.config.deterministic)
-        kwargs = {**model_kwargs(cell.model, self.config), **cell.model_kwargs}
+        kwargs = own_model_kwargs(cell.model, self.config, cell.model_kwargs)
         student = build_model(cell.model, data.in_channels, data.num_classes, **kwargs)
         method = None
         hparams: dict = {}
@@ -333,6 +340,7 @@ class GridRunner:
                 "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
                 "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "dataset": data.name,
                 "preset": self.spec.preset, "preset_hash": self.config.hash(), "model_kwargs": kwargs,
+                "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs, "fold": self.spec.fold,
                 "kd_hparams": hparams, "config": self.config.to_dict(),
             })  # fmt: skip
             atomic_write_json(run_dir / "env.json", environment())
@@ -396,7 +404,8 @@ class GridRunner:
         prof = self._profile(cell.model, outcome.model_kwargs, data)
         metrics = summarize(outcome.per_case)
         return {
-            "run_id": cell.run_id, "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
+            "run_id": cell.run_id, "model": cell.model_label, "kd": cell.kd_label,
+            "teacher": teacher.name if teacher else None,
             "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "preset": self.spec.preset,
             "preset_hash": self.config.hash(),
             "dataset": data.name, "patch": list(self.config.patch), "device": str(self.device),
@@ -413,6 +422,8 @@ class GridRunner:
             "best_val_dice": None if result.best_val_dice is None or math.isnan(result.best_val_dice)
             else result.best_val_dice,
             "first_step": result.first_step, "numerics": numerics(), "kd_hparams": outcome.kd_hparams,
+            "model_kwargs": outcome.model_kwargs, "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs,
+            "fold": self.spec.fold,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
         }  # fmt: skip

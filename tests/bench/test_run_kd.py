@@ -37,3 +37,82 @@ def test_teacher_checkpoint_with_other_class_count_is_a_clear_error(tiny_dataset
     proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", "kd", "--teacher-checkpoint", str(path))
     assert proc.returncode == 2
     assert "does not fit unet3d" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_kd_arguments_and_sweeps_become_separate_runs_recorded_with_their_values(tiny_dataset, tmp_path):
+    proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", "ca,ca:weight=0.5|1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {(s["model"], s["kd"]): s for s in ResultsStore(tmp_path / "res").summaries()}
+    assert set(runs) == {
+        ("unet3d", "none"), ("lcovnet", "none"), ("lcovnet", "ca"),
+        ("lcovnet", "ca:weight=0.5"), ("lcovnet", "ca:weight=1.0"),
+    }  # fmt: skip
+    assert runs[("lcovnet", "ca:weight=0.5")]["kd_kwargs"] == {"weight": 0.5}
+    assert runs[("lcovnet", "ca:weight=0.5")]["kd_hparams"]["weight"] == 0.5
+    assert runs[("lcovnet", "ca:weight=1.0")]["kd_hparams"]["weight"] == 1.0
+    assert runs[("lcovnet", "ca")]["kd_kwargs"] == {} and runs[("lcovnet", "ca")]["fold"] == 0
+    # Runs without arguments keep the run ids of earlier versions; runs with them get their arguments' hash.
+    assert runs[("lcovnet", "ca")]["run_id"].endswith(f"__s0__{runs[('lcovnet', 'none')]['preset_hash']}")
+    assert "__a-" in runs[("lcovnet", "ca:weight=0.5")]["run_id"]
+    assert "[4/5] lcovnet + ca:weight=0.5 from unet3d, seed 0" in proc.stderr
+
+
+def test_unknown_kd_argument_exits_2_naming_the_key_and_the_valid_ones(tiny_dataset, tmp_path):
+    proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", "ca:wieght=0.5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "'wieght' is not an argument; did you mean 'weight'?" in proc.stderr and "weight=None" in proc.stderr
+    assert not (tmp_path / "res").exists()
+
+
+TINY_EXPERIMENT = """
+description = "tiny CA-KD weight sweep"
+preset = "smoke"
+seeds = [0]
+models = ["lcovnet"]
+kd = ["ca:weight=0.5|1"]
+
+[overrides]
+spacing = "keep"
+patch = [32, 32, 32]
+base_channels = 4
+batch_size = 1
+profile_runs = 1
+profile_warmup = 0
+val_cases = 1
+iterations = 2
+val_every = 2
+"""
+
+
+def _experiment(data, results, path):
+    args = bench_cmd("run", "--experiment", str(path), "--data", str(data), "--results", str(results),
+                     "--device", "cpu", "--whole-volume", "32,48,48")  # fmt: skip
+    return subprocess.run(args, capture_output=True, text=True, timeout=900)
+
+
+def test_experiment_file_runs_its_grid_and_its_saved_resolved_form_reruns_the_same_run_ids(tiny_dataset, tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(TINY_EXPERIMENT)
+    proc = _experiment(tiny_dataset, tmp_path / "res", path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = {s["run_id"] for s in ResultsStore(tmp_path / "res").summaries()}
+    kds = {s["kd"] for s in ResultsStore(tmp_path / "res").summaries()}
+    assert kds == {"none", "ca:weight=0.5", "ca:weight=1.0"} and len(first) == 4  # with the teacher
+    saved = tmp_path / "res" / "experiments" / "sweep.toml"
+    assert saved.is_file()
+    again = _experiment(tiny_dataset, tmp_path / "res", saved)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("complete, skipped") == 4
+    assert {s["run_id"] for s in ResultsStore(tmp_path / "res").summaries()} == first
+
+
+def test_experiment_with_grid_flags_or_two_folds_is_refused_in_one_line(tiny_dataset, tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(TINY_EXPERIMENT)
+    args = bench_cmd("run", "--experiment", str(path), "--models", "lcovnet", "--results", str(tmp_path / "r2"))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "holds the grid; drop --models" in proc.stderr
+    path.write_text(TINY_EXPERIMENT.replace("seeds = [0]", "seeds = [0]\nfolds = [0, 1]"))
+    proc = _experiment(tiny_dataset, tmp_path / "r3", path)
+    assert proc.returncode == 2 and "one fold per experiment for now" in proc.stderr
+    assert not (tmp_path / "r3").exists() and "Traceback" not in proc.stderr
