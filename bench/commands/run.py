@@ -25,6 +25,7 @@ with `bench status --results DIR`, or pass --wait. The data set is checked and p
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from bench.cliargs import parse_int_list
@@ -164,8 +165,6 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     _check_cheaply(args)
 
-    import sys
-
     import torch
 
     from bench.arguments import check_component, resolve_components
@@ -183,10 +182,8 @@ def run(args: argparse.Namespace) -> int:
         preset = args.preset
         if preset is None:
             preset = "default" if torch.cuda.is_available() else "smoke"
-            print(
-                f"bench run: no --preset given; using '{preset}' ({'GPU' if preset == 'default' else 'no GPU'} found)",
-                file=sys.stderr,
-            )
+            found = "GPU" if preset == "default" else "no GPU"
+            logging.getLogger(__name__).info("no --preset given; using '%s' (%s found)", preset, found)
         teacher = None
         if args.teacher:
             teacher = str(check_component(parse_component(args.teacher, "model", "--teacher"), "model", "--teacher"))
@@ -219,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     if experiment is not None and ctx.is_main and not args.dry_run:
         saved = Path(args.results) / "experiments" / f"{args.experiment.stem}.toml"
         save_experiment(experiment, saved)
-        print(f"bench run: experiment {args.experiment} resolved into {saved}", file=sys.stderr)
+        logging.getLogger(__name__).info("experiment %s resolved into %s", args.experiment, saved)
     if ctx.enabled and args.executor != "inline":
         raise BenchError(f"--executor {args.executor} runs one process per cell; under torchrun use --executor inline")
     if args.executor == "inline" and not args.dry_run:
