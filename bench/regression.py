@@ -157,12 +157,17 @@ def _stat_entry(values: list[float], floor: float, override: float | None) -> di
     if not values:
         return None
     spread = statistics.stdev(values) if len(values) > 1 else None
+    return _stat(sum(values) / len(values), spread, len(values), floor, override)
+
+
+def _stat(value: float, spread: float | None, samples: int, floor: float, override: float | None) -> dict[str, Any]:
+    """A statistical entry; ``tolerance = max(floor, NOISE_K * spread)`` unless overridden."""
     derived = max(floor, NOISE_K * spread) if spread is not None else floor
     return {
-        "value": sum(values) / len(values),
+        "value": value,
         "spread": spread,
         "tolerance": derived if override is None else override,
-        "samples": len(values),
+        "samples": samples,
     }
 
 
@@ -250,21 +255,16 @@ def build_baseline(summaries: list[dict], override: dict[str, float], torch_vers
     }
 
 
-def _pooled_stat(old: dict[str, Any], values: list[float], floor: float, override: float | None) -> dict[str, Any]:
-    """``old`` (mean, sample standard deviation, count) and ``values`` as one sample: exact, because a mean, a
-    standard deviation and a count are sufficient statistics for both the pooled mean and the pooled deviation."""
-    n_old = int(old.get("samples") or 0)
-    mean_old = float(old["value"])
-    sd_old = _number(old.get("spread")) or 0.0
-    n = n_old + len(values)
-    total = n_old * mean_old + sum(values)
-    mean = total / n
-    # Sum of squares of all samples: the old ones' from their deviation and mean, the new ones' directly.
-    old_squares = (n_old - 1) * sd_old**2 + n_old * mean_old**2 if n_old else 0.0
-    squares = old_squares + sum(v * v for v in values)
+def _pooled_stat(a: dict[str, Any], b: dict[str, Any], floor: float, override: float | None) -> dict[str, Any]:
+    """Two statistical entries (mean, sample standard deviation, count) as one sample: exact, because these are
+    sufficient statistics for both the pooled mean and the pooled standard deviation."""
+    parts = [(int(x["samples"]), float(x["value"]), _number(x.get("spread")) or 0.0) for x in (a, b)]
+    n = sum(count for count, _, _ in parts)
+    mean = sum(count * value for count, value, _ in parts) / n
+    # The sum of squares of every sample, recovered from each part's deviation and mean.
+    squares = sum((count - 1) * sd**2 + count * value**2 for count, value, sd in parts)
     spread = math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1)) if n > 1 else None
-    derived = max(floor, NOISE_K * spread) if spread is not None else floor
-    return {"value": mean, "spread": spread, "tolerance": derived if override is None else override, "samples": n}
+    return _stat(mean, spread, n, floor, override)
 
 
 def _pool_entry(entry: dict[str, Any], samples: list[dict], override: dict[str, float]) -> dict[str, Any]:
@@ -288,12 +288,11 @@ def _pool_entry(entry: dict[str, Any], samples: list[dict], override: dict[str, 
                 rel[name] = max(rel.get(name, FIRST_STEP_REL), NOISE_K * abs(value - stored) / scale)
     statistical = dict(entry.get("statistical") or {})
     for metric in STAT_METRICS:
-        values = [v for v in (_number(s.get(metric.metric)) for s in samples) if v is not None]
-        old = statistical.get(metric.metric)
-        if values and old:
-            statistical[metric.metric] = _pooled_stat(old, values, FLOORS[metric.alias], override.get(metric.alias))
-        elif values:
-            statistical[metric.metric] = new["statistical"][metric.metric]
+        added, old = new["statistical"].get(metric.metric), statistical.get(metric.metric)
+        if added and old:
+            added = _pooled_stat(old, added, FLOORS[metric.alias], override.get(metric.alias))
+        if added:
+            statistical[metric.metric] = added
     seeds = sorted({*entry.get("seeds", []), *new["seeds"]}, key=_seed_order)
     return {
         **entry,

@@ -91,35 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check_cheaply(args: argparse.Namespace) -> None:
     """Every argument that can be checked without torch, so that input errors return in a fraction of a second."""
-    from bench import registry_names as names
     from bench.errors import BenchError
-    from bench.training.config import load_config
 
     if args.experiment is not None:
         _check_experiment_args(args)
     elif args.models is None:
         raise BenchError("give the models to train with --models (or a whole grid with --experiment FILE)")
-    # Without --preset the choice needs torch (is there a GPU?); the overrides are checked against smoke here and
-    # against the chosen preset again after the imports.
-    config = load_config(args.preset or "smoke", _overrides(args))
-    strides, kd_names = names.model_strides(), names.kd_method_names()
-    if args.experiment is not None:
-        return
-    # The argument syntax (bench.components) is checked here; the keys against the factories after the imports.
-    checked = [(m.name, "--models") for m in parse_components(args.models, "model", "--models")]
-    kds = parse_components(args.kd, "kd", "--kd")
-    for kd in kds:
-        names.check_kd_name(kd.name, "--kd", kd_names)
-    if any(kd.name != "none" for kd in kds):
-        arg = "--teacher" if args.teacher else "preset key teacher"
-        checked.append((parse_component(args.teacher or config.teacher, "model", arg).name, arg))
-    for model, arg in checked:
-        names.check_model_name(model, arg, strides)
-    if args.preset is not None:
-        for model, _ in checked:
-            names.check_patch_stride(model, config.patch, strides)
-            names.check_patch_stride(model, config.eval_patch(), strides)
-    parse_int_list(args.seeds, "--seeds", positive=False)
+    else:
+        _check_grid_names(args)
     if args.teacher_checkpoint is not None and not args.teacher_checkpoint.is_file():
         raise BenchError(f"--teacher-checkpoint {args.teacher_checkpoint} does not exist")
     if args.data is not None and not args.data.exists():
@@ -138,6 +117,33 @@ def _check_cheaply(args: argparse.Namespace) -> None:
             check_available()
     elif args.wait:
         raise BenchError("--wait goes with --executor slurm (the other executors return when the grid is done)")
+
+
+def _check_grid_names(args: argparse.Namespace) -> None:
+    """The models, KD methods, teacher and seeds of the command line: names against the registries (read without
+    importing them), the argument syntax (bench.components; the keys are checked against the factories after the
+    imports) and the patch size against each model's stride."""
+    from bench import registry_names as names
+    from bench.training.config import load_config
+
+    # Without --preset the choice needs torch (is there a GPU?); the overrides are checked against smoke here and
+    # against the chosen preset again after the imports.
+    config = load_config(args.preset or "smoke", _overrides(args))
+    strides, kd_names = names.model_strides(), names.kd_method_names()
+    checked = [(m.name, "--models") for m in parse_components(args.models, "model", "--models")]
+    kds = parse_components(args.kd, "kd", "--kd")
+    for kd in kds:
+        names.check_kd_name(kd.name, "--kd", kd_names)
+    if any(kd.name != "none" for kd in kds):
+        arg = "--teacher" if args.teacher else "preset key teacher"
+        checked.append((parse_component(args.teacher or config.teacher, "model", arg).name, arg))
+    for model, arg in checked:
+        names.check_model_name(model, arg, strides)
+    if args.preset is not None:
+        for model, _ in checked:
+            names.check_patch_stride(model, config.patch, strides)
+            names.check_patch_stride(model, config.eval_patch(), strides)
+    parse_int_list(args.seeds, "--seeds", positive=False)
 
 
 def _check_experiment_args(args: argparse.Namespace) -> None:

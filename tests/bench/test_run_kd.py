@@ -112,6 +112,9 @@ def test_experiment_with_grid_flags_or_two_folds_is_refused_in_one_line(tiny_dat
     args = bench_cmd("run", "--experiment", str(path), "--models", "lcovnet", "--results", str(tmp_path / "r2"))
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "holds the grid; drop --models" in proc.stderr
+    args = bench_cmd("run", "--experiment", str(path), "--data", str(tmp_path / "absent"), "--results", str(tmp_path))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and f"--data {tmp_path / 'absent'} does not exist" in proc.stderr
     path.write_text(TINY_EXPERIMENT.replace("seeds = [0]", "seeds = [0]\nfolds = [0, 1]"))
     proc = _experiment(tiny_dataset, tmp_path / "r3", path)
     assert proc.returncode == 2 and "one fold per experiment for now" in proc.stderr
