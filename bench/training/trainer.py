@@ -304,6 +304,14 @@ class Trainer:
             group["lr"] = lr
         return lr
 
+    def _nan_hint(self) -> str:
+        if self.device.type == "cpu" and self.amp == torch.bfloat16:
+            return (
+                "; on x86 CPUs oneDNN's AVX-512 bf16 convolution backward can return NaN, "
+                "ONEDNN_MAX_CPU_ISA=AVX2 avoids it"
+            )
+        return ""
+
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext()
 
@@ -329,7 +337,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise BenchError(
                 f"the loss became {loss.item()} at iteration {iteration + 1}; training stopped and the last good "
-                f"checkpoint is kept in {self.run_dir / LAST} (lower lr or use amp=off)"
+                f"checkpoint is kept in {self.run_dir / LAST} (lower lr or use amp=off{self._nan_hint()})"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
