@@ -2,9 +2,12 @@
 
 Without --data the built-in synthetic abdominal CT set is generated once (see `bench data synth`) and used.
 Without --preset, `default` is used when a GPU is present and `smoke` otherwise. With --kd, the teacher
-(--teacher, default from the preset: unet3d) is trained once per dataset, preset and seed with the same protocol
-and cached in the results store, or loaded from --teacher-checkpoint; every student is also run without KD
-(`none`) so that gains can be computed. `ca+ms` is one run with both losses; `ca,ms` are two runs.
+(--teacher, default from the preset: unet3d; several, comma-separated, are an axis of the grid) is trained once per
+dataset, preset and seed and cached in the results store, or loaded from --teacher-checkpoint. It trains with the
+students' protocol unless given its own: `--set teacher.KEY=VALUE` (e.g. teacher.iterations=1600) changes a key for
+the teachers alone; keys that decide the data (spacing, normalization, window, crop, folds, val_cases) stay shared.
+Every student is also run without KD (`none`) so that gains can be computed. `ca+ms` is one run with both losses;
+`ca,ms` are two runs.
 KD runs start from scratch with the same iteration budget unless --kd-init student.
 
 Models, KD methods and the teacher take arguments: NAME:KEY=VALUE[:KEY=VALUE...], values as TOML scalars or
@@ -29,7 +32,7 @@ import logging
 from pathlib import Path
 
 from bench.cliargs import parse_int_list
-from bench.components import parse_component, parse_components
+from bench.components import parse_components
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,12 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "'ca:weight=0.05|0.1' (two runs); default none (see `bench list --kd NAME`)")  # fmt: skip
     p.add_argument("--preset", default=None, help="smoke, default, paper or a TOML file (default: by device)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a preset key, e.g. --set iterations=500 (repeatable)")  # fmt: skip
+                   help="override a preset key, e.g. --set iterations=500; teacher.KEY=VALUE for the teachers "
+                   "alone, e.g. --set teacher.iterations=1600 (repeatable)")  # fmt: skip
     p.add_argument("--data", type=Path, help="dataset: nnU-Net/MSD/WORD folder or image,label CSV (default: built-in)")
     p.add_argument("--labels", type=Path, help="organ names if no dataset.json (formats as in bench evaluate --labels)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--fold", type=int, default=0, help="cross-validation fold when the dataset has no test split")
-    p.add_argument("--teacher", help="teacher model for KD, with optional arguments (default: the preset's, unet3d)")
+    p.add_argument("--teacher",
+                   help="teacher model(s) for KD, with optional arguments; comma-separated teachers are an axis "
+                   "(default: the preset's, unet3d)")  # fmt: skip
     p.add_argument("--teacher-checkpoint", type=Path, help="load the teacher's weights instead of training it")
     p.add_argument("--kd-init", choices=["scratch", "student"], help="start KD from scratch or the no-KD student")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
@@ -124,11 +130,10 @@ def _check_grid_names(args: argparse.Namespace) -> None:
     importing them), the argument syntax (bench.components; the keys are checked against the factories after the
     imports) and the patch size against each model's stride."""
     from bench import registry_names as names
-    from bench.training.config import load_config
 
     # Without --preset the choice needs torch (is there a GPU?); the overrides are checked against smoke here and
     # against the chosen preset again after the imports.
-    config = load_config(args.preset or "smoke", _overrides(args))
+    config, _ = _configs(args.preset or "smoke", args)
     strides, kd_names = names.model_strides(), names.kd_method_names()
     checked = [(m.name, "--models") for m in parse_components(args.models, "model", "--models")]
     kds = parse_components(args.kd, "kd", "--kd")
@@ -136,7 +141,7 @@ def _check_grid_names(args: argparse.Namespace) -> None:
         names.check_kd_name(kd.name, "--kd", kd_names)
     if any(kd.name != "none" for kd in kds):
         arg = "--teacher" if args.teacher else "preset key teacher"
-        checked.append((parse_component(args.teacher or config.teacher, "model", arg).name, arg))
+        checked += [(t.name, arg) for t in parse_components(args.teacher or config.teacher, "model", arg)]
     for model, arg in checked:
         names.check_model_name(model, arg, strides)
     if args.preset is not None:
@@ -168,6 +173,19 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return [*args.overrides, *([f'kd_init="{args.kd_init}"'] if args.kd_init else [])]
 
 
+def _configs(preset: str, args: argparse.Namespace):
+    """The students' config and the teachers' own (None without ``--set teacher.KEY=VALUE``), both checked."""
+    from bench.training.config import check_teacher_config, load_config, split_teacher_overrides
+
+    shared, own = split_teacher_overrides(_overrides(args))
+    config = load_config(preset, shared)
+    if not own:
+        return config, None
+    teacher_config = load_config(preset, [*shared, *own])
+    check_teacher_config(config, teacher_config, "--set teacher.*")
+    return config, teacher_config
+
+
 def run(args: argparse.Namespace) -> int:
     _check_cheaply(args)
 
@@ -176,7 +194,6 @@ def run(args: argparse.Namespace) -> int:
     from bench.arguments import check_component, resolve_components
     from bench.errors import BenchError
     from bench.experiment import load_experiment, save_experiment
-    from bench.training.config import load_config
     from bench.training.distributed import init_distributed
     from bench.training.runner import GridRunner, GridSpec
 
@@ -190,17 +207,20 @@ def run(args: argparse.Namespace) -> int:
             preset = "default" if torch.cuda.is_available() else "smoke"
             found = "GPU" if preset == "default" else "no GPU"
             logging.getLogger(__name__).info("no --preset given; using '%s' (%s found)", preset, found)
-        teacher = None
+        teachers = []
         if args.teacher:
-            teacher = str(check_component(parse_component(args.teacher, "model", "--teacher"), "model", "--teacher"))
+            teachers = [str(check_component(c, "model", "--teacher"))
+                        for c in parse_components(args.teacher, "model", "--teacher")]  # fmt: skip
+        config, teacher_config = _configs(preset, args)
         grid = {
             "models": [str(c) for c in resolve_components(args.models, "model", "--models")],
             "kds": [str(c) for c in resolve_components(args.kd, "kd", "--kd")],
-            "config": load_config(preset, _overrides(args)),
+            "config": config,
+            "teacher_config": teacher_config,
             "preset": Path(preset).stem,
             "seeds": parse_int_list(args.seeds, "--seeds", positive=False),
             "fold": args.fold,
-            "teacher": teacher,
+            "teachers": teachers,
         }
     spec = GridSpec(
         **grid,
@@ -235,27 +255,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _experiment_grid(path: Path, experiment) -> dict:
-    """The :class:`GridSpec` fields of a resolved experiment. One fold, one teacher and a teacher trained with the
-    students' protocol per call: the runner has no fold or teacher axis yet, and says so rather than guess."""
+    """The :class:`GridSpec` fields of a resolved experiment. One fold per call: the runner has no fold axis yet,
+    and says so rather than guess."""
     from bench.errors import BenchError
+    from bench.training.config import check_teacher_config
 
     if len(experiment.folds) != 1:
         raise BenchError(f"{path}: folds: one fold per experiment for now, got {experiment.folds}; "
                          "write one file per fold (folds = [N])")  # fmt: skip
-    teachers = experiment.teacher_components()
-    if len(teachers) != 1:
-        raise BenchError(f"{path}: teacher.models: one teacher per experiment for now, got {len(teachers)}")
-    if experiment.teacher_config().hash() != experiment.config().hash():
-        raise BenchError(f"{path}: [teacher] preset/overrides: the teacher trains with the students' protocol for "
-                         "now; drop teacher.preset and [teacher.overrides]")  # fmt: skip
+    config, teacher_config = experiment.config(), experiment.teacher_config()
+    check_teacher_config(config, teacher_config, f"{path}: [teacher]")
     return {
         "models": [str(c) for c in experiment.model_components()],
         "kds": [str(c) for c in experiment.kd_components()],
-        "config": experiment.config(),
+        "config": config,
+        "teacher_config": None if teacher_config.hash() == config.hash() else teacher_config,
         "preset": Path(experiment.preset).stem,
         "seeds": experiment.seeds,
         "fold": experiment.folds[0],
-        "teacher": str(teachers[0]),
+        "teachers": [str(c) for c in experiment.teacher_components()],
     }
 
 

@@ -1,9 +1,10 @@
 """Planning: a grid spec becomes the list of cells in the order the inline executor runs them.
 
-For each seed: the teacher (when distilling and no ``--teacher-checkpoint`` is given), then for each model its run
-without KD and one run per KD method. A KD cell needs its teacher's cell (the teacher's weights) and, with
-``kd_init = "student"``, the model's no-KD cell (its starting weights). A run that appears twice (the teacher is also
-one of ``--models``) is planned once.
+For each seed: the teachers (when distilling and no ``--teacher-checkpoint`` is given), then for each model its run
+without KD and one run per KD method and teacher. A KD cell needs its teacher's cell (the teacher's weights) and,
+with ``kd_init = "student"``, the model's no-KD cell (its starting weights). A run that appears twice (a teacher
+trained with the students' protocol is also one of ``--models``) is planned once; a teacher with its own protocol
+(``spec.teacher_config``) is a run of its own, and the KD cells it teaches carry that protocol's hash in their id.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Cell:
     teacher_run: str | None = None  # the teacher cell's run id; None when the teacher comes from a checkpoint
     init_run: str | None = None  # the no-KD cell whose weights start this KD cell (kd_init = "student")
     is_teacher: bool = False  # the teacher's own training run
+    own_protocol: bool = False  # a teacher cell trained with spec.teacher_config instead of the students' config
     model_kwargs: dict = field(default_factory=dict)  # factory arguments over the preset's (`--models name:k=v`)
     kd_kwargs: dict = field(default_factory=dict)  # arguments of kd_methods.create_kd_method (`--kd name:k=v`)
     teacher_kwargs: dict = field(default_factory=dict)  # the teacher's factory arguments (`--teacher name:k=v`)
@@ -65,39 +67,46 @@ class Cell:
 
 
 def cell_run_id(model: str, kd: str, teacher: str | None, seed: int, dataset: str, preset_hash: str,
-                model_kwargs: dict | None = None, kd_kwargs: dict | None = None) -> str:  # fmt: skip
-    """The store's run id; cells with their own model or KD arguments get ``__a-<hash of the arguments>`` appended,
-    so the ids of cells without them stay those of earlier versions."""
+                model_kwargs: dict | None = None, kd_kwargs: dict | None = None,
+                teacher_protocol: str | None = None) -> str:  # fmt: skip
+    """The store's run id; cells with their own model or KD arguments, or distilled from a teacher with its own
+    protocol (``teacher_protocol``: that config's hash), get ``__a-<hash of these>`` appended, so the ids of cells
+    without them stay those of earlier versions."""
     run_id = make_run_id(model, kd, teacher, seed, dataset, preset_hash)
-    extra = {k: v for k, v in (("model", model_kwargs), ("kd", kd_kwargs)) if v}
+    parts = (("model", model_kwargs), ("kd", kd_kwargs), ("teacher_protocol", teacher_protocol))
+    extra = {k: v for k, v in parts if v}
     if extra:
         digest = hashlib.sha1(json.dumps(extra, sort_keys=True, default=str).encode()).hexdigest()[:8]
         run_id += f"__a-{digest}"
     return run_id
 
 
-def plan_cells(spec: GridSpec, dataset: str, teacher_text: str) -> list[Cell]:
+def plan_cells(spec: GridSpec, dataset: str, teacher_texts: list[str]) -> list[Cell]:
     """Every cell of ``spec`` on data set ``dataset``, in the order of training (see the module docstring).
 
-    ``spec.models``, ``spec.kds`` and ``teacher_text`` are components in their canonical text (``ca:weight=0.1``,
+    ``spec.models``, ``spec.kds`` and ``teacher_texts`` are components in their canonical text (``ca:weight=0.1``,
     see :mod:`bench.components`), already checked against the registries.
     """
     preset_hash = spec.config.hash()
+    own = spec.teacher_config is not None and spec.teacher_config.hash() != preset_hash
+    teacher_hash = spec.teacher_config.hash() if own else preset_hash
     kds = [parse_component(text, "kd", "--kd") for text in spec.kds]
     distil = any(kd.name != "none" for kd in kds)
     teacher_trained = distil and spec.teacher_checkpoint is None
-    teacher = parse_component(teacher_text, "model", "--teacher")
+    teachers = [parse_component(text, "model", "--teacher") for text in teacher_texts]
     cells: dict[str, Cell] = {}
 
     def add(cell: Cell) -> Cell:
         return cells.setdefault(cell.run_id, cell)
 
     for seed in spec.seeds:
-        teacher_run = None
+        teacher_runs: dict[str, str | None] = {str(t): None for t in teachers}
         if teacher_trained:
-            run_id = cell_run_id(teacher.name, "none", None, seed, dataset, preset_hash, teacher.kwargs)
-            teacher_cell = Cell(run_id, teacher.name, "none", seed, is_teacher=True, model_kwargs=teacher.kwargs)
-            teacher_run = add(teacher_cell).run_id
+            for teacher in teachers:
+                run_id = cell_run_id(teacher.name, "none", None, seed, dataset, teacher_hash, teacher.kwargs)
+                cell = Cell(run_id, teacher.name, "none", seed, is_teacher=True, own_protocol=own,
+                            model_kwargs=teacher.kwargs)  # fmt: skip
+                teacher_runs[str(teacher)] = add(cell).run_id
         for text in spec.models:
             model = parse_component(text, "model", "--models")
             run_id = cell_run_id(model.name, "none", None, seed, dataset, preset_hash, model.kwargs)
@@ -106,10 +115,11 @@ def plan_cells(spec: GridSpec, dataset: str, teacher_text: str) -> list[Cell]:
                 if kd.name == "none":
                     continue
                 init_run = none.run_id if spec.config.kd_init == "student" else None
-                # The teacher's own arguments enter the id through its text (ids without them are unchanged).
-                run_id = cell_run_id(
-                    model.name, kd.name, str(teacher), seed, dataset, preset_hash, model.kwargs, kd.kwargs
-                )
-                own = {"model_kwargs": model.kwargs, "kd_kwargs": kd.kwargs, "teacher_kwargs": teacher.kwargs}
-                add(Cell(run_id, model.name, kd.name, seed, teacher.name, teacher_run, init_run, **own))
+                for teacher in teachers:
+                    # The teacher's own arguments enter the id through its text (ids without them are unchanged).
+                    run_id = cell_run_id(model.name, kd.name, str(teacher), seed, dataset, preset_hash, model.kwargs,
+                                         kd.kwargs, teacher_hash if own else None)  # fmt: skip
+                    args = {"model_kwargs": model.kwargs, "kd_kwargs": kd.kwargs, "teacher_kwargs": teacher.kwargs}
+                    teacher_run = teacher_runs[str(teacher)]
+                    add(Cell(run_id, model.name, kd.name, seed, teacher.name, teacher_run, init_run, **args))
     return list(cells.values())

@@ -189,6 +189,30 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
+# Keys that decide the data every run of a grid sees (preprocessing, splits, validation cases): a teacher with its own
+# protocol (``--set teacher.KEY=VALUE``, an experiment's ``[teacher]`` table) keeps the students' values.
+TEACHER_SHARED_KEYS = ("spacing", "normalization", "window", "crop", "folds", "val_cases")
+TEACHER_PREFIX = "teacher."
+
+
+def split_teacher_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """``--set`` items for everyone, and those for the teacher alone (``teacher.iterations=1600``, prefix dropped)."""
+    shared = [o for o in overrides if not o.strip().startswith(TEACHER_PREFIX)]
+    own = [o.strip()[len(TEACHER_PREFIX) :] for o in overrides if o.strip().startswith(TEACHER_PREFIX)]
+    return shared, own
+
+
+def check_teacher_config(students: RunConfig, teacher: RunConfig, source: str) -> None:
+    """A teacher's own protocol may change how it trains, never the data: see ``TEACHER_SHARED_KEYS``."""
+    for key in TEACHER_SHARED_KEYS:
+        if getattr(teacher, key) != getattr(students, key):
+            raise BenchError(
+                f"{source}: the teacher's {key} ({getattr(teacher, key)!r}) must equal the students' "
+                f"({getattr(students, key)!r}); a teacher's own protocol may change training keys only, not "
+                f"{', '.join(TEACHER_SHARED_KEYS)}"
+            )
+
+
 def load_config(preset: str, overrides: list[str] | None = None) -> RunConfig:
     """A shipped preset by name, or a TOML file by path, with ``key=value`` overrides applied and validated."""
     if preset in RUN_PRESETS:

@@ -41,7 +41,7 @@ from bench.profiling.profile import (
 from bench.runlock import RunLock
 from bench.store import ResultsStore
 from bench.training.checkpoint import load_weights
-from bench.training.config import RunConfig
+from bench.training.config import RunConfig, check_teacher_config
 from bench.training.distributed import DistContext
 from bench.training.progress import GridProgress
 from bench.training.trainer import Trainer, TrainResult, seed_everything
@@ -59,7 +59,8 @@ class GridSpec:
     data: Path | None = None
     labels: Path | None = None
     fold: int = 0
-    teacher: str | None = None
+    teachers: list[str] = field(default_factory=list)  # empty: the preset's teacher key
+    teacher_config: RunConfig | None = None  # the teachers' own protocol; None: the students'
     teacher_checkpoint: Path | None = None
     device: str = "auto"
     results: Path = Path("results")
@@ -144,6 +145,16 @@ def check_model_kwargs(name: str, config: RunConfig) -> None:
         )
 
 
+def _check_model_fits(name: str, own: dict, config: RunConfig) -> None:
+    """The preset's arguments of ``name`` are its factory's, and it runs on the training and inference patches."""
+    check_model_kwargs(name, config)
+    check_patch(name, tuple(config.patch))
+    check_patch(name, tuple(config.eval_patch()))
+    kwargs = own_model_kwargs(name, config, own)
+    check_runs_on_patch(name, tuple(config.patch), config.batch_size, train=True, **kwargs)
+    check_runs_on_patch(name, tuple(config.eval_patch()), config.sw_batch_size, train=False, **kwargs)
+
+
 class GridRunner:
     """Runs a :class:`GridSpec`; rank 0 evaluates, profiles and writes, every rank trains."""
 
@@ -154,7 +165,8 @@ class GridRunner:
         self.device = resolve_device(spec.device)
         if self.ctx.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.ctx.local_rank)
-        self.teacher_name = spec.teacher or self.config.teacher
+        self.teacher_names = spec.teachers or [self.config.teacher]
+        self.teacher_config = spec.teacher_config or self.config
         self._profiles: dict[str, dict] = {}
         self._store: ResultsStore | None = None
         if not worker:
@@ -172,18 +184,19 @@ class GridRunner:
         from bench.arguments import check_component
         from bench.components import parse_component
 
-        names = [(m, "--models") for m in self.spec.models]
+        names = [(m, "--models", self.config) for m in self.spec.models]
         if any(k != "none" for k in self.spec.kds):
-            names.append((self.teacher_name, "--teacher" if self.spec.teacher else "preset key teacher"))
-        for text, arg in names:
+            arg = "--teacher" if self.spec.teachers else "preset key teacher"
+            if self.spec.teacher_checkpoint is not None and len(self.teacher_names) > 1:
+                raise BenchError(f"--teacher-checkpoint loads one teacher; {arg} names {len(self.teacher_names)}")
+            if self.spec.teacher_config is not None:
+                check_teacher_config(self.config, self.spec.teacher_config, "teacher protocol")
+            # A teacher trains under its own protocol and runs on the students' patches when it teaches.
+            configs = [self.config] if self.teacher_config is self.config else [self.teacher_config, self.config]
+            names += [(t, arg, c) for t in self.teacher_names for c in configs]
+        for text, arg, config in names:
             component = check_component(parse_component(text, "model", arg), "model", arg)
-            name = component.name
-            check_model_kwargs(name, self.config)
-            check_patch(name, tuple(self.config.patch))
-            check_patch(name, tuple(self.config.eval_patch()))
-            kwargs = own_model_kwargs(name, self.config, component.kwargs)
-            check_runs_on_patch(name, tuple(self.config.patch), self.config.batch_size, train=True, **kwargs)
-            check_runs_on_patch(name, tuple(self.config.eval_patch()), self.config.sw_batch_size, train=False, **kwargs)
+            _check_model_fits(component.name, component.kwargs, config)
         for kd in self.spec.kds:
             if kd != "none":
                 check_component(parse_component(kd, "kd", "--kd"), "kd", "--kd")
@@ -249,7 +262,16 @@ class GridRunner:
     # -- grid -----------------------------------------------------------------------------------------------------
     def plan(self, data_name: str) -> list[Cell]:
         """Every cell of the grid in the order :meth:`run` takes them (see :mod:`bench.grid.plan`)."""
-        return plan_cells(self.spec, data_name, self.teacher_name)
+        return plan_cells(self.spec, data_name, self.teacher_names)
+
+    def config_for(self, cell: Cell) -> RunConfig:
+        """The protocol ``cell`` trains with: a teacher's own, or the students'."""
+        return self.teacher_config if cell.own_protocol else self.config
+
+    def preset_label(self, cell: Cell) -> str:
+        """The preset name a run is reported under; a teacher trained with its own protocol is reported apart from
+        the same model trained as a student (``smoke-teacher``)."""
+        return f"{self.spec.preset}-teacher" if cell.own_protocol else self.spec.preset
 
     def run(self) -> list[str]:
         """The whole grid in this process, cell after cell in plan order (the inline executor)."""
@@ -265,7 +287,7 @@ class GridRunner:
         if self.spec.teacher_checkpoint is not None:
             return self._checkpoint_teacher(data)
         assert cell.teacher is not None and cell.teacher_run is not None
-        kwargs = own_model_kwargs(cell.teacher, self.config, cell.teacher_kwargs)
+        kwargs = own_model_kwargs(cell.teacher, self.teacher_config, cell.teacher_kwargs)
         model = build_model(cell.teacher, data.in_channels, data.num_classes, **kwargs)
         model.load_state_dict(self._stored_weights(cell.teacher_run, "teacher weights"))
         return Teacher(cell.teacher_label or cell.teacher, model, cell.teacher_run)
@@ -273,10 +295,10 @@ class GridRunner:
     def _checkpoint_teacher(self, data: _Data) -> Teacher:
         from bench.components import parse_component
 
-        teacher, path = parse_component(self.teacher_name, "model", "--teacher"), self.spec.teacher_checkpoint
+        teacher, path = parse_component(self.teacher_names[0], "model", "--teacher"), self.spec.teacher_checkpoint
         assert path is not None
         name = teacher.name
-        kwargs = own_model_kwargs(name, self.config, teacher.kwargs)
+        kwargs = own_model_kwargs(name, self.teacher_config, teacher.kwargs)
         model = build_model(name, data.in_channels, data.num_classes, **kwargs)
         try:
             model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
@@ -322,9 +344,10 @@ class GridRunner:
             shutil.rmtree(run_dir / "predictions", ignore_errors=True)
         self.ctx.barrier()
         progress.start(cell.run_id)
+        config = self.config_for(cell)
         teacher = self._teacher(cell, data) if cell.kd != "none" else None
-        seed_everything(cell.seed, self.config.deterministic)
-        kwargs = own_model_kwargs(cell.model, self.config, cell.model_kwargs)
+        seed_everything(cell.seed, config.deterministic)
+        kwargs = own_model_kwargs(cell.model, config, cell.model_kwargs)
         student = build_model(cell.model, data.in_channels, data.num_classes, **kwargs)
         method = None
         hparams: dict = {}
@@ -339,14 +362,14 @@ class GridRunner:
             atomic_write_json(run_dir / "config.json", {
                 "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
                 "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "dataset": data.name,
-                "preset": self.spec.preset, "preset_hash": self.config.hash(), "model_kwargs": kwargs,
+                "preset": self.preset_label(cell), "preset_hash": config.hash(), "model_kwargs": kwargs,
                 "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs, "fold": self.spec.fold,
-                "kd_hparams": hparams, "config": self.config.to_dict(),
+                "kd_hparams": hparams, "config": config.to_dict(),
             })  # fmt: skip
             atomic_write_json(run_dir / "env.json", environment())
-            self._deploy_spec(cell.run_id, cell.model, kwargs, data).write(run_dir / SPEC_FILE)
+            self._deploy_spec(cell.run_id, cell.model, kwargs, data, config).write(run_dir / SPEC_FILE)
         trainer = Trainer(
-            model=student, config=self.config, train_cases=inputs.train, val_cases=inputs.val, device=self.device,
+            model=student, config=config, train_cases=inputs.train, val_cases=inputs.val, device=self.device,
             run_dir=run_dir, seed=cell.seed, kd=method, teacher=teacher.model if teacher else None, ctx=self.ctx,
             label=progress.short_label(cell.run_id),
         )  # fmt: skip
@@ -356,66 +379,68 @@ class GridRunner:
             from bench.training.checkpoint import save_checkpoint
 
             save_checkpoint(run_dir / "weights.pt", {"model": student.state_dict(), "source": result.weights.name})
-            per_case = self.evaluate_test(student, data, inputs.test, run_dir)
-            summary = self._summary(CellOutcome(cell, kwargs, teacher, hparams, result, per_case), data)
+            per_case = self.evaluate_test(student, data, inputs.test, run_dir, config)
+            summary = self._summary(CellOutcome(cell, kwargs, teacher, hparams, result, per_case), data, config)
             self.store.record_run(cell.run_id, summary, per_case)
             progress.finished(cell.run_id, summary, result.resumed_from)
         self.ctx.barrier()
 
-    def _deploy_spec(self, run_id: str, name: str, kwargs: dict, data: _Data) -> DeploySpec:
+    def _deploy_spec(self, run_id: str, name: str, kwargs: dict, data: _Data, config: RunConfig) -> DeploySpec:
         """What `bench predict` and `bench export` need besides the weights to repeat this run's evaluation."""
         return DeploySpec(
             model=name, in_channels=data.in_channels, num_classes=data.num_classes, labels=data.labels,
-            preprocessing=data.preprocessing, patch=list(self.config.eval_patch()), overlap=self.config.overlap,
-            sw_batch_size=self.config.sw_batch_size, amp=self.config.amp, model_kwargs=kwargs, ct_stats=data.ct_stats,
+            preprocessing=data.preprocessing, patch=list(config.eval_patch()), overlap=config.overlap,
+            sw_batch_size=config.sw_batch_size, amp=config.amp, model_kwargs=kwargs, ct_stats=data.ct_stats,
             run_id=run_id, cases={"train": data.split_ids[0], "test": data.split_ids[1]},
         )  # fmt: skip
 
     # -- evaluation -----------------------------------------------------------------------------------------------
-    def evaluate_test(self, model: nn.Module, data: _Data, test: list, run_dir: Path) -> pd.DataFrame:
-        """Per-case, per-organ Dice and HD95 of ``model`` on ``test`` cases, in each case's original geometry."""
+    def evaluate_test(self, model: nn.Module, data: _Data, test: list, run_dir: Path,
+                      config: RunConfig | None = None) -> pd.DataFrame:  # fmt: skip
+        """Per-case, per-organ Dice and HD95 of ``model`` on ``test`` cases, in each case's original geometry, with
+        the inference settings of ``config`` (default: the students')."""
         from bench.evaluation import EvalCase, InferenceSettings, evaluate_model
 
         cases = [EvalCase(case.case_id, data.prepared[case.case_id], case.label) for case in test]
-        settings = InferenceSettings.from_config(self.config, self.device)
+        settings = InferenceSettings.from_config(config or self.config, self.device)
         return evaluate_model(
             model, cases, settings, data.labels, workers=self.spec.eval_workers,
             predictions=run_dir / "predictions" if self.spec.save_predictions else None, progress=True,
         )  # fmt: skip
 
-    def _profile(self, name: str, kwargs: dict, data: _Data) -> dict:
-        key = json.dumps([name, kwargs], sort_keys=True, default=str)
+    def _profile(self, name: str, kwargs: dict, data: _Data, config: RunConfig) -> dict:
+        key = json.dumps([name, kwargs, config.hash()], sort_keys=True, default=str)
         if key not in self._profiles:
             settings = ProfileSettings(
-                classes=data.num_classes, in_channels=data.in_channels, patch=tuple(self.config.patch), batch=1,
-                device=self.device, amp=self.config.amp, channels_last=self.config.channels_last and
-                self.device.type == "cuda", warmup=self.config.profile_warmup, runs=self.config.profile_runs,
+                classes=data.num_classes, in_channels=data.in_channels, patch=tuple(config.patch), batch=1,
+                device=self.device, amp=config.amp, channels_last=config.channels_last and
+                self.device.type == "cuda", warmup=config.profile_warmup, runs=config.profile_runs,
                 thop=False, model_kwargs=kwargs, whole_volume=self.spec.whole_volume,
-                window=tuple(self.config.eval_patch()), overlap=self.config.overlap,
-                sw_batch_size=self.config.sw_batch_size,
+                window=tuple(config.eval_patch()), overlap=config.overlap,
+                sw_batch_size=config.sw_batch_size,
             )  # fmt: skip
             self._profiles[key] = profile_in_fresh_process(name, settings)
         return self._profiles[key]
 
-    def _summary(self, outcome: CellOutcome, data: _Data) -> dict:
+    def _summary(self, outcome: CellOutcome, data: _Data, config: RunConfig) -> dict:
         from bench.metrics import summarize
 
         cell, result, teacher = outcome.cell, outcome.result, outcome.teacher
-        prof = self._profile(cell.model, outcome.model_kwargs, data)
+        prof = self._profile(cell.model, outcome.model_kwargs, data, config)
         metrics = summarize(outcome.per_case)
         return {
             "run_id": cell.run_id, "model": cell.model_label, "kd": cell.kd_label,
             "teacher": teacher.name if teacher else None,
-            "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "preset": self.spec.preset,
-            "preset_hash": self.config.hash(),
-            "dataset": data.name, "patch": list(self.config.patch), "device": str(self.device),
+            "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "preset": self.preset_label(cell),
+            "preset_hash": config.hash(),
+            "dataset": data.name, "patch": list(config.patch), "device": str(self.device),
             "latency_device": prof["device"], "params": prof["params"], "gmacs": prof["gmacs"],
             "uncounted_ops": prof["uncounted_ops"], "latency_ms_median": prof["latency_ms_median"],
             "latency_ms_p90": prof["latency_ms_p90"], "peak_mem_mb": prof["peak_mem_mb"],
             "latency_cpu": prof.get("cpu_model"), "latency_threads": prof.get("threads"),
             "latency_load_avg": prof.get("load_avg_1min"), "latency_cpu_count": prof.get("cpu_count"),
             "dataset_synthetic": data.synthetic, "n_train": data.counts[0], "n_val": data.counts[1],
-            "n_test": data.counts[2], "base_channels": self.config.base_channels,
+            "n_test": data.counts[2], "base_channels": config.base_channels,
             "whole_volume": prof["whole_volume"], "whole_ct_seconds": prof["whole_ct_seconds"],
             **metrics,
             "train_seconds": result.train_seconds, "iterations": result.iterations,

@@ -24,7 +24,7 @@ def _spec(models, kds, overrides=(), **kw):
 
 
 def test_plan_lists_the_teacher_first_and_kd_cells_need_their_teacher():
-    cells = plan_cells(_spec(["lcovnet"], ["ca", "ms"]), "D", "unet3d")
+    cells = plan_cells(_spec(["lcovnet"], ["ca", "ms"]), "D", ["unet3d"])
     assert [(c.model, c.kd, c.is_teacher) for c in cells] == [
         ("unet3d", "none", True),
         ("lcovnet", "none", False),
@@ -37,17 +37,52 @@ def test_plan_lists_the_teacher_first_and_kd_cells_need_their_teacher():
 
 
 def test_plan_with_kd_init_student_makes_kd_cells_wait_for_the_no_kd_cell_too():
-    cells = plan_cells(_spec(["lcovnet"], ["ca"], ['kd_init="student"']), "D", "unet3d")
+    cells = plan_cells(_spec(["lcovnet"], ["ca"], ['kd_init="student"']), "D", ["unet3d"])
     teacher, none, kd = cells
     assert kd.needs == (teacher.run_id, none.run_id) and kd.init_run == none.run_id
 
 
 def test_plan_lists_a_teacher_that_is_also_a_student_once_and_a_checkpoint_teacher_not_at_all(tmp_path):
-    cells = plan_cells(_spec(["unet3d", "lcovnet"], ["ca"], seeds=[0, 1]), "D", "unet3d")
+    cells = plan_cells(_spec(["unet3d", "lcovnet"], ["ca"], seeds=[0, 1]), "D", ["unet3d"])
     assert len(cells) == 2 * 4 and len({c.run_id for c in cells}) == len(cells)
     assert [c.seed for c in cells] == [0] * 4 + [1] * 4
-    from_file = plan_cells(_spec(["lcovnet"], ["ca"], teacher_checkpoint=tmp_path / "t.pt"), "D", "unet3d")
+    from_file = plan_cells(_spec(["lcovnet"], ["ca"], teacher_checkpoint=tmp_path / "t.pt"), "D", ["unet3d"])
     assert [(c.model, c.kd, c.needs) for c in from_file] == [("lcovnet", "none", ()), ("lcovnet", "ca", ())]
+
+
+def test_several_teachers_are_an_axis_each_kd_cell_waiting_for_its_own_teacher():
+    cells = plan_cells(_spec(["lcovnet"], ["ca"]), "D", ["unet3d", "nnunet:base_channels=8"])
+    teachers = {c.model: c.run_id for c in cells if c.is_teacher}
+    kd = {c.teacher_label: c for c in cells if c.kd == "ca"}
+    assert list(teachers) == ["unet3d", "nnunet"] and len(cells) == 2 + 1 + 2
+    assert kd["unet3d"].needs == (teachers["unet3d"],)
+    assert kd["nnunet:base_channels=8"].needs == (teachers["nnunet"],)
+    assert kd["unet3d"].run_id != kd["nnunet:base_channels=8"].run_id
+
+
+def test_a_teacher_with_its_own_protocol_is_its_own_run_and_its_kd_cells_get_new_ids():
+    shared = plan_cells(_spec(["unet3d", "lcovnet"], ["ca"]), "D", ["unet3d"])
+    own_config = load_config("smoke", ["iterations=1600"])
+    own = plan_cells(_spec(["unet3d", "lcovnet"], ["ca"], teacher_config=own_config), "D", ["unet3d"])
+    assert len(shared) == 4 and len(own) == 5  # the teacher no longer doubles as the unet3d student
+    teacher = own[0]
+    assert teacher.is_teacher and teacher.own_protocol
+    assert teacher.run_id == make_run_id("unet3d", "none", None, 0, "D", own_config.hash())
+    students = {c.run_id for c in shared if not c.is_teacher and c.kd == "none"}
+    assert students <= {c.run_id for c in own}  # no-KD students keep their ids
+    kd_shared = {c.run_id for c in shared if c.kd == "ca"}
+    kd_own = [c for c in own if c.kd == "ca"]
+    assert not kd_shared & {c.run_id for c in kd_own} and all(c.needs == (teacher.run_id,) for c in kd_own)
+
+
+def test_a_teachers_own_protocol_may_not_change_the_data():
+    from bench.training.config import check_teacher_config, split_teacher_overrides
+
+    shared, own = split_teacher_overrides(["iterations=10", " teacher.iterations=1600", "teacher.spacing=[1,1,1]"])
+    assert shared == ["iterations=10"] and own == ["iterations=1600", "spacing=[1,1,1]"]
+    check_teacher_config(load_config("smoke"), load_config("smoke", ["iterations=1600", "lr=0.001"]), "t")
+    with pytest.raises(BenchError, match=r"t: the teacher's spacing \(\[1, 1, 1\]\) must equal the students'"):
+        check_teacher_config(load_config("smoke"), load_config("smoke", own), "t")
 
 
 def test_run_ids_carry_model_and_kd_arguments_only_when_there_are_some():

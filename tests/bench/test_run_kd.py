@@ -31,6 +31,29 @@ def test_kd_grid_trains_teacher_once_and_records_it_in_each_kd_run(tiny_dataset,
     assert (tmp_path / "res" / "runs" / teacher_id / "weights.pt").is_file()
 
 
+def test_two_teachers_with_their_own_iterations_each_teach_their_own_kd_run(tiny_dataset, tmp_path):
+    proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", "ca",
+                 "--teacher", "unet3d,lcovnet:base_channels=8", "--set", "teacher.iterations=3")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {(s["model"], s["kd"], s["teacher"]): s for s in ResultsStore(tmp_path / "res").summaries()}
+    teachers = {s["model"]: s for s in runs.values() if s["preset"] == "smoke-teacher"}
+    assert set(teachers) == {"unet3d", "lcovnet:base_channels=8"}
+    assert all(t["iterations"] == 3 and t["preset_hash"] != runs[("lcovnet", "none", None)]["preset_hash"]
+               for t in teachers.values())  # fmt: skip
+    assert runs[("lcovnet", "none", None)]["iterations"] == 2 and runs[("lcovnet", "none", None)]["preset"] == "smoke"
+    for name, teacher in teachers.items():
+        kd = runs[("lcovnet", "ca", name)]
+        assert kd["teacher_run"] == teacher["run_id"] and kd["iterations"] == 2 and kd["preset"] == "smoke"
+    assert len(runs) == 5
+
+
+def test_teacher_protocol_changing_the_data_is_refused_in_one_line(tiny_dataset, tmp_path):
+    proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", "ca", "--set", "teacher.crop=false")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the teacher's crop (False) must equal the students' (True)" in proc.stderr
+    assert not (tmp_path / "res").exists()
+
+
 def test_teacher_checkpoint_with_other_class_count_is_a_clear_error(tiny_dataset, tmp_path):
     path = tmp_path / "teacher.pt"
     torch.save(models.create_model("unet3d", 1, 3, base_channels=4).state_dict(), path)
@@ -118,4 +141,7 @@ def test_experiment_with_grid_flags_or_two_folds_is_refused_in_one_line(tiny_dat
     path.write_text(TINY_EXPERIMENT.replace("seeds = [0]", "seeds = [0]\nfolds = [0, 1]"))
     proc = _experiment(tiny_dataset, tmp_path / "r3", path)
     assert proc.returncode == 2 and "one fold per experiment for now" in proc.stderr
+    path.write_text(TINY_EXPERIMENT + "\n[teacher]\nmodels = [\"unet3d\"]\n[teacher.overrides]\nval_cases = 2\n")
+    proc = _experiment(tiny_dataset, tmp_path / "r3", path)
+    assert proc.returncode == 2 and "[teacher]: the teacher's val_cases (2) must equal the students' (1)" in proc.stderr
     assert not (tmp_path / "r3").exists() and "Traceback" not in proc.stderr
