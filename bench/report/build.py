@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from bench.errors import BenchError
 from bench.report import plots as P
+from bench.report.ablation import ablation_plot, find_ablations
 from bench.report.content import GroupReport, Report
 from bench.report.stats import case_mean_dice
 from bench.report.tables import (
@@ -59,7 +60,9 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
     for (dataset, preset), agg_g in agg.groupby(GROUP, sort=False):
         organs_g = organs[(organs.dataset == dataset) & (organs.preset == preset)]
         runs_g = runs[(runs.dataset == dataset) & (runs.preset == preset)]
-        report.groups.append(GroupReport(dataset, preset, agg_g.reset_index(drop=True), organs_g, _notes(runs_g)))
+        group = GroupReport(dataset, preset, agg_g.reset_index(drop=True), organs_g, _notes(runs_g))
+        group.ablations = find_ablations(group.agg, dataset, preset)
+        report.groups.append(group)
     if "md" in formats or "html" in formats:
         _make_plots(report, store, case_dice, progress)
     out_dir = report.out_dir
@@ -79,7 +82,7 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
 
 def _make_plots(report: Report, store: ResultsStore, case_dice: pd.DataFrame, progress: bool) -> None:
     bar = tqdm(
-        total=PLOTS_PER_GROUP * len(report.groups),
+        total=sum(PLOTS_PER_GROUP + len(group.ablations) for group in report.groups),
         desc="report figures",
         unit="fig",
         disable=None if progress else True,
@@ -99,6 +102,9 @@ def _make_plots(report: Report, store: ResultsStore, case_dice: pd.DataFrame, pr
                 plot = make()
                 if plot is not None:
                     group.plots.append(plot)
+                bar.update()
+            for ablation in group.ablations:
+                ablation.plot = ablation_plot(ablation, stem)
                 bar.update()
 
 

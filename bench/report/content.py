@@ -9,12 +9,14 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.report import plots as P
+from bench.report.ablation import Ablation
 from bench.report.tables import TERMINAL_COLUMNS, main_table
 
 
 @dataclass
 class GroupReport:
-    """The rows of one dataset/preset: the aggregated main table, per-organ values and the figures."""
+    """The rows of one dataset/preset: the aggregated main table, per-organ values, the figures and the ablation
+    view of swept arguments."""
 
     dataset: str
     preset: str
@@ -22,6 +24,7 @@ class GroupReport:
     organs: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     plots: list[P.Plot] = field(default_factory=list)
+    ablations: list[Ablation] = field(default_factory=list)
 
 
 @dataclass

@@ -10,8 +10,11 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
+from bench.report import ablation as A
 from bench.report.content import Report
+from bench.report.plots import Plot
 from bench.report.tables import main_csv_frame, main_table, organ_table, tex_escape
+from bench.store import slugify
 
 NOTES = [
     "Dice and HD95: mean over cases; ± is the standard deviation over seeds when a row has several seeds, otherwise "
@@ -69,6 +72,12 @@ def write_markdown(report: Report, path: Path) -> None:
                 rel = plot.png.relative_to(path.parent).as_posix()
                 svg = plot.svg.relative_to(path.parent).as_posix()
                 lines += [f"![{plot.title}]({rel})", "", f"*{plot.title}* ([SVG]({svg}))", ""]
+        for ablation in group.ablations:
+            lines += [f"### {ablation.title}", "", A.NOTE, ""]
+            lines += [tabulate(*_swap(A.table(ablation)), tablefmt="github", disable_numparse=True), ""]
+            if ablation.plot is not None:
+                rel = ablation.plot.png.relative_to(path.parent).as_posix()
+                lines += [f"![{ablation.title}]({rel})", ""]
     if report.deployment[1]:
         lines += [
             "## Deployment",
@@ -120,12 +129,15 @@ def write_html(report: Report, path: Path) -> None:
                         *_swap(organ_table(group.organs, group.agg, metric)), tablefmt="html", disable_numparse=True
                     ),
                 ]
-        for plot in group.plots:
-            data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
+        parts += [_html_figure(plot) for plot in group.plots]
+        for ablation in group.ablations:
             parts += [
-                f'<figure><img alt="{esc(plot.title)}" src="data:image/png;base64,{data}">',
-                f"<figcaption>{esc(plot.title)}</figcaption></figure>",
+                f"<h3>{esc(ablation.title)}</h3>",
+                f"<p>{esc(A.NOTE)}</p>",
+                tabulate(*_swap(A.table(ablation)), tablefmt="html", disable_numparse=True),
             ]
+            if ablation.plot is not None:
+                parts.append(_html_figure(ablation.plot))
     if report.deployment[1]:
         parts += [
             "<h2>Deployment</h2>",
@@ -136,8 +148,18 @@ def write_html(report: Report, path: Path) -> None:
     atomic_write_text(path, "\n".join(parts) + "\n")
 
 
+def _html_figure(plot: Plot) -> str:
+    esc = html.escape
+    data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img alt="{esc(plot.title)}" src="data:image/png;base64,{data}">\n'
+        f"<figcaption>{esc(plot.title)}</figcaption></figure>"
+    )
+
+
 def write_csv(report: Report, out_dir: Path) -> list[Path]:
-    """``main_table.csv`` (raw numbers, p-values), ``per_organ.csv`` (long) and ``runs.csv`` (one row per run)."""
+    """``main_table.csv`` (raw numbers, p-values), ``per_organ.csv`` (long), ``runs.csv`` (one row per run) and one
+    ``ablation/<dataset>__<preset>__ablation__...csv`` per ablation table."""
     frames = {
         "main_table.csv": main_csv_frame(report.agg),
         "per_organ.csv": report.organs,
@@ -151,6 +173,11 @@ def write_csv(report: Report, out_dir: Path) -> list[Path]:
         headers, rows = report.deployment
         atomic_write_text(out_dir / "deployment.csv", pd.DataFrame(rows, columns=headers).to_csv(index=False))
         paths.append(out_dir / "deployment.csv")
+    for group in report.groups:
+        for ablation in group.ablations:
+            path = out_dir / "ablation" / f"{slugify(group.dataset)}__{slugify(group.preset)}__{ablation.name}.csv"
+            atomic_write_text(path, A.csv_frame(ablation).to_csv(index=False))
+            paths.append(path)
     return paths
 
 
@@ -166,6 +193,7 @@ def write_tex(report: Report, path: Path) -> None:
                 ("Per-organ Dice", organ_table(group.organs, group.agg, "dice", style="tex")),
                 ("Per-organ HD95 (mm)", organ_table(group.organs, group.agg, "hd95", style="tex")),
             ]
+        tables += [(tex_escape(a.title), A.table(a, style="tex")) for a in group.ablations]
         for caption, (headers, rows) in tables:
             body = tabulate(rows, headers, tablefmt="latex_raw", disable_numparse=True)
             parts += [
