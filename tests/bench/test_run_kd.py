@@ -141,7 +141,7 @@ def test_experiment_with_grid_flags_or_two_folds_is_refused_in_one_line(tiny_dat
     path.write_text(TINY_EXPERIMENT.replace("seeds = [0]", "seeds = [0]\nfolds = [0, 1]"))
     proc = _experiment(tiny_dataset, tmp_path / "r3", path)
     assert proc.returncode == 2 and "one fold per experiment for now" in proc.stderr
-    path.write_text(TINY_EXPERIMENT + "\n[teacher]\nmodels = [\"unet3d\"]\n[teacher.overrides]\nval_cases = 2\n")
+    path.write_text(TINY_EXPERIMENT + '\n[teacher]\nmodels = ["unet3d"]\n[teacher.overrides]\nval_cases = 2\n')
     proc = _experiment(tiny_dataset, tmp_path / "r3", path)
     assert proc.returncode == 2 and "[teacher]: the teacher's val_cases (2) must equal the students' (1)" in proc.stderr
     assert not (tmp_path / "r3").exists() and "Traceback" not in proc.stderr
