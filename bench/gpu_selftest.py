@@ -60,7 +60,8 @@ def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list
                      f"compile={str(compile_).lower()}"]  # fmt: skip
         config = load_config("smoke", overrides)
         spec = GridSpec(models=["lcovnet"], kds=["none", "ca"], config=config, preset=f"gpu-selftest-{amp}",
-                        data=data, device=str(device), results=work / f"results-{amp}")  # fmt: skip
+                        data=data, device=str(device), results=work / f"results-{amp}",
+                        whole_volume=(32, 96, 96) if quick else (160, 256, 256))  # fmt: skip
         runner = GridRunner(spec)
         with _cpu_bf16_guard(device):
             run_ids = runner.run()

@@ -64,7 +64,9 @@ def check_runs_on_patch(name: str, patch: tuple[int, ...], batch: int = 1, train
     try:
         with torch.device("meta"):
             model = build_model(name, 1, 2, **kwargs).train(train)
-            model(torch.empty(batch, 1, *patch))
+        # The forward runs outside the device context, whose Python hook on every torch call made it 5x slower
+        # (lcovnet: 1.8 s against 0.37 s on a 2 x 32^3 batch).
+        model(torch.empty(batch, 1, *patch, device="meta"))
     except NotImplementedError:
         return  # an operation without a meta kernel: the network is checked when it runs
     except (RuntimeError, ValueError) as err:

@@ -81,18 +81,19 @@ BUGS = {
 
 
 def _run(data: Path, results: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """lcovnet without KD and with CA-KD, two iterations of the tiny protocol."""
+    """lcovnet without KD and with CA-KD, two iterations of the tiny protocol (no whole-CT time: no check uses it)."""
     args = bench_cmd("run", "--data", str(data), "--results", str(results), "--models", "lcovnet", "--kd", "ca",
-                     *TINY_RUN, "--set", "iterations=2", "--set", "val_every=2", *extra)  # fmt: skip
+                     *TINY_RUN, "--set", "iterations=2", "--set", "val_every=2", "--whole-volume", "none",
+                     *extra)  # fmt: skip
     return subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.fixture(scope="module")
-def healthy(tiny_dataset, trained_run, tmp_path_factory) -> tuple[Path, Path]:
+def healthy(tiny_dataset, trained_run, tmp_path_factory) -> tuple[Path, Path, Path]:
     """A healthy run of lcovnet with and without CA-KD, its baseline (students only: later runs reuse the teacher's
-    weights through --teacher-checkpoint instead of training it again), and those weights. The baseline's reference
-    checkpoint is the session's ``trained_run``, which segments organs (after 2 iterations a network predicts only
-    background, and a shifted label map would go unseen)."""
+    weights through --teacher-checkpoint instead of training it again), those weights and the healthy results. The
+    baseline's reference checkpoint is the session's ``trained_run``, which segments organs (after 2 iterations a
+    network predicts only background, and a shifted label map would go unseen)."""
     root = tmp_path_factory.mktemp("healthy")
     proc = _run(tiny_dataset, root / "results")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -106,21 +107,22 @@ def healthy(tiny_dataset, trained_run, tmp_path_factory) -> tuple[Path, Path]:
     data["entries"] = [e for e in data["entries"] if e["model"] == "lcovnet"]
     baseline.write_text(json.dumps(data))
     teacher = next((root / "results" / "runs").glob("*unet3d__kd-none*")) / "weights.pt"
-    return baseline, teacher
+    return baseline, teacher, root / "results"
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_planted_bug_fails_the_gate_naming_entry_and_check(bug, healthy, tiny_dataset, tmp_path) -> None:
-    baseline, teacher = healthy
+    baseline, teacher, healthy_results = healthy
     code, failed_check, in_check = BUGS[bug]
     (tmp_path / "plant").mkdir()
     (tmp_path / "plant" / "sitecustomize.py").write_text(textwrap.dedent(code))
     planted = {**os.environ, "PYTHONPATH": str(tmp_path / "plant")}
-    proc = _run(
-        tiny_dataset, tmp_path / "results", "--teacher-checkpoint", str(teacher), env=None if in_check else planted
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    check = subprocess.run(bench_cmd("check", "--baseline", str(baseline), "--results", str(tmp_path / "results")),
+    results = healthy_results  # a bug planted in `bench check` is checked against the healthy runs
+    if not in_check:
+        results = tmp_path / "results"
+        proc = _run(tiny_dataset, results, "--teacher-checkpoint", str(teacher), env=planted)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    check = subprocess.run(bench_cmd("check", "--baseline", str(baseline), "--results", str(results)),
                            capture_output=True, text=True, timeout=300, env=planted if in_check else None)  # fmt: skip
     assert check.returncode == 1, check.stdout + check.stderr
     failures = check.stdout.split("FAIL: ")[1]
@@ -129,7 +131,7 @@ def test_planted_bug_fails_the_gate_naming_entry_and_check(bug, healthy, tiny_da
 
 
 def test_healthy_rerun_passes_the_gate(healthy, tiny_dataset, tmp_path) -> None:
-    baseline, teacher = healthy
+    baseline, teacher, _ = healthy
     proc = _run(tiny_dataset, tmp_path / "results", "--teacher-checkpoint", str(teacher))
     assert proc.returncode == 0, proc.stderr[-3000:]
     check = subprocess.run(bench_cmd("check", "--baseline", str(baseline), "--results", str(tmp_path / "results")),
