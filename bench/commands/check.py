@@ -121,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     print(tabulate(rows, ["entry", "check", "status", "why"], disable_numparse=True))
     if result.not_in_baseline:
         print(f"\nnot in the baseline (not checked; --update adds them): {', '.join(result.not_in_baseline)}")
+    from bench.teachers import weaker_teachers
+
+    for weaker in weaker_teachers(summaries):
+        print(f"\nnote: {weaker.describe()}; its KD checks measure distillation from a worse model")
     where = ", ".join(map(str, stores))
     if result.missing:
         raise BenchError(f"no results for baseline entries: {'; '.join(result.missing)} (in {where})")

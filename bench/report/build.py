@@ -17,6 +17,7 @@ from bench.report.content import GroupReport, Report
 from bench.report.stats import case_mean_dice
 from bench.report.tables import (
     GROUP,
+    KEY,
     aggregate,
     deployment_table,
     organ_frame,
@@ -26,6 +27,7 @@ from bench.report.tables import (
 )
 from bench.report.writers import write_csv, write_html, write_markdown, write_tex
 from bench.store import ResultsStore, slugify
+from bench.teachers import weaker_teachers
 
 FORMATS = ("md", "csv", "tex", "html")
 PLOTS_PER_GROUP = 5
@@ -57,10 +59,17 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
     )
     report = Report(Path(out_dir), header, runs, agg, organs, [])
     report.deployment = deployment_table(summaries, _export_records(store, summaries))
+    weaker = {w.key: w for w in weaker_teachers(summaries)}
+    agg["teacher_weaker"] = [tuple(row[k] for k in KEY) in weaker for _, row in agg.iterrows()]
     for (dataset, preset), agg_g in agg.groupby(GROUP, sort=False):
         organs_g = organs[(organs.dataset == dataset) & (organs.preset == preset)]
         runs_g = runs[(runs.dataset == dataset) & (runs.preset == preset)]
-        group = GroupReport(dataset, preset, agg_g.reset_index(drop=True), organs_g, _notes(runs_g))
+        notes = _notes(runs_g) + [
+            f"{w.describe()}: this row measures distillation from a worse model"
+            for w in weaker.values()
+            if (w.dataset, w.preset) == (dataset, preset)
+        ]
+        group = GroupReport(dataset, preset, agg_g.reset_index(drop=True), organs_g, notes)
         group.ablations = find_ablations(group.agg, dataset, preset)
         report.groups.append(group)
     if "md" in formats or "html" in formats:

@@ -253,6 +253,11 @@ def _latency(row: pd.Series) -> str:
     return text
 
 
+def _teacher(row: pd.Series) -> str:
+    """The teacher, marked ``(weaker)`` where it scores below the same student without KD (``bench.teachers``)."""
+    return f"{row['teacher']} (weaker)" if bool(row.get("teacher_weaker", False)) else row["teacher"]
+
+
 def _seeds(row: pd.Series) -> str:
     """``1 seed``, ``3 seeds``: a count (the seed numbers are in main_table.csv)."""
     n = int(row["n_seeds"])
@@ -272,7 +277,7 @@ def _empties(row: pd.Series) -> str:
 MAIN_COLUMNS: list[Column] = [
     ("model", "model", lambda r, pm: r["model"]),
     ("KD", "KD", lambda r, pm: r["kd"]),
-    ("teacher", "teacher", lambda r, pm: r["teacher"]),
+    ("teacher", "teacher", lambda r, pm: _teacher(r)),
     ("seeds", "seeds", lambda r, pm: _seeds(r)),
     ("params (M)", "params (M)", lambda r, pm: fmt.num(r["params"] / 1e6, 3)),
     ("GMACs", "GMACs", lambda r, pm: fmt.num(r["gmacs"], 2)),
@@ -358,6 +363,7 @@ def main_csv_frame(agg: pd.DataFrame) -> pd.DataFrame:
     """The main table with raw numbers (no rounding) and the p-values, for the CSV."""
     columns = [
         *KEY,
+        "teacher_weaker",
         "n_seeds",
         "seeds",
         "patch",

@@ -23,6 +23,8 @@ NOTES = [
     "each dataset heading, as the runs recorded them.",
     "ΔDice / ΔHD95: the KD row minus the same student trained without KD on the same dataset, preset and seeds "
     "(mean of the per-seed differences).",
+    "teacher (weaker): the teacher's test Dice is below the same student's without KD, so the row measures "
+    "distillation from a worse model (the numbers are in the notes under the dataset heading).",
     "\\* p<0.05, \\*\\* p<0.01: two-sided Wilcoxon signed-rank test over cases of the per-case mean foreground Dice "
     "(averaged over the common seeds) against the same student without KD; p-values in main_table.csv.",
     "GMACs: 10^9 multiply-accumulates of one forward pass at the stated patch (GFLOPs = 2 x GMACs); latency: median "
