@@ -65,6 +65,15 @@ CREATE TABLE IF NOT EXISTS per_case (
 );
 CREATE INDEX IF NOT EXISTS per_case_run ON per_case(run_id);
 """
+# Columns added after the first version of the schema: an older bench.sqlite gets them on opening (NULL in its rows
+# until `refresh_index` or a new record rewrites them). The argument tables are JSON text.
+ADDED_RUN_COLUMNS = [
+    ("fold", "INTEGER"),
+    ("teacher_run", "TEXT"),
+    ("model_kwargs", "TEXT"),
+    ("kd_kwargs", "TEXT"),
+    ("teacher_kwargs", "TEXT"),
+]
 _RUN_COLUMNS = [
     "model",
     "kd",
@@ -82,6 +91,7 @@ _RUN_COLUMNS = [
     "hd95_mean",
     "n_cases",
     "created",
+    *(name for name, _ in ADDED_RUN_COLUMNS),
 ]
 
 
@@ -101,6 +111,15 @@ def _is_busy(err: sqlite3.Error) -> bool:
 
 def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _add_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
+    """``ALTER TABLE runs ADD COLUMN``; another process opening the same old store may have added it just before."""
+    try:
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    except sqlite3.OperationalError as err:
+        if "duplicate column" not in str(err).lower():
+            raise
 
 
 def _db_value(value: Any) -> Any:
@@ -148,6 +167,10 @@ class ResultsStore:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+                for name, kind in ADDED_RUN_COLUMNS:
+                    if name not in present:
+                        _add_column(conn, name, kind)
                 return
             except sqlite3.DatabaseError as err:
                 if not _is_busy(err) or time.monotonic() > deadline:

@@ -40,7 +40,7 @@ def weaker_teachers(summaries: list[dict]) -> list[WeakerTeacher]:
     whose teacher came from a checkpoint, or without a no-KD run of the same seed, are not judged."""
     by_id = {s.get("run_id"): s for s in summaries}
     no_kd = {
-        (s.get("dataset"), s.get("preset"), s.get("model"), s.get("seed")): s.get("dice_mean")
+        (s.get("dataset"), s.get("preset"), s.get("model"), s.get("seed"), s.get("fold", 0)): s.get("dice_mean")
         for s in summaries
         if s.get("kd") == "none"
     }
@@ -49,7 +49,7 @@ def weaker_teachers(summaries: list[dict]) -> list[WeakerTeacher]:
         if s.get("kd") in (None, "none"):
             continue
         teacher = by_id.get(s.get("teacher_run"))
-        student = no_kd.get((s.get("dataset"), s.get("preset"), s.get("model"), s.get("seed")))
+        student = no_kd.get((s.get("dataset"), s.get("preset"), s.get("model"), s.get("seed"), s.get("fold", 0)))
         if teacher is None or not _finite(student) or not _finite(teacher.get("dice_mean")):
             continue
         key = (s["dataset"], s["preset"], s["model"], s["kd"], s.get("teacher") or "")

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--experiment", type=Path, metavar="FILE",
                    help="the grid from an experiment file (TOML: models, kd, seeds, folds, preset, [overrides], "
-                   "[teacher]; see experiments/) instead of --models/--kd/--seeds/--preset/--set/--teacher/--fold; "
+                   "[teacher]; see experiments/) instead of --models/--kd/--seeds/--preset/--set/--teacher/--folds; "
                    "its resolved form is saved as RESULTS/experiments/<name>.toml")  # fmt: skip
     p.add_argument("--models",
                    help="comma-separated registered models with optional arguments, e.g. "
@@ -59,7 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="dataset: nnU-Net/MSD/WORD folder or image,label CSV (default: built-in)")
     p.add_argument("--labels", type=Path, help="organ names if no dataset.json (formats as in bench evaluate --labels)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--fold", type=int, default=0, help="cross-validation fold when the dataset has no test split")
+    p.add_argument("--folds", default="0", metavar="N,N|all",
+                   help="cross-validation folds, an axis of the grid: e.g. 0,1,2,3,4 or all (the preset's folds "
+                   "key, 5 by default); default 0. A data set with its own test split keeps it in every fold, the "
+                   "folds then vary the training/validation split")  # fmt: skip
     p.add_argument("--teacher",
                    help="teacher model(s) for KD, with optional arguments; comma-separated teachers are an axis "
                    "(default: the preset's, unet3d)")  # fmt: skip
@@ -149,6 +152,7 @@ def _check_grid_names(args: argparse.Namespace) -> None:
             names.check_patch_stride(model, config.patch, strides)
             names.check_patch_stride(model, config.eval_patch(), strides)
     parse_int_list(args.seeds, "--seeds", positive=False)
+    _folds(args.folds, config.folds)
 
 
 def _check_experiment_args(args: argparse.Namespace) -> None:
@@ -160,7 +164,7 @@ def _check_experiment_args(args: argparse.Namespace) -> None:
     given = [flag for flag, value, default in (
         ("--models", args.models, None), ("--kd", args.kd, "none"), ("--seeds", args.seeds, "0"),
         ("--preset", args.preset, None), ("--set", args.overrides, []), ("--teacher", args.teacher, None),
-        ("--fold", args.fold, 0), ("--kd-init", args.kd_init, None),
+        ("--folds", args.folds, "0"), ("--kd-init", args.kd_init, None),
     ) if value != default]  # fmt: skip
     if given:
         raise BenchError(f"--experiment {args.experiment} holds the grid; drop {', '.join(given)} (or edit the file)")
@@ -219,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             "teacher_config": teacher_config,
             "preset": Path(preset).stem,
             "seeds": parse_int_list(args.seeds, "--seeds", positive=False),
-            "fold": args.fold,
+            "folds": _folds(args.folds, config.folds),
             "teachers": teachers,
         }
     spec = GridSpec(
@@ -254,15 +258,22 @@ def run(args: argparse.Namespace) -> int:
     return _dispatch(args, runner)
 
 
-def _experiment_grid(path: Path, experiment) -> dict:
-    """The :class:`GridSpec` fields of a resolved experiment. One fold per call: the runner has no fold axis yet,
-    and says so rather than guess."""
+def _folds(text: str, n_folds: int) -> list[int]:
+    """``--folds``: ``all`` (every fold of the preset's ``folds`` key) or comma-separated folds below it."""
     from bench.errors import BenchError
+
+    if text.strip().lower() == "all":
+        return list(range(n_folds))
+    folds = list(dict.fromkeys(parse_int_list(text, "--folds", positive=False)))
+    if any(not 0 <= f < n_folds for f in folds):
+        raise BenchError(f"--folds must be between 0 and {n_folds - 1} (the preset's folds = {n_folds}), got {text!r}")
+    return folds
+
+
+def _experiment_grid(path: Path, experiment) -> dict:
+    """The :class:`GridSpec` fields of a resolved experiment."""
     from bench.training.config import check_teacher_config
 
-    if len(experiment.folds) != 1:
-        raise BenchError(f"{path}: folds: one fold per experiment for now, got {experiment.folds}; "
-                         "write one file per fold (folds = [N])")  # fmt: skip
     config, teacher_config = experiment.config(), experiment.teacher_config()
     check_teacher_config(config, teacher_config, f"{path}: [teacher]")
     return {
@@ -272,7 +283,7 @@ def _experiment_grid(path: Path, experiment) -> dict:
         "teacher_config": None if teacher_config.hash() == config.hash() else teacher_config,
         "preset": Path(experiment.preset).stem,
         "seeds": experiment.seeds,
-        "fold": experiment.folds[0],
+        "folds": experiment.folds,
         "teachers": [str(c) for c in experiment.teacher_components()],
     }
 
@@ -282,10 +293,9 @@ def _dispatch(args: argparse.Namespace, runner) -> int:
     import sys
 
     from bench.grid.show import grid_states, plan_table, status_table
-    from bench.training.runner import GridInputs
 
     spec = runner.spec
-    inputs = GridInputs(*runner.prepare_data())
+    inputs = runner.fold_inputs()[spec.folds[0]]  # every fold's cases preprocessed before the workers start
     runner.check_teacher_checkpoint(inputs.data)
     cells = runner.plan(inputs.data.name)
     if args.dry_run:

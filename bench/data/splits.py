@@ -47,7 +47,7 @@ def split_cases(
         write_json(splits_file, splits)
     folds = splits["folds"]
     if not 0 <= fold < len(folds):
-        raise BenchError(f"--fold must be between 0 and {len(folds) - 1} for {dataset.name}, got {fold}")
+        raise BenchError(f"--folds must be between 0 and {len(folds) - 1} for {dataset.name}, got {fold}")
     chosen = folds[fold]
     return tuple([by_id[i] for i in chosen[part]] for part in ("train", "val", "test"))
 

@@ -21,7 +21,7 @@ def run_cell_in_worker(spec, cell: Cell) -> str:
     clear_error(spec.results, cell.run_id)
     try:
         runner = GridRunner(spec, worker=True)
-        inputs = GridInputs(*runner.prepare_data())
+        inputs = GridInputs(*runner.prepare_data(cell.fold))
         progress = GridProgress([cell.planned], set(), lambda text: print(text, file=sys.stderr, flush=True))
         return runner.run_cell(cell, inputs, progress)
     except Exception as err:

@@ -37,6 +37,7 @@ TEXT_COLUMNS = [
 ]
 NUMERIC_COLUMNS = [
     "seed",
+    "fold",  # 0 in stores from before folds were recorded
     "params",
     "gmacs",
     "latency_ms_median",
@@ -102,9 +103,38 @@ def runs_frame(summaries: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=TEXT_COLUMNS + NUMERIC_COLUMNS)
     for column in TEXT_COLUMNS:
         frame[column] = frame[column].map(fmt.text).astype(object)
+    frame["fold"] = frame["fold"].fillna(0)
     frame = frame.sort_values(["created", "run_id"], kind="stable")
-    frame = frame.drop_duplicates([*KEY, "seed"], keep="last")
+    frame = frame.drop_duplicates([*KEY, "seed", "fold"], keep="last")
     return frame.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+# Counts add up over the folds of a cross-validation, each fold testing other cases.
+_SUMMED_OVER_FOLDS = ["n_cases", "n_missed", "n_false_positive", "n_both_empty", "train_seconds"]
+
+
+def pool_folds(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (key, seed): the runs of the folds of a cross-validation pooled as nnU-Net's cross-validation
+    summary does, each test case counted once. Dice and HD95 are the folds' means weighted by their test cases,
+    counts are summed; ``fold_dice_std`` is the spread of the folds' Dice (NaN for one fold), ``run_ids`` the runs
+    pooled and ``folds`` their folds."""
+    rows = []
+    for _, g in runs.groupby([*KEY, "seed"], sort=False, dropna=False):
+        row = g.iloc[0].to_dict()
+        row["run_ids"] = list(g["run_id"])
+        row["folds"] = ",".join(str(int(f)) for f in sorted(g["fold"]))
+        row["fold_dice_std"] = g["dice_mean"].std(ddof=1) if len(g) > 1 else np.nan
+        if len(g) > 1:
+            weights = g["n_cases"].fillna(1).clip(lower=1)
+            for metric in ("dice", "hd95"):
+                values = g[f"{metric}_mean"]
+                ok = values.notna()
+                row[f"{metric}_mean"] = np.average(values[ok], weights=weights[ok]) if ok.any() else np.nan
+                row[f"{metric}_std"] = np.nan  # the spread over cases of the pooled folds is not in the summaries
+            row.update({c: g[c].sum(min_count=1) for c in _SUMMED_OVER_FOLDS})
+        rows.append(row)
+    columns = [*runs.columns, "run_ids", "folds", "fold_dice_std"]
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
 
 
 def _by_seed(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -134,15 +164,20 @@ def aggregate(runs: pd.DataFrame, case_dice: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, preset, model, kd, teacher): means over seeds, deltas and a paired test against no KD.
 
     Deltas use the seeds both the KD row and the same student without KD have (mean of per-seed differences). The
-    Wilcoxon test pairs cases: each case's mean foreground Dice, averaged over those common seeds.
+    Wilcoxon test pairs cases: each case's mean foreground Dice, averaged over those common seeds. The folds of a
+    cross-validation are pooled per seed first (:func:`pool_folds`).
     """
+    runs = pool_folds(runs)
     rows = []
     for key, runs_k in runs.groupby(KEY, sort=False, dropna=False):
         row: dict[str, Any] = dict(zip(KEY, key))
         seeds = sorted(int(s) for s in runs_k["seed"].dropna())
         row["n_seeds"] = len(runs_k)
         row["seeds"] = ",".join(map(str, seeds)) or fmt.MISSING
-        row["run_ids"] = list(runs_k["run_id"])
+        row["run_ids"] = [r for ids in runs_k["run_ids"] for r in ids]
+        row["folds"] = _joined(runs_k["folds"])
+        row["n_folds"] = max(len(f.split(",")) for f in runs_k["folds"])
+        row["fold_dice_std"] = runs_k["fold_dice_std"].mean()
         row.update({c: runs_k[c].mean() for c in MEAN_OVER_SEEDS})
         for metric in ("dice", "hd95"):
             row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_std_over"] = _mean_std(runs_k, f"{metric}_mean")
@@ -183,14 +218,18 @@ def _against_no_kd(runs: pd.DataFrame, runs_k: pd.DataFrame, key: tuple, case_di
         diff = (_by_seed(runs_k, f"{metric}_mean") - _by_seed(base, f"{metric}_mean")).loc[common].dropna()
         out[f"delta_{metric}"] = diff.mean() if len(diff) else np.nan
         out[f"delta_{metric}_std"] = diff.std(ddof=1) if len(diff) > 1 else np.nan
-    treated = _case_values(case_dice, runs_k[runs_k.seed.isin(common)].run_id)
-    control = _case_values(case_dice, base[base.seed.isin(common)].run_id)
+    treated = _case_values(case_dice, _pooled_ids(runs_k[runs_k.seed.isin(common)]))
+    control = _case_values(case_dice, _pooled_ids(base[base.seed.isin(common)]))
     test = paired_wilcoxon(treated, control)
     out.update(p_wilcoxon=np.nan if test.p is None else test.p, n_pairs=test.n, wilcoxon_note=test.note)
     return out
 
 
-def _case_values(case_dice: pd.DataFrame, run_ids: pd.Series) -> pd.Series:
+def _pooled_ids(runs: pd.DataFrame) -> list[str]:
+    return [r for ids in runs["run_ids"] for r in ids]
+
+
+def _case_values(case_dice: pd.DataFrame, run_ids: list[str]) -> pd.Series:
     chosen = case_dice[case_dice.run_id.isin(set(run_ids))]
     return chosen.groupby("case")["case_dice"].mean()
 
@@ -259,9 +298,14 @@ def _teacher(row: pd.Series) -> str:
 
 
 def _seeds(row: pd.Series) -> str:
-    """``1 seed``, ``3 seeds``: a count (the seed numbers are in main_table.csv)."""
+    """``1 seed``, ``3 seeds``: a count (the seed numbers are in main_table.csv); with a cross-validation ``1 seed x
+    5 folds (±0.012)``, the spread of the folds' Dice in brackets."""
     n = int(row["n_seeds"])
-    return f"{n} seed" if n == 1 else f"{n} seeds"
+    text = f"{n} seed" if n == 1 else f"{n} seeds"
+    folds = row.get("n_folds", 1)
+    if fmt.is_missing(folds) or int(folds) <= 1:
+        return text
+    return f"{text} x {int(folds)} folds (±{fmt.num(row['fold_dice_std'], 3)})"
 
 
 def _delta_dice(row: pd.Series) -> str:
@@ -366,6 +410,8 @@ def main_csv_frame(agg: pd.DataFrame) -> pd.DataFrame:
         "teacher_weaker",
         "n_seeds",
         "seeds",
+        "folds",
+        "fold_dice_std",
         "patch",
         "params",
         "gmacs",

@@ -21,6 +21,9 @@ NOTES = [
     "over cases (column `dice_std_over` in main_table.csv says which).",
     "HD95 in mm (voxel spacing of the images); its definition and how empty masks enter the means are stated under "
     "each dataset heading, as the runs recorded them.",
+    "Cross-validation (`seeds x N folds`): per seed the folds are pooled, each test case counted once (the folds' "
+    "Dice and HD95 weighted by their test cases, as nnU-Net's cross-validation summary); the bracket is the spread "
+    "(standard deviation) of the folds' Dice.",
     "ΔDice / ΔHD95: the KD row minus the same student trained without KD on the same dataset, preset and seeds "
     "(mean of the per-seed differences).",
     "teacher (weaker): the teacher's test Dice is below the same student's without KD, so the row measures "

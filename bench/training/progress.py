@@ -25,6 +25,7 @@ class PlannedRun:
     seed: int
     teacher: str | None  # the teacher of a KD run
     is_teacher: bool = False  # the teacher's own training run
+    fold: int = 0
 
     @property
     def what(self) -> str:
@@ -37,8 +38,8 @@ class PlannedRun:
 
     @property
     def label(self) -> str:
-        """``lcovnet + ca from unet3d, seed 0``."""
-        return f"{self.what}, seed {self.seed}"
+        """``lcovnet + ca from unet3d, seed 0`` (``, fold 2`` for a fold other than 0)."""
+        return f"{self.what}, seed {self.seed}" + (f", fold {self.fold}" if self.fold else "")
 
     @property
     def kind(self) -> tuple[str, bool]:

@@ -58,7 +58,7 @@ class GridSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     data: Path | None = None
     labels: Path | None = None
-    fold: int = 0
+    folds: list[int] = field(default_factory=lambda: [0])  # cross-validation folds, an axis of the grid
     teachers: list[str] = field(default_factory=list)  # empty: the preset's teacher key
     teacher_config: RunConfig | None = None  # the teachers' own protocol; None: the students'
     teacher_checkpoint: Path | None = None
@@ -202,7 +202,9 @@ class GridRunner:
                 check_component(parse_component(kd, "kd", "--kd"), "kd", "--kd")
 
     # -- data -----------------------------------------------------------------------------------------------------
-    def prepare_data(self) -> tuple[_Data, list, list, list]:
+    def prepare_data(self, fold: int | None = None) -> tuple[_Data, list, list, list]:
+        """The data set checked, split for ``fold`` (default: the grid's first) and preprocessed (cached)."""
+        fold = self.spec.folds[0] if fold is None else fold
         from bench.data.layouts import load_dataset
         from bench.data.preprocess import PreprocessSettings, load_prepared, prepare_cases
         from bench.data.splits import split_cases
@@ -211,13 +213,13 @@ class GridRunner:
 
         path = Path(self.spec.data) if self.spec.data is not None else ensure_default_dataset()
         dataset = load_dataset(path, self.spec.labels)
-        if not self.worker:
+        if not self.worker and fold == self.spec.folds[0]:
             report = check_dataset(dataset, workers=2)
             report.raise_for_issues()
             for warning in report.warnings:
                 self._say(f"warning: {warning}")
         splits_file = self.store.root / "splits" / f"{path_component(dataset.name, 'data set name')}.json"
-        train, val, test = split_cases(dataset, self.spec.fold, 0, splits_file, n_folds=self.config.folds)
+        train, val, test = split_cases(dataset, fold, 0, splits_file, n_folds=self.config.folds)
         if not train or not test:
             raise BenchError(f"{path}: need training and test cases, got {len(train)} and {len(test)}")
         window = tuple(self.config.window) if self.config.normalization == "window" else None
@@ -273,14 +275,19 @@ class GridRunner:
         the same model trained as a student (``smoke-teacher``)."""
         return f"{self.spec.preset}-teacher" if cell.own_protocol else self.spec.preset
 
+    def fold_inputs(self) -> dict[int, GridInputs]:
+        """Each fold's prepared data and splits, every case preprocessed (and cached) before the first cell runs."""
+        return {fold: GridInputs(*self.prepare_data(fold)) for fold in self.spec.folds}
+
     def run(self) -> list[str]:
         """The whole grid in this process, cell after cell in plan order (the inline executor)."""
-        inputs = GridInputs(*self.prepare_data())
-        self.check_teacher_checkpoint(inputs.data)
-        cells = self.plan(inputs.data.name)
+        inputs = self.fold_inputs()
+        first = inputs[self.spec.folds[0]]
+        self.check_teacher_checkpoint(first.data)
+        cells = self.plan(first.data.name)
         complete = set() if self.spec.force else {c.run_id for c in cells if self.store.is_complete(c.run_id)}
         self.progress = GridProgress([c.planned for c in cells], complete, self._say)
-        return [self.run_cell(cell, inputs, self.progress) for cell in cells]
+        return [self.run_cell(cell, inputs[cell.fold], self.progress) for cell in cells]
 
     def _teacher(self, cell: Cell, data: _Data) -> Teacher:
         """The frozen teacher of a KD cell: its cell's stored weights, or ``--teacher-checkpoint``."""
@@ -363,7 +370,7 @@ class GridRunner:
                 "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
                 "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "dataset": data.name,
                 "preset": self.preset_label(cell), "preset_hash": config.hash(), "model_kwargs": kwargs,
-                "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs, "fold": self.spec.fold,
+                "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs, "fold": cell.fold,
                 "kd_hparams": hparams, "config": config.to_dict(),
             })  # fmt: skip
             atomic_write_json(run_dir / "env.json", environment())
@@ -448,7 +455,7 @@ class GridRunner:
             else result.best_val_dice,
             "first_step": result.first_step, "numerics": numerics(), "kd_hparams": outcome.kd_hparams,
             "model_kwargs": outcome.model_kwargs, "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs,
-            "fold": self.spec.fold,
+            "fold": cell.fold,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
         }  # fmt: skip

@@ -168,7 +168,7 @@ def test_folds_hold_out_disjoint_test_sets_covering_all_cases(tmp_path: Path) ->
         tests.append({c.case_id for c in test})
     assert set().union(*tests) == {c.case_id for c in ds.cases}
     assert all(len(t) == 2 for t in tests)
-    with pytest.raises(BenchError, match="--fold must be between 0 and 4"):
+    with pytest.raises(BenchError, match="--folds must be between 0 and 4"):
         split_cases(ds, 5, seed=3, splits_file=tmp_path / "splits.json")
 
 

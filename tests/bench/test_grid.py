@@ -153,3 +153,15 @@ def test_wait_without_slurm_and_bad_jobs_are_one_line_errors(tiny_dataset, tmp_p
     for extra, message in [(["--wait"], "--wait goes with --executor slurm"), (["--jobs", "0"], "--jobs")]:
         proc = subprocess.run(_grid_args(tiny_dataset, tmp_path / "res", *extra), capture_output=True, text=True)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_folds_are_an_axis_each_with_its_teacher_and_fold_0_keeps_the_ids_of_earlier_versions():
+    cells = plan_cells(_spec(["lcovnet"], ["ca"], folds=[0, 2]), "D", ["unet3d"])
+    assert [(c.fold, c.model, c.kd) for c in cells] == [
+        (0, "unet3d", "none"), (0, "lcovnet", "none"), (0, "lcovnet", "ca"),
+        (2, "unet3d", "none"), (2, "lcovnet", "none"), (2, "lcovnet", "ca"),
+    ]  # fmt: skip
+    fold0, fold2 = cells[:3], cells[3:]
+    assert fold0[2].run_id == make_run_id("lcovnet", "ca", "unet3d", 0, "D", load_config("smoke").hash())
+    assert all(b.run_id == a.run_id + "__f2" for a, b in zip(fold0, fold2))
+    assert fold2[2].needs == (fold2[0].run_id,) and fold2[2].label == "lcovnet + ca from unet3d, seed 0, fold 2"

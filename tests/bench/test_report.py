@@ -393,3 +393,23 @@ def test_whole_ct_column_and_deployment_table_from_export_records(tmp_path: Path
         "whole CT (s) CPU": 41.3, "whole CT (s) GPU": "-", "Dice PyTorch": round(new["dice_mean"], 4),
         "Dice ONNX fp32": 0.7012, "Dice ONNX int8": 0.6951}]  # fmt: skip
     assert "## Deployment" in md
+
+
+def test_folds_of_a_cross_validation_are_pooled_per_seed_with_each_case_once(tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    rng = np.random.default_rng(0)
+    dice = {}
+    for fold, base in ((0, 0.70), (1, 0.80)):
+        per_case = _per_case(base, rng, missed=False)
+        summary = _summary("lcovnet", "none", None, 0, 1000, 1.0, per_case)
+        run_id = make_run_id("lcovnet", "none", None, 0, "synthetic", "3f2a9c1b") + (f"__f{fold}" if fold else "")
+        summary.update(run_id=run_id, fold=fold, n_cases=N_CASES + 2 * fold)  # fold 1 tests 2 cases more
+        dice[fold] = summary["dice_mean"]
+        store.record_run(run_id, summary, per_case)
+    report = build_report(store, tmp_path / "report", formats=("md", "csv"), progress=False)
+    (row,) = report.agg.to_dict("records")
+    weights = (N_CASES, N_CASES + 2)
+    assert row["dice_mean"] == pytest.approx((dice[0] * weights[0] + dice[1] * weights[1]) / sum(weights))
+    assert row["n_cases"] == 2 * N_CASES + 2 and row["n_seeds"] == 1 and row["folds"] == "0,1"
+    assert row["fold_dice_std"] == pytest.approx(np.std([dice[0], dice[1]], ddof=1))
+    assert f"| 1 seed x 2 folds (±{row['fold_dice_std']:.3f}) |" in (tmp_path / "report" / "report.md").read_text()

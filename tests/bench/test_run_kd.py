@@ -1,5 +1,6 @@
 """The KD grid of `bench run`: the teacher once, then none / each KD method per student."""
 
+import json
 import subprocess
 
 import torch
@@ -129,7 +130,7 @@ def test_experiment_file_runs_its_grid_and_its_saved_resolved_form_reruns_the_sa
     assert {s["run_id"] for s in ResultsStore(tmp_path / "res").summaries()} == first
 
 
-def test_experiment_with_grid_flags_or_two_folds_is_refused_in_one_line(tiny_dataset, tmp_path):
+def test_experiment_with_grid_flags_or_a_fold_beyond_the_presets_is_refused_in_one_line(tiny_dataset, tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text(TINY_EXPERIMENT)
     args = bench_cmd("run", "--experiment", str(path), "--models", "lcovnet", "--results", str(tmp_path / "r2"))
@@ -138,10 +139,23 @@ def test_experiment_with_grid_flags_or_two_folds_is_refused_in_one_line(tiny_dat
     args = bench_cmd("run", "--experiment", str(path), "--data", str(tmp_path / "absent"), "--results", str(tmp_path))
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and f"--data {tmp_path / 'absent'} does not exist" in proc.stderr
-    path.write_text(TINY_EXPERIMENT.replace("seeds = [0]", "seeds = [0]\nfolds = [0, 1]"))
+    path.write_text(TINY_EXPERIMENT.replace("seeds = [0]", "seeds = [0]\nfolds = [0, 5]"))
     proc = _experiment(tiny_dataset, tmp_path / "r3", path)
-    assert proc.returncode == 2 and "one fold per experiment for now" in proc.stderr
+    assert proc.returncode == 2 and "folds must be below the preset's folds = 5, got [0, 5]" in proc.stderr
     path.write_text(TINY_EXPERIMENT + '\n[teacher]\nmodels = ["unet3d"]\n[teacher.overrides]\nval_cases = 2\n')
     proc = _experiment(tiny_dataset, tmp_path / "r3", path)
     assert proc.returncode == 2 and "[teacher]: the teacher's val_cases (2) must equal the students' (1)" in proc.stderr
     assert not (tmp_path / "r3").exists() and "Traceback" not in proc.stderr
+
+
+def test_folds_train_one_run_per_fold_on_that_folds_split_and_record_it(tiny_dataset, tmp_path):
+    proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--folds", "0,1", "--set", "folds=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {s["fold"]: s for s in ResultsStore(tmp_path / "res").summaries()}
+    assert set(runs) == {0, 1} and runs[1]["run_id"] == runs[0]["run_id"] + "__f1"
+    splits = json.loads(next((tmp_path / "res" / "splits").glob("*.json")).read_text())["folds"]
+    for fold, summary in runs.items():
+        assert summary["n_train"] == len(splits[fold]["train"]) and summary["n_test"] == len(splits[fold]["test"])
+    assert "lcovnet, seed 0, fold 1" in proc.stderr
+    bad = _grid(tiny_dataset, tmp_path / "res2", "--models", "lcovnet", "--folds", "0,5")
+    assert bad.returncode == 2 and "--folds must be between 0 and 4 (the preset's folds = 5), got '0,5'" in bad.stderr

@@ -247,3 +247,35 @@ def test_train_log_is_none_until_written_then_read_back(tmp_path: Path) -> None:
     assert frame.loss.tolist() == [0.9, 0.7]
     assert np.isnan(frame.val_dice[0]) and frame.val_dice[1] == 0.42
     assert os.path.basename(store.db_path) == "bench.sqlite" and store.root == tmp_path
+
+
+OLD_SCHEMA = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    model TEXT, kd TEXT, teacher TEXT, seed INTEGER, dataset TEXT, preset TEXT, preset_hash TEXT,
+    device TEXT, params INTEGER, gmacs REAL, latency_ms_median REAL, peak_mem_mb REAL,
+    dice_mean REAL, hd95_mean REAL, n_cases INTEGER, created TEXT,
+    summary_sha1 TEXT NOT NULL, summary_json TEXT NOT NULL
+);
+INSERT INTO runs (run_id, model, kd, seed, summary_sha1, summary_json) VALUES ('old', 'unet3d', 'none', 0, 'x', '{}');
+"""
+
+
+def test_an_older_index_gains_the_fold_teacher_and_argument_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    root.mkdir()
+    with sqlite3.connect(root / "bench.sqlite") as conn:
+        conn.executescript(OLD_SCHEMA)
+    store = ResultsStore(root)
+    summary = {"model": "lcovnet", "kd": "ca:weight=0.5", "teacher": "unet3d", "teacher_run": "t0", "seed": 0,
+               "fold": 2, "kd_kwargs": {"weight": 0.5}, "model_kwargs": {"base_channels": 8},
+               "teacher_kwargs": {}}  # fmt: skip
+    store.record_run("new", summary, _per_case([0.5, 0.6]))
+    with sqlite3.connect(root / "bench.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        rows = {r["run_id"]: dict(r) for r in conn.execute("SELECT * FROM runs")}
+    assert rows["old"]["model"] == "unet3d" and rows["old"]["fold"] is None
+    new = rows["new"]
+    assert (new["fold"], new["teacher_run"]) == (2, "t0")
+    assert json.loads(new["kd_kwargs"]) == {"weight": 0.5} and json.loads(new["model_kwargs"]) == {"base_channels": 8}
+    assert ResultsStore(root).db_path.is_file()  # opening it again finds the columns present
