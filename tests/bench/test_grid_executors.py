@@ -16,7 +16,8 @@ from bench.store import ResultsStore
 from tests.bench.planted import run_id_for, tiny_run_args
 from tests.bench.runutil import TINY_RUN, bench_cmd
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs them all, one after another: they share the 2-CPU test cluster and time its jobs.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("executors")]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count, hence the same rounding, everywhere
 DETERMINISTIC = [
     "run_id",
