@@ -19,6 +19,9 @@ import pytest
 
 from tests.bench.runutil import TINY_RUN, bench_cmd
 
+# One xdist worker runs the module, so its healthy run (the module fixture) is trained once.
+pytestmark = pytest.mark.xdist_group("gate-teeth")
+
 # name -> (planted code, the failing check it must produce, whether it is planted in `bench check` instead of `run`)
 BUGS = {
     "kd_sign_flipped": (
