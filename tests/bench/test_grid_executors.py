@@ -172,6 +172,36 @@ def test_cancelled_slurm_job_is_completed_by_the_same_bench_run_from_its_checkpo
 
 
 @needs_slurm
+def test_preempted_slurm_job_requeues_itself_and_resumes_from_its_checkpoint(tiny_dataset, tmp_path):
+    """SIGUSR2 is what SLURM sends a job it preempts or whose time is up. No --slurm-time: the job runs under the
+    partition's limit (the test cluster's is unlimited), which submitit's signal handler must know too."""
+    results = tmp_path / "res"
+    args = bench_cmd(*tiny_run_args(tiny_dataset, results, "--executor", "slurm", iterations=150))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = run_id_for(tiny_dataset, "--set", "iterations=150")
+    job = read_job(results, run_id)["job_id"]
+    deadline = time.time() + 600
+    while not (results / "runs" / run_id / "checkpoint_last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    deadline = time.time() + 120
+    while (state := slurm_queue().get(job, ("gone",))[0]) not in ("PENDING", "gone") and time.time() < deadline:
+        time.sleep(0.2)
+    logs = results / "jobs" / run_id
+    assert state == "PENDING", f"job {job} was not requeued: {next(logs.glob('*_log.err')).read_text()[-2000:]}"
+    # SLURM holds a requeued job back for a while (two minutes here); the test lets it start at once.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    _wait_gone(job, timeout=600)
+
+    (summary,) = ResultsStore(results).summaries()
+    assert summary["iterations"] == 150
+    out, err = ((logs / f"{job}_0_log.{kind}").read_text() for kind in ("out", "err"))
+    assert "this job is preempted" in out and f"Requeued job {job}" in out
+    assert "resuming lcovnet (seed 0) from iteration" in err
+
+
+@needs_slurm
 def test_failing_cell_shows_as_failed_in_bench_status_with_its_error(tiny_dataset, tmp_path):
     results = tmp_path / "res"
     run_id = run_id_for(tiny_dataset)

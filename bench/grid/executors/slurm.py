@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,32 @@ def parse_time(text: str, arg: str = "--slurm-time") -> int:
     if total <= 0:
         raise BenchError(f"{arg}: {text!r} must be longer than 0")
     return total
+
+
+NO_LIMIT_MIN = 365 * 24 * 60  # a partition without a time limit: a year stands for "never times out"
+
+
+def partition_minutes(partition: str | None) -> int:
+    """Minutes a job of ``partition`` (the default partition for None) may run when it asks for no time: the
+    partition's DefaultTime, else its MaxTime, else (unlimited, or sinfo silent) ``NO_LIMIT_MIN``.
+
+    submitit's SIGUSR2 handler tells a time-out from a preemption by comparing the job's walltime with the time it
+    was submitted with, and fails with a TypeError when that is None, so a job must never be submitted without one.
+    """
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%P|%L|%l"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return NO_LIMIT_MIN
+    for line in out.splitlines():
+        name, _, limits = line.strip().partition("|")
+        if name.rstrip("*") == partition or (partition is None and name.endswith("*")):
+            for limit in limits.split("|"):
+                try:
+                    return parse_time(limit)
+                except BenchError:  # "n/a" (no DefaultTime) or "infinite"
+                    continue
+            return NO_LIMIT_MIN
+    return NO_LIMIT_MIN
 
 
 def parse_opts(items: list[str]) -> dict[str, str]:
@@ -104,6 +131,7 @@ def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOpti
                 if getattr(spec, k) is not None}  # fmt: skip
     spec = replace(spec, **absolute)  # the jobs may start in another directory
     queue = slurm_queue()
+    time_min = options.time_min or partition_minutes(options.partition)  # submitit's own default is 5 minutes
     jobs: dict[str, str] = {}
     for index, cell in enumerate(cells, 1):
         if cell.run_id in complete:
@@ -123,7 +151,7 @@ def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOpti
             params["cpus_per_task"] = options.cpus
         if options.mem:
             params["mem"] = options.mem
-        params["time"] = options.time_min  # None: the partition's limit (submitit's own default is 5 minutes)
+        params["time"] = time_min
         extra = {"kill-on-invalid-dep": "yes", **options.extra}
         after = [jobs[n] for n in cell.needs if n in jobs]
         if after:
