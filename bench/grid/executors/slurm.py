@@ -102,6 +102,19 @@ def check_available() -> None:
         raise BenchError("--executor slurm needs SLURM's sbatch on PATH (run on a cluster's login node)")
 
 
+def use_allocated_cpus() -> None:
+    """torch's threads = the CPUs SLURM allocated to this job, unless OMP_NUM_THREADS says otherwise. Where the
+    cluster does not bind a job to its CPUs (``TaskPlugin=task/none``) torch would start one thread per core of the
+    node, and jobs sharing the node would oversubscribe it."""
+    import os
+
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
+    if cpus and cpus.isdigit() and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(int(cpus))
+
+
 class CellJob:
     """The callable a SLURM job runs; submitit's ``checkpoint`` hook requeues it on timeout or preemption."""
 
@@ -111,6 +124,7 @@ class CellJob:
     def __call__(self) -> str:
         from bench.grid.worker import run_cell_in_worker
 
+        use_allocated_cpus()
         return run_cell_in_worker(self.spec, self.cell)
 
     def checkpoint(self):
