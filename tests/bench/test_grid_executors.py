@@ -145,17 +145,23 @@ def _wait_gone(job_id, timeout=120):
         time.sleep(0.5)
 
 
-@needs_slurm
-def test_cancelled_slurm_job_is_completed_by_the_same_bench_run_from_its_checkpoint(tiny_dataset, tmp_path):
-    results = tmp_path / "res"
-    args = bench_cmd(*tiny_run_args(tiny_dataset, results, "--executor", "slurm", iterations=150))
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=ENV)
+def _submit_and_wait_for_a_checkpoint(dataset, results, env=ENV):
+    """Submit a 150-iteration lcovnet cell as a SLURM job; returns the command, the run id and the job id once the
+    job has written its first checkpoint (the job is still training then)."""
+    args = bench_cmd(*tiny_run_args(dataset, results, "--executor", "slurm", iterations=150))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_id = run_id_for(tiny_dataset, "--set", "iterations=150")
-    job = read_job(results, run_id)["job_id"]
+    run_id = run_id_for(dataset, "--set", "iterations=150")
     deadline = time.time() + 600
     while not (results / "runs" / run_id / "checkpoint_last.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
+    return args, run_id, read_job(results, run_id)["job_id"]
+
+
+@needs_slurm
+def test_cancelled_slurm_job_is_completed_by_the_same_bench_run_from_its_checkpoint(tiny_dataset, tmp_path):
+    results = tmp_path / "res"
+    args, run_id, job = _submit_and_wait_for_a_checkpoint(tiny_dataset, results)
     subprocess.run(["scancel", job], check=True)
     _wait_gone(job)
     assert not (results / "runs" / run_id / "summary.json").exists()
@@ -177,15 +183,8 @@ def test_preempted_slurm_job_requeues_itself_and_resumes_from_its_checkpoint(tin
     partition's limit (the test cluster's is unlimited), which submitit's signal handler must know too. No
     OMP_NUM_THREADS either: the job trains on the one CPU SLURM gave it, not on every core of the node."""
     results = tmp_path / "res"
-    args = bench_cmd(*tiny_run_args(tiny_dataset, results, "--executor", "slurm", iterations=150))
     env = {k: v for k, v in ENV.items() if k != "OMP_NUM_THREADS"}
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_id = run_id_for(tiny_dataset, "--set", "iterations=150")
-    job = read_job(results, run_id)["job_id"]
-    deadline = time.time() + 600
-    while not (results / "runs" / run_id / "checkpoint_last.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    _, run_id, job = _submit_and_wait_for_a_checkpoint(tiny_dataset, results, env)
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     deadline = time.time() + 120
     while (state := slurm_queue().get(job, ("gone",))[0]) not in ("PENDING", "gone") and time.time() < deadline:
