@@ -62,16 +62,20 @@ def clear_error(results: Path, run_id: str) -> None:
     (jobs_dir(results, run_id) / ERROR_FILE).unlink(missing_ok=True)
 
 
+def slurm_output(command: list[str]) -> str:
+    """What a SLURM query command (squeue, sinfo) prints; empty without SLURM or when it does not answer in 30 s."""
+    if shutil.which(command[0]) is None:
+        return ""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def slurm_queue() -> dict[str, tuple[str, str]]:
     """Job id -> (state, elapsed) of the jobs SLURM knows now; empty without SLURM."""
-    if shutil.which("squeue") is None:
-        return {}
-    try:
-        out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%M"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
     queue = {}
-    for line in out.stdout.splitlines():
+    for line in slurm_output(["squeue", "-h", "-o", "%i|%T|%M"]).splitlines():
         parts = line.strip().split("|")
         if len(parts) == 3:
             queue[parts[0]] = (parts[1], parts[2])

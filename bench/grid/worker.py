@@ -7,10 +7,22 @@ is waited for, then found complete) and writes its run directory only (the SQLit
 
 from __future__ import annotations
 
+import os
 import sys
 
 from bench.grid.jobs import clear_error, record_error
 from bench.grid.plan import Cell
+
+
+def use_worker_threads(default: int | None) -> None:
+    """torch's threads in this worker and in the processes it starts (the spawned profiling process reads
+    OMP_NUM_THREADS): OMP_NUM_THREADS where it is set, else ``default``; with neither, torch's own choice."""
+    if default is not None:
+        os.environ.setdefault("OMP_NUM_THREADS", str(default))
+    if "OMP_NUM_THREADS" in os.environ:
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def run_cell_in_worker(spec, cell: Cell) -> str:

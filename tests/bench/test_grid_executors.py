@@ -181,7 +181,7 @@ def test_cancelled_slurm_job_is_completed_by_the_same_bench_run_from_its_checkpo
 def test_preempted_slurm_job_requeues_itself_and_resumes_from_its_checkpoint(tiny_dataset, tmp_path):
     """SIGUSR2 is what SLURM sends a job it preempts or whose time is up. No --slurm-time: the job runs under the
     partition's limit (the test cluster's is unlimited), which submitit's signal handler must know too. No
-    OMP_NUM_THREADS either: the job trains on the one CPU SLURM gave it, not on every core of the node."""
+    OMP_NUM_THREADS either: the job trains and profiles on the one CPU SLURM gave it, not on every core of the node."""
     results = tmp_path / "res"
     env = {k: v for k, v in ENV.items() if k != "OMP_NUM_THREADS"}
     _, run_id, job = _submit_and_wait_for_a_checkpoint(tiny_dataset, results, env)
@@ -198,6 +198,7 @@ def test_preempted_slurm_job_requeues_itself_and_resumes_from_its_checkpoint(tin
     (summary,) = ResultsStore(results).summaries()
     assert summary["iterations"] == 150
     assert json.loads((results / "runs" / run_id / "env.json").read_text())["threads"] == 1  # --slurm-cpus' default
+    assert summary["latency_threads"] == 1  # the spawned profiling process too
     out, err = ((logs / f"{job}_0_log.{kind}").read_text() for kind in ("out", "err"))
     assert "this job is preempted" in out and f"Requeued job {job}" in out
     assert "resuming lcovnet (seed 0) from iteration" in err

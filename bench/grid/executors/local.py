@@ -19,8 +19,6 @@ from pathlib import Path
 from bench.grid.jobs import LOG_FILE, jobs_dir, write_job
 from bench.grid.plan import Cell
 
-_worker: dict[str, str] = {}
-
 
 def _init_worker(slots, threads: int, gpus: list[int]) -> None:
     """Runs first in each worker: its GPU and its thread count, before torch is imported."""
@@ -28,15 +26,12 @@ def _init_worker(slots, threads: int, gpus: list[int]) -> None:
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus[slot % len(gpus)])
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    _worker["threads"] = os.environ["OMP_NUM_THREADS"]
 
 
 def _run(spec, cell: Cell) -> str:
-    import torch
+    from bench.grid.worker import run_cell_in_worker, use_worker_threads
 
-    from bench.grid.worker import run_cell_in_worker
-
-    torch.set_num_threads(int(_worker["threads"]))
+    use_worker_threads(None)  # OMP_NUM_THREADS, set by _init_worker
     with _output_to(jobs_dir(spec.results, cell.run_id) / LOG_FILE):
         return run_cell_in_worker(spec, cell)
 

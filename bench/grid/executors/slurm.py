@@ -8,15 +8,15 @@ whose job is still pending or running is not submitted again. Job files and logs
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from bench.errors import BenchError
-from bench.grid.jobs import jobs_dir, read_job, slurm_queue, write_job
+from bench.grid.jobs import jobs_dir, read_job, slurm_output, slurm_queue, write_job
 from bench.grid.plan import Cell
 
 EXTRA = "pip install 'segkd-bench[slurm]'"
@@ -64,11 +64,7 @@ def partition_minutes(partition: str | None) -> int:
     submitit's SIGUSR2 handler tells a time-out from a preemption by comparing the job's walltime with the time it
     was submitted with, and fails with a TypeError when that is None, so a job must never be submitted without one.
     """
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%P|%L|%l"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return NO_LIMIT_MIN
-    for line in out.splitlines():
+    for line in slurm_output(["sinfo", "-h", "-o", "%P|%L|%l"]).splitlines():
         name, _, limits = line.strip().partition("|")
         if name.rstrip("*") == partition or (partition is None and name.endswith("*")):
             for limit in limits.split("|"):
@@ -102,17 +98,12 @@ def check_available() -> None:
         raise BenchError("--executor slurm needs SLURM's sbatch on PATH (run on a cluster's login node)")
 
 
-def use_allocated_cpus() -> None:
-    """torch's threads = the CPUs SLURM allocated to this job, unless OMP_NUM_THREADS says otherwise. Where the
-    cluster does not bind a job to its CPUs (``TaskPlugin=task/none``) torch would start one thread per core of the
-    node, and jobs sharing the node would oversubscribe it."""
-    import os
-
+def allocated_cpus() -> int | None:
+    """The CPUs SLURM allocated to this job; None outside a job. Where the cluster does not bind a job to its CPUs
+    (``TaskPlugin=task/none``) torch would start one thread per core of the node, and jobs sharing the node would
+    oversubscribe it."""
     cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
-    if cpus and cpus.isdigit() and "OMP_NUM_THREADS" not in os.environ:
-        import torch
-
-        torch.set_num_threads(int(cpus))
+    return int(cpus) if cpus and cpus.isdigit() else None
 
 
 class CellJob:
@@ -122,9 +113,9 @@ class CellJob:
         self.spec, self.cell = spec, cell
 
     def __call__(self) -> str:
-        from bench.grid.worker import run_cell_in_worker
+        from bench.grid.worker import run_cell_in_worker, use_worker_threads
 
-        use_allocated_cpus()
+        use_worker_threads(allocated_cpus())
         return run_cell_in_worker(self.spec, self.cell)
 
     def checkpoint(self):
