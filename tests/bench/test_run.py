@@ -1,5 +1,6 @@
 """`bench run` end to end on a tiny synthetic set: store contents, skip/--force, resume after a kill, bad input."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -120,7 +121,13 @@ def _interrupt_when(
 
     while time.time() < deadline and proc.poll() is None and not seen():
         time.sleep(0.005)
+    # What the process had done with SIGINT when it was sent (blocked, ignored, caught), for a failure's message.
+    sent = "SIGINT not sent: the process had ended"
     if proc.poll() is None:
+        with contextlib.suppress(OSError):
+            status = pathlib.Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            masks = [line for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+            sent = "SIGINT sent; " + " ".join(masks)
         os.killpg(proc.pid, signal.SIGINT)
     try:
         proc.wait(timeout=300)  # generous: a niced test on a busy 2-core machine can wait long for a CPU
@@ -128,7 +135,7 @@ def _interrupt_when(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     reader.join()
-    return proc.returncode, b"".join(chunks).decode(errors="replace")
+    return proc.returncode, b"".join(chunks).decode(errors="replace") + f"\n[test: {sent}]"
 
 
 def test_ctrl_c_during_preprocessing_stops_every_process_without_a_traceback(tiny_dataset, tmp_path):
