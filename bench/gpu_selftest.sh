@@ -19,6 +19,5 @@ python3 -m bench profile --models lcovnet,unet3d,nnunet --classes 17 --patch 64,
     --warmup 10 --amp bf16 --channels-last --no-thop
 # Issue 16's GPU figures: whole-CT seconds of the three networks per runtime (CUDA events, median of 30 runs), patch
 # latency (median of 30), and each network's top kernels in fp32 and bf16. onnxruntime uses the CUDA provider when
-# an onnxruntime-gpu wheel is carried in .whl/, else it runs on the CPU (the
-# 'onnxruntime providers' line says which).
+# an onnxruntime-gpu wheel is carried in .whl/, else it runs on the CPU ('onnxruntime providers' says which).
 python3 benchmarks/bench_deploy.py --device cuda --runtimes eager,bf16,compile,ort-fp32 --runs 30 --kernels 10
