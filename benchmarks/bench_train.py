@@ -27,8 +27,8 @@ from bench.training.runner import model_kwargs
 from bench.training.trainer import Trainer
 
 
-def iterations_per_second(name: str, cases: list, config, warmup: int, iterations: int) -> float:
-    model = build_model(name, 1, 9, **model_kwargs(name, config))
+def iterations_per_second(name: str, cases: list, classes: int, config, warmup: int, iterations: int) -> float:
+    model = build_model(name, 1, classes, **model_kwargs(name, config))
     trainer = Trainer(model=model, config=config, train_cases=cases, val_cases=[], device=torch.device("cpu"),
                       run_dir=Path(tempfile.mkdtemp()), seed=0)  # fmt: skip
     loader = make_patch_loader(cases, tuple(config.patch), config.batch_size, seed=0, fg_fraction=config.fg_fraction)
@@ -51,11 +51,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = generate_dataset(Path(tmp) / "data", cases=4, test_cases=0, seed=0, progress=False)
         dataset = load_dataset(root)
+        labels = dataset.labels_for(config.organs)
         spacing = None if config.spacing in ("keep", "median") else tuple(config.spacing)
-        settings = PreprocessSettings(target_spacing=spacing, normalization="ct")
+        keep = tuple(v for v in labels if v != 0) if config.organs else None
+        settings = PreprocessSettings(target_spacing=spacing, normalization="ct", keep_labels=keep)
         cases = prepare_cases(dataset.cases, settings, Path(tmp) / "cache", workers=1, progress=False)
         rates = {
-            n: iterations_per_second(n, cases, config, args.warmup, args.iterations)
+            n: iterations_per_second(n, cases, max(labels) + 1, config, args.warmup, args.iterations)
             for n in parse_name_list(args.models, "--models")
         }
     first = next(iter(rates.values()))

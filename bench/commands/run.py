@@ -5,7 +5,8 @@ Without --preset, `default` is used when a GPU is present and `smoke` otherwise.
 (--teacher, default from the preset: unet3d; several, comma-separated, are an axis of the grid) is trained once per
 dataset, preset and seed and cached in the results store, or loaded from --teacher-checkpoint. It trains with the
 students' protocol unless given its own: `--set teacher.KEY=VALUE` (e.g. teacher.iterations=1600) changes a key for
-the teachers alone; keys that decide the data (spacing, normalization, window, crop, folds, val_cases) stay shared.
+the teachers alone; keys that decide the data (spacing, normalization, window, crop, folds, val_cases, organs) stay
+shared.
 Every student is also run without KD (`none`) so that gains can be computed. `ca+ms` is one run with both losses;
 `ca,ms` are two runs.
 KD runs start from scratch with the same iteration budget unless --kd-init student.

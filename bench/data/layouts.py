@@ -75,6 +75,18 @@ class Dataset:
         """The labels without background."""
         return {k: v for k, v in self.labels.items() if k != 0}
 
+    def labels_for(self, organs: list[str]) -> dict[int, str]:
+        """The labels (background included) of ``organs``, named as in the data set; all of them when empty."""
+        by_name = {name: value for value, name in self.organs.items()}
+        unknown = [name for name in organs if name not in by_name]
+        if unknown:
+            raise BenchError(
+                f"preset key organs: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not an organ of "
+                f"{self.name} (its organs: {', '.join(by_name)})"
+            )
+        keep = {by_name[name] for name in organs} or set(self.organs)
+        return {value: name for value, name in self.labels.items() if value == 0 or value in keep}
+
     def all_cases(self) -> list[Case]:
         return [*self.cases, *self.val_cases, *self.test_cases]
 

@@ -1,9 +1,10 @@
 """Preprocessing into a cache of memory-mappable arrays, and mapping predictions back to the original images.
 
 Per case: reorient to one orientation (SimpleITK ``DICOMOrient``, LPS by default: array axes z, y, x run to superior,
-posterior, left); crop to the body (bounding box of voxels above -500 HU for CT normalisations, of non-zero voxels
-otherwise, always keeping every labelled voxel); normalise intensities; resample to the target spacing (images
-linear or B-spline, labels nearest neighbour). Same order as nnU-Net: crop, normalise, resample.
+posterior, left); keep the chosen organs' label values (``keep_labels``; the others become background); crop to the
+body (bounding box of voxels above -500 HU for CT normalisations, of non-zero voxels otherwise, always keeping every
+kept labelled voxel); normalise intensities; resample to the target spacing (images linear or B-spline, labels
+nearest neighbour). Same order as nnU-Net: crop, normalise, resample.
 
 Normalisations: ``ct`` as nnU-Net's CTNormalization (clip to the 0.5 / 99.5 percentiles of the training set's
 foreground voxels, then z-score with their mean and std), ``zscore`` (per volume and channel), ``window`` (clip to a
@@ -47,7 +48,11 @@ _STATS_SEED = 1234
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """How to preprocess. ``target_spacing`` is (z, y, x) in mm, None keeps each case's own spacing."""
+    """How to preprocess. ``target_spacing`` is (z, y, x) in mm, None keeps each case's own spacing.
+
+    ``keep_labels`` are the label values kept in the cached label maps (the organs a run trains on); every other
+    value becomes background. None keeps them all.
+    """
 
     target_spacing: tuple[float, float, float] | None = None
     normalization: str = "ct"
@@ -55,6 +60,7 @@ class PreprocessSettings:
     crop: bool = True
     interpolation: str = "linear"
     orientation: str = "LPS"
+    keep_labels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
@@ -72,6 +78,10 @@ class PreprocessSettings:
             object.__setattr__(self, "window", (float(lo), float(hi)))
         elif self.window is not None:
             raise BenchError(f"a window is only used with normalization 'window', not {self.normalization!r}")
+        if self.keep_labels is not None:
+            if not all(isinstance(v, int) and 0 < v <= 255 for v in self.keep_labels):
+                raise BenchError(f"the label values to keep must lie in 1..255, got {self.keep_labels}")
+            object.__setattr__(self, "keep_labels", tuple(sorted(set(self.keep_labels))))
 
     @property
     def ct_like(self) -> bool:
@@ -234,6 +244,8 @@ def preprocess_images(
     lab = sitk.GetArrayFromImage(label) if label is not None else None
     if lab is not None and (lab.min() < 0 or lab.max() > 255):
         raise DataError(f"{case.label}: label values must lie in 0..255 to be cached as uint8")
+    if lab is not None and settings.keep_labels is not None:
+        lab = np.where(np.isin(lab, settings.keep_labels), lab, 0).astype(lab.dtype)
 
     bbox = _crop_box(arr, lab, settings) if settings.crop else [(0, n) for n in arr.shape[1:]]
     sl = tuple(slice(a, b) for a, b in bbox)

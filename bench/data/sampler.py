@@ -33,7 +33,8 @@ P_AFFINE = 0.2
 ROTATE_IN_PLANE_RAD = np.deg2rad(15.0)
 ROTATE_OUT_OF_PLANE_RAD = np.deg2rad(5.0)
 SCALE_RANGE = (0.85, 1.15)
-FLIP_AXES = (1, 2)  # y and x, as the LCOV-Net reference configuration; never superior/inferior
+FLIP_AXES = ("y", "x")  # the default, as the LCOV-Net reference configuration; never superior/inferior
+_ARRAY_AXIS = {"z": 0, "y": 1, "x": 2}
 P_BRIGHTNESS, BRIGHTNESS = 0.15, (0.9, 1.1)
 P_NOISE, NOISE_STD = 0.1, (0.0, 0.1)
 
@@ -50,6 +51,7 @@ class PatchDataset(IterableDataset):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        flip_axes: Sequence[str] = FLIP_AXES,
     ) -> None:
         super().__init__()
         self.cases = list(prepared_cases)
@@ -65,6 +67,9 @@ class PatchDataset(IterableDataset):
             raise BenchError(f"the foreground fraction must lie in [0, 1], got {fg_fraction}")
         if not 0 <= rank < world_size:
             raise BenchError(f"rank {rank} is outside world size {world_size}")
+        if not set(flip_axes) <= set(_ARRAY_AXIS):
+            raise BenchError(f"flip axes must be among z, y and x, got {list(flip_axes)}")
+        self.flip_axes = [_ARRAY_AXIS[a] for a in flip_axes]
         self.fg_fraction = Fraction(fg_fraction).limit_denominator(1000)
         self.augment, self.seed, self.rank = augment, seed, rank
         self.metas = [json.loads(Path(c.meta_json).read_text()) for c in self.cases]
@@ -126,7 +131,7 @@ class PatchDataset(IterableDataset):
                 rng.uniform(-ROTATE_IN_PLANE_RAD, ROTATE_IN_PLANE_RAD),
             )
             img, lab = rotate_scale(img, lab, spacing, angles, rng.uniform(*SCALE_RANGE))
-        for axis in FLIP_AXES:
+        for axis in self.flip_axes:
             if rng.random() < 0.5:
                 img, lab = np.flip(img, axis + 1), np.flip(lab, axis)
         img = np.ascontiguousarray(img, dtype=np.float32)
@@ -148,6 +153,7 @@ def make_patch_loader(
     world_size: int = 1,
     fg_fraction: float = 1 / 3,
     pin_memory: bool = False,
+    flip_axes: Sequence[str] = FLIP_AXES,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """An endless iterator of batches ``{"image": [B, C, D, H, W], "label": [B, D, H, W]}``.
 
@@ -156,7 +162,7 @@ def make_patch_loader(
     """
     if batch_size < 1:
         raise BenchError(f"batch size must be at least 1, got {batch_size}")
-    dataset = PatchDataset(prepared_cases, patch_size, fg_fraction, augment, seed, rank, world_size)
+    dataset = PatchDataset(prepared_cases, patch_size, fg_fraction, augment, seed, rank, world_size, flip_axes)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

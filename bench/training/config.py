@@ -50,6 +50,7 @@ class RunConfig:
     crop: bool = True
     fg_fraction: float = 0.33
     augment: bool = True
+    flip_axes: list[str] = field(default_factory=lambda: ["y", "x"])  # axes mirrored at random when augmenting
     overlap: float = 0.5
     sw_batch_size: int = 2
     amp: str = "off"  # bf16, fp16 or off
@@ -63,6 +64,7 @@ class RunConfig:
     teacher: str = "unet3d"
     folds: int = 5
     eval_checkpoint: str = "best"  # best (on validation) or last: the weights a run is evaluated and stored with
+    organs: list[str] = field(default_factory=list)  # the data set's organs to train and score; empty: all of them
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name: factory arguments
 
     def validate(self) -> None:
@@ -96,6 +98,11 @@ class RunConfig:
             ("overlap", 0 <= self.overlap < 1, "in [0, 1)"),
             ("sw_batch_size", self.sw_batch_size >= 1, "at least 1"),
             ("fg_fraction", 0 <= self.fg_fraction <= 1, "in [0, 1]"),
+            (
+                "flip_axes",
+                set(self.flip_axes) <= {"z", "y", "x"} and len(set(self.flip_axes)) == len(self.flip_axes),
+                'distinct axes among "z", "y" and "x"',
+            ),
             ("workers", self.workers >= 0, "0 (load in the training process) or more"),
             ("profile_warmup", self.profile_warmup >= 0, "0 or more"),
             ("profile_runs", self.profile_runs >= 1, "at least 1"),
@@ -104,6 +111,11 @@ class RunConfig:
             ("model_kwargs", _is_kwargs_table(self.model_kwargs), "a table of tables, e.g. [model_kwargs.unet3d]"),
             ("teacher", bool(self.teacher.strip()), "a model name"),
             ("folds", self.folds >= 1, "at least 1"),
+            (
+                "organs",
+                all(name.strip() for name in self.organs) and len(set(self.organs)) == len(self.organs),
+                "a list of distinct organ names (empty: every organ of the data set)",
+            ),
             ("spacing", self.spacing in ("keep", "median") or _is_spacing(self.spacing), '"keep", "median" or [z,y,x]'),
         ]
         for key, ok, expected in checks:
@@ -144,7 +156,7 @@ def _read_toml(text: str, source: str) -> dict[str, Any]:
 
 
 # Element types of the list-valued keys; an int is accepted where a float is expected.
-_LIST_ITEMS: dict[str, type] = {"patch": int, "inference_patch": int, "window": float}
+_LIST_ITEMS: dict[str, type] = {"patch": int, "inference_patch": int, "window": float, "organs": str, "flip_axes": str}
 
 
 def _typed(value: Any, expected: type) -> Any:
@@ -191,7 +203,7 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 # Keys that decide the data every run of a grid sees (preprocessing, splits, validation cases): a teacher with its own
 # protocol (``--set teacher.KEY=VALUE``, an experiment's ``[teacher]`` table) keeps the students' values.
-TEACHER_SHARED_KEYS = ("spacing", "normalization", "window", "crop", "folds", "val_cases")
+TEACHER_SHARED_KEYS = ("spacing", "normalization", "window", "crop", "folds", "val_cases", "organs")
 TEACHER_PREFIX = "teacher."
 
 

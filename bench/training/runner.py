@@ -213,6 +213,7 @@ class GridRunner:
 
         path = Path(self.spec.data) if self.spec.data is not None else ensure_default_dataset()
         dataset = load_dataset(path, self.spec.labels)
+        labels = {int(k): v for k, v in dataset.labels_for(self.config.organs).items()}
         if not self.worker and fold == self.spec.folds[0]:
             report = check_dataset(dataset, workers=2)
             report.raise_for_issues()
@@ -228,13 +229,13 @@ class GridRunner:
             normalization=self.config.normalization,
             window=window,
             crop=self.config.crop,
+            keep_labels=tuple(k for k in labels if k != 0) if self.config.organs else None,
         )
         cases = train + val + test
         workers = min(2, len(cases))
         prepared = prepare_cases(cases, settings, self.store.root / "cache", workers=workers, fit_cases=train,
                                  progress=not self.worker)  # fmt: skip
         by_id = {p.case_id: p for p in prepared}
-        labels = {int(k): v for k, v in dataset.labels.items()}
         val = val[: self.config.val_cases]
         data = _Data(dataset.name, labels, max(labels) + 1, len(cases[0].images), by_id, {c.case_id: c for c in cases},
                      asdict(settings), load_prepared(prepared[0])[2]["ct_stats"],

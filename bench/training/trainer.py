@@ -244,7 +244,7 @@ class Trainer:
                 loader = make_patch_loader(
                     self.train_cases, tuple(c.patch), c.batch_size, seed=self.seed * 100_003 + segment,
                     augment=c.augment, workers=c.workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
-                    fg_fraction=c.fg_fraction,
+                    fg_fraction=c.fg_fraction, flip_axes=c.flip_axes,
                 )  # fmt: skip
                 if rng_after_loader is not None:
                     loop.rng = None

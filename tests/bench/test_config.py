@@ -87,6 +87,16 @@ def test_smoke_preset_evaluates_the_last_checkpoint_and_trains_the_unet_without_
     assert load_config("smoke", ["model_kwargs={unet3d={dropout=0.1}}"]).hash() != config.hash()
 
 
+def test_every_preset_mirrors_y_and_x_and_trains_every_organ_unless_told_otherwise():
+    assert RunConfig().flip_axes == ["y", "x"] and RunConfig().organs == []
+    for name in RUN_PRESETS:
+        config = load_config(name)
+        assert config.flip_axes == ["y", "x"] and config.organs == [], name
+    config = load_config("smoke", ['organs=["liver","spleen"]', 'flip_axes=["y"]'])
+    assert config.organs == ["liver", "spleen"] and config.flip_axes == ["y"]
+    assert config.hash() != load_config("smoke").hash()
+
+
 def test_cosine_schedule_starts_at_the_base_rate_halves_midway_and_ends_at_zero():
     from bench.training.trainer import SCHEDULES
 

@@ -101,6 +101,14 @@ def test_word_layout_without_dataset_json_knows_the_16_organs_and_val_split(tmp_
     assert ds.labels == WORD_LABELS and len(ds.organs) == 16
 
 
+def test_labels_for_an_organ_subset_keep_their_values_and_unknown_names_are_named(tmp_path: Path) -> None:
+    ds = Dataset("WORD", tmp_path, WORD_LABELS, [])
+    assert ds.labels_for([]) == WORD_LABELS
+    assert ds.labels_for(["pancreas", "liver"]) == {0: "background", 1: "liver", 8: "pancreas"}
+    with pytest.raises(BenchError, match=r"organs: kidney, aorta are not an organ of WORD \(its organs: liver, "):
+        ds.labels_for(["liver", "kidney", "aorta"])
+
+
 def test_csv_layout_resolves_relative_paths_splits_and_labels_file(tmp_path: Path) -> None:
     for i in range(3):
         _nifti(tmp_path / "img" / f"p{i}.nii.gz")

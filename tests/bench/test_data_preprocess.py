@@ -140,6 +140,20 @@ def test_crop_keeps_every_labelled_voxel_even_outside_the_body(tmp_path: Path) -
     assert meta["crop_bbox_zyx"][0] == [0, 20]
 
 
+def test_keep_labels_turns_the_other_organs_into_background_and_keys_the_cache(tmp_path: Path) -> None:
+    case = _phantom(tmp_path)
+    (every,) = prepare_cases([case], PreprocessSettings(), tmp_path / "cache", progress=False)
+    (kept,) = prepare_cases([case], PreprocessSettings(keep_labels=(2,)), tmp_path / "cache", progress=False)
+    assert kept.label_npy.parent != every.label_npy.parent
+    _, label_all, _ = load_prepared(every)
+    _, label_kept, meta = load_prepared(kept)
+    assert np.count_nonzero(label_all == 1) > 0
+    assert np.array_equal(label_kept, np.where(label_all == 2, 2, 0))
+    assert meta["labels_present"] == [0, 2] and meta["settings"]["keep_labels"] == [2]
+    with pytest.raises(BenchError, match=r"must lie in 1\.\.255"):
+        PreprocessSettings(keep_labels=(0, 1))
+
+
 def test_cache_is_reused_and_invalidated_by_settings_or_changed_files(tmp_path: Path, monkeypatch) -> None:
     case = _phantom(tmp_path)
     first = prepare_cases([case], PreprocessSettings(), tmp_path / "cache", progress=False)

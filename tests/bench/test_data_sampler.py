@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from bench.data import sampler
 from bench.data.layouts import Case
 from bench.data.preprocess import PreprocessSettings, prepare_cases
 from bench.data.sampler import PatchDataset, make_patch_loader, rotate_scale
@@ -120,6 +121,20 @@ def test_augmented_patches_keep_labels_valid(prepared) -> None:
         assert torch.isfinite(batch["image"]).all()
 
 
+def test_flip_axes_mirror_exactly_the_named_axes(prepared, monkeypatch) -> None:
+    monkeypatch.setattr(sampler, "P_AFFINE", 0.0)  # only the flips move voxels
+    lab = np.zeros((4, 6, 8), np.uint8)
+    lab[1, 1, 2] = 1
+    for axes, moved in (([], set()), (["y"], {1}), (["y", "x"], {1, 2}), (["z"], {0})):
+        ds = PatchDataset(prepared[:1], (8, 16, 16), flip_axes=axes)
+        rng, seen = np.random.default_rng(0), set()
+        for _ in range(30):
+            _, out = ds._augment(rng, lab[None].astype(np.float32), lab.copy(), (2.0, 1.0, 1.0))
+            (where,) = np.argwhere(out)
+            seen |= {axis for axis, (now, before) in enumerate(zip(where, (1, 1, 2))) if now != before}
+        assert seen == moved, axes
+
+
 def test_bad_arguments_are_clear_errors(prepared) -> None:
     with pytest.raises(BenchError, match="patch size needs three"):
         PatchDataset(prepared, (8, 16))
@@ -127,3 +142,5 @@ def test_bad_arguments_are_clear_errors(prepared) -> None:
         PatchDataset(prepared, (8, 16, 16), rank=2, world_size=2)
     with pytest.raises(BenchError, match="no preprocessed cases"):
         PatchDataset([], (8, 16, 16))
+    with pytest.raises(BenchError, match=r"flip axes must be among z, y and x, got \['w'\]"):
+        PatchDataset(prepared, (8, 16, 16), flip_axes=["w"])

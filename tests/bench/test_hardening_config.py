@@ -22,6 +22,10 @@ from tests.bench.planted import copy_store, run_planted, tiny_run_args
         ("grad_clip=-1", "grad_clip"),
         ("iterations=10.0", "iterations"),
         ("folds=0", "folds"),
+        ('organs=["liver","liver"]', "organs"),
+        ("organs=[1]", "organs"),
+        ('flip_axes=["x","w"]', "flip_axes"),
+        ('flip_axes=["x","x"]', "flip_axes"),
     ],
 )
 def test_out_of_range_preset_value_is_refused_at_load_naming_the_key(override, key):
@@ -33,6 +37,12 @@ def test_bad_preset_value_stops_bench_run_before_anything_is_written(finished_st
     results = copy_store(finished_store, tmp_path / "res")
     for override, key in (("profile_runs=0", "profile_runs"), ("patch=[32.0,32,32]", "patch")):
         run_planted(tmp_path, results, tiny_run_args(tiny_dataset, results, "--set", override), 2, [key])
+
+
+def test_unknown_organ_stops_bench_run_before_anything_is_written(finished_store, tiny_dataset, tmp_path):
+    results = copy_store(finished_store, tmp_path / "res")
+    args = tiny_run_args(tiny_dataset, results, "--set", 'organs=["liver","kidny"]')
+    run_planted(tmp_path, results, args, 2, ["organs", "kidny", "SegKDSynthAbdomen", "kidney_left"])
 
 
 def test_non_utf8_preset_file_is_named(finished_store, tiny_dataset, tmp_path):

@@ -69,6 +69,21 @@ def test_run_stores_summary_per_case_log_and_database(tiny_dataset, tmp_path):
 
 
 @pytest.mark.slow
+def test_organs_key_trains_and_scores_only_those_organs_with_their_dataset_values(tiny_dataset, tmp_path):
+    proc = _run(tiny_dataset, tmp_path / "res", "--set", 'organs=["kidney_left","liver"]', "--save-predictions")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    store = ResultsStore(tmp_path / "res")
+    (summary,) = store.summaries()
+    assert set(summary["per_organ"]) == {"liver", "kidney_left"}
+    assert set(store.per_case(summary["run_id"])["label"]) == {1, 3}
+    run_dir = store.run_dir(summary["run_id"])
+    spec = json.loads((run_dir / "preprocessing.json").read_text())
+    assert spec["num_classes"] == 4 and spec["labels"] == {"0": "background", "1": "liver", "3": "kidney_left"}
+    assert spec["preprocessing"]["keep_labels"] == [1, 3]
+    for path in (run_dir / "predictions").glob("*.nii.gz"):
+        assert set(sitk.GetArrayFromImage(sitk.ReadImage(str(path))).ravel().tolist()) <= {0, 1, 3}
+
+
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dataset, tmp_path):
     whole = _run(tiny_dataset, tmp_path / "whole", iterations=6)
     assert whole.returncode == 0, whole.stderr[-2000:]
