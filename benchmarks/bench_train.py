@@ -53,7 +53,7 @@ def main() -> None:
         dataset = load_dataset(root)
         labels = dataset.labels_for(config.organs)
         spacing = None if config.spacing in ("keep", "median") else tuple(config.spacing)
-        keep = tuple(v for v in labels if v != 0) if config.organs else None
+        keep = dataset.keep_labels_for(config.organs)
         settings = PreprocessSettings(target_spacing=spacing, normalization="ct", keep_labels=keep)
         cases = prepare_cases(dataset.cases, settings, Path(tmp) / "cache", workers=1, progress=False)
         rates = {

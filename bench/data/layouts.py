@@ -87,6 +87,10 @@ class Dataset:
         keep = {by_name[name] for name in organs} or set(self.organs)
         return {value: name for value, name in self.labels.items() if value == 0 or value in keep}
 
+    def keep_labels_for(self, organs: list[str]) -> tuple[int, ...] | None:
+        """The label values preprocessing keeps for ``organs`` (``PreprocessSettings.keep_labels``); None when empty."""
+        return tuple(value for value in self.labels_for(organs) if value != 0) if organs else None
+
     def all_cases(self) -> list[Case]:
         return [*self.cases, *self.val_cases, *self.test_cases]
 

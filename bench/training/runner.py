@@ -229,7 +229,7 @@ class GridRunner:
             normalization=self.config.normalization,
             window=window,
             crop=self.config.crop,
-            keep_labels=tuple(k for k in labels if k != 0) if self.config.organs else None,
+            keep_labels=dataset.keep_labels_for(self.config.organs),
         )
         cases = train + val + test
         workers = min(2, len(cases))

@@ -105,6 +105,7 @@ def test_labels_for_an_organ_subset_keep_their_values_and_unknown_names_are_name
     ds = Dataset("WORD", tmp_path, WORD_LABELS, [])
     assert ds.labels_for([]) == WORD_LABELS
     assert ds.labels_for(["pancreas", "liver"]) == {0: "background", 1: "liver", 8: "pancreas"}
+    assert ds.keep_labels_for(["pancreas", "liver"]) == (1, 8) and ds.keep_labels_for([]) is None
     with pytest.raises(BenchError, match=r"organs: kidney, aorta are not an organ of WORD \(its organs: liver, "):
         ds.labels_for(["liver", "kidney", "aorta"])
 
