@@ -6,8 +6,9 @@ Two kinds of checks, because training is chaotic and everything else is not:
   scaled to G) and the losses of each run's first training step (``first_step``: before any update the network,
   its seeded initialisation and the first batch are the same everywhere; only float32 kernel rounding differs,
   measured below 1e-6 relative across CPU kinds, so ``FIRST_STEP_REL`` = 1e-4 leaves 100x margin while a flipped
-  or zeroed loss term moves these values by far more; a KD loss, which also depends on the trained teacher, gets
-  4x its measured spread). They catch a changed architecture, loss or label mapping without any training noise.
+  or zeroed loss term moves these values by far more; a KD run's kd_loss and loss, which also depend on the trained
+  teacher, get ``TEACHER_FIRST_STEP_REL`` or 4x their measured spread, whichever is wider). They catch a changed
+  architecture, loss or label mapping without any training noise.
 * **statistical** checks compare trained accuracy (``dice_mean``, ``hd95_mean``) with a tolerance derived from the
   measured noise: the baseline is written from several runs of each entry (seeds and CPU settings, pooled from
   one or more results stores), ``spread`` is their sample standard deviation and
@@ -29,7 +30,7 @@ Baseline file (JSON, written by ``bench check --update``)::
          "seeds": [0, 1, 2], "runs": ["...", "..."], "latency_device": "cpu",
          "exact": {"params": 177732, "gmacs": 0.278,
                    "first_step": {"0": {"loss": 1.61, "seg_loss": 2.01, "kd_loss": 1.1e-05}, "1": {...}},
-                   "first_step_rel": {"loss": 1e-4, "seg_loss": 1e-4, "kd_loss": 1.04e-3}},
+                   "first_step_rel": {"loss": 1e-3, "seg_loss": 1e-4, "kd_loss": 0.05}},
          "statistical": {"dice_mean": {"value": 0.81, "spread": 0.004, "tolerance": 0.016, "samples": 9},
                          "hd95_mean": {"value": 6.1, "spread": 0.3, "tolerance": 2.0, "samples": 9}},
          "informational": {"latency_ms_median": 46.2}}
@@ -64,6 +65,12 @@ FIRST_STEP_REL = 1e-4
 FIRST_STEP_ABS = 1e-7  # for a KD loss that is (numerically) zero at the first step
 GMACS_REL = 1e-6
 FIRST_STEP_KEYS = ("loss", "seg_loss", "kd_loss")
+# A KD run's first-step kd_loss (and so its loss) depends on the teacher, which is trained and therefore not the same
+# on every CPU. Measured on the smoke protocol, seed 0's teachers trained under AVX-512, AVX2 and generic kernels
+# gave first-step kd_loss values up to 1.0% apart and losses up to 2.3e-4 apart (relative); a baseline from fewer
+# kernel sets measures less than that. These floors leave 5x and 4x margin; a flipped or zeroed KD term still moves
+# kd_loss by 100% or more.
+TEACHER_FIRST_STEP_REL = {"loss": 1e-3, "kd_loss": 0.05}
 
 
 @dataclass(frozen=True)
@@ -174,17 +181,20 @@ def _stat(value: float, spread: float | None, samples: int, floor: float, overri
 def _exact_first_steps(samples: list[dict]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Per seed, the first-step losses, and per loss the relative tolerance of the exact check.
 
-    The tolerance is ``FIRST_STEP_REL``, widened to ``NOISE_K`` times the largest relative spread measured between
-    runs of one seed: a KD loss at the first step depends on the teacher, itself trained and so not bitwise the same
-    on every CPU (measured: 2.6e-4 relative for CA-KD between AVX-512 and AVX2 teachers), while the supervised loss
-    depends only on the seeded initialisation and the first batch (spread 0).
+    The tolerance is ``FIRST_STEP_REL`` (``TEACHER_FIRST_STEP_REL`` for a KD entry's teacher-dependent losses),
+    widened to ``NOISE_K`` times the largest relative spread measured between runs of one seed: a KD loss at the
+    first step depends on the teacher, itself trained and so not bitwise the same on every CPU, while the supervised
+    loss depends only on the seeded initialisation and the first batch (spread 0).
     """
     by_seed: dict[str, list[dict[str, float]]] = {}
     for summary in samples:
         values = _first_step(summary)
         if values is not None:
             by_seed.setdefault(str(summary.get("seed")), []).append(values)
-    rel = dict.fromkeys(FIRST_STEP_KEYS, FIRST_STEP_REL)
+    taught = any(summary.get("kd") not in (None, "none") for summary in samples)
+    rel = {
+        name: max(FIRST_STEP_REL, TEACHER_FIRST_STEP_REL.get(name, 0.0) if taught else 0.0) for name in FIRST_STEP_KEYS
+    }
     for runs in by_seed.values():
         for name in FIRST_STEP_KEYS:
             values = [r[name] for r in runs]

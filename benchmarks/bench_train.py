@@ -51,9 +51,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = generate_dataset(Path(tmp) / "data", cases=4, test_cases=0, seed=0, progress=False)
         dataset = load_dataset(root)
-        labels = dataset.labels_for(config.organs)
+        organs = config.organs_for(dataset.name)
+        labels = dataset.labels_for(organs)
         spacing = None if config.spacing in ("keep", "median") else tuple(config.spacing)
-        keep = dataset.keep_labels_for(config.organs)
+        keep = dataset.keep_labels_for(organs)
         settings = PreprocessSettings(target_spacing=spacing, normalization="ct", keep_labels=keep)
         cases = prepare_cases(dataset.cases, settings, Path(tmp) / "cache", workers=1, progress=False)
         rates = {

@@ -213,7 +213,8 @@ class GridRunner:
 
         path = Path(self.spec.data) if self.spec.data is not None else ensure_default_dataset()
         dataset = load_dataset(path, self.spec.labels)
-        labels = {int(k): v for k, v in dataset.labels_for(self.config.organs).items()}
+        organs = self.config.organs_for(dataset.name)
+        labels = {int(k): v for k, v in dataset.labels_for(organs).items()}
         if not self.worker and fold == self.spec.folds[0]:
             report = check_dataset(dataset, workers=2)
             report.raise_for_issues()
@@ -229,7 +230,7 @@ class GridRunner:
             normalization=self.config.normalization,
             window=window,
             crop=self.config.crop,
-            keep_labels=dataset.keep_labels_for(self.config.organs),
+            keep_labels=dataset.keep_labels_for(organs),
         )
         cases = train + val + test
         workers = min(2, len(cases))

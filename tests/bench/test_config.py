@@ -87,14 +87,19 @@ def test_smoke_preset_evaluates_the_last_checkpoint_and_trains_the_unet_without_
     assert load_config("smoke", ["model_kwargs={unet3d={dropout=0.1}}"]).hash() != config.hash()
 
 
-def test_every_preset_mirrors_y_and_x_and_trains_every_organ_unless_told_otherwise():
+def test_presets_mirror_y_and_x_and_train_every_organ_but_smoke_which_scopes_its_choice_to_the_builtin_set():
     assert RunConfig().flip_axes == ["y", "x"] and RunConfig().organs == []
-    for name in RUN_PRESETS:
+    for name in set(RUN_PRESETS) - {"smoke"}:
         config = load_config(name)
-        assert config.flip_axes == ["y", "x"] and config.organs == [], name
-    config = load_config("smoke", ['organs=["liver","spleen"]', 'flip_axes=["y"]'])
-    assert config.organs == ["liver", "spleen"] and config.flip_axes == ["y"]
-    assert config.hash() != load_config("smoke").hash()
+        assert config.flip_axes == ["y", "x"] and config.organs_for("SegKDSynthAbdomen") == [], name
+    smoke = load_config("smoke")
+    assert smoke.flip_axes == ["y"]
+    assert smoke.organs_for("SegKDSynthAbdomen") == ["liver", "spleen", "kidney_left", "kidney_right", "stomach"]
+    assert smoke.organs_for("BTCV") == []
+    listed = load_config("smoke", ['organs=["liver","spleen"]', 'flip_axes=["y","x"]'])
+    assert listed.organs_for("BTCV") == listed.organs_for("SegKDSynthAbdomen") == ["liver", "spleen"]
+    assert listed.flip_axes == ["y", "x"] and listed.hash() != smoke.hash()
+    assert load_config("smoke", ['organs={WORD=["liver"]}']).organs_for("WORD") == ["liver"]
 
 
 def test_cosine_schedule_starts_at_the_base_rate_halves_midway_and_ends_at_zero():

@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -82,6 +83,19 @@ def test_organs_key_trains_and_scores_only_those_organs_with_their_dataset_value
     assert spec["preprocessing"]["keep_labels"] == [1, 3]
     for path in (run_dir / "predictions").glob("*.nii.gz"):
         assert set(sitk.GetArrayFromImage(sitk.ReadImage(str(path))).ravel().tolist()) <= {0, 1, 3}
+
+
+@pytest.mark.slow
+def test_smoke_organ_choice_for_the_builtin_set_leaves_another_data_set_all_of_its_organs(tiny_dataset, tmp_path):
+    data = tmp_path / "other"
+    shutil.copytree(tiny_dataset, data)
+    meta = json.loads((data / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**meta, "name": "OtherAbdomen"}))
+    proc = _run(data, tmp_path / "res", "--whole-volume", "none", iterations=1)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (summary,) = ResultsStore(tmp_path / "res").summaries()
+    assert summary["dataset"] == "OtherAbdomen"
+    assert set(summary["per_organ"]) == set(meta["labels"]) - {"background"}  # all ten, not smoke's five
 
 
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dataset, tmp_path):
