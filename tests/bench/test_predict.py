@@ -19,9 +19,10 @@ def _predict(*args, timeout=300):
     )
 
 
-def _labels(dataset) -> dict[int, str]:
-    raw = json.loads((dataset / "dataset.json").read_text())["labels"]
-    return {int(v): k for k, v in raw.items()}
+def _scored_labels(run_dir) -> dict[int, str]:
+    """The labels the run scored: the preset's organs of the data set (the smoke preset keeps five), not all of them."""
+    raw = json.loads((run_dir / "preprocessing.json").read_text())["labels"]
+    return {int(value): name for value, name in raw.items()}
 
 
 def test_predict_run_on_test_images_reproduces_stored_dice_and_input_geometry(tiny_dataset, trained_run, tmp_path):
@@ -43,7 +44,11 @@ def test_predict_run_on_test_images_reproduces_stored_dice_and_input_geometry(ti
         assert np.array_equal(sitk.GetArrayFromImage(pred), sitk.GetArrayFromImage(saved))
         spacing = tuple(reversed(gt.GetSpacing()))
         rows += evaluate_case(
-            name.split(".")[0], sitk.GetArrayFromImage(pred), sitk.GetArrayFromImage(gt), spacing, _labels(tiny_dataset)
+            name.split(".")[0],
+            sitk.GetArrayFromImage(pred),
+            sitk.GetArrayFromImage(gt),
+            spacing,
+            _scored_labels(results / "runs" / run_id),
         )
     stored = ResultsStore(results).summaries()[0]
     assert len(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(out / masks[0]))))) > 1  # organs, not background
