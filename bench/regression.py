@@ -192,9 +192,7 @@ def _exact_first_steps(samples: list[dict]) -> tuple[dict[str, dict[str, float]]
         if values is not None:
             by_seed.setdefault(str(summary.get("seed")), []).append(values)
     taught = any(summary.get("kd") not in (None, "none") for summary in samples)
-    rel = {
-        name: max(FIRST_STEP_REL, TEACHER_FIRST_STEP_REL.get(name, 0.0) if taught else 0.0) for name in FIRST_STEP_KEYS
-    }
+    rel = {**dict.fromkeys(FIRST_STEP_KEYS, FIRST_STEP_REL), **(TEACHER_FIRST_STEP_REL if taught else {})}
     for runs in by_seed.values():
         for name in FIRST_STEP_KEYS:
             values = [r[name] for r in runs]
