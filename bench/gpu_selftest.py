@@ -22,9 +22,12 @@ from tabulate import tabulate
 
 from bench.device import resolve_device
 from bench.environment import environment
+from bench.executors.inline import run_inline
+from bench.grid.spec import GridSpec
+from bench.pipeline.checks import check_grid
+from bench.pipeline.context import GridContext
 from bench.profiling.profile import ProfileSettings, profile_model
 from bench.training.config import load_config
-from bench.training.runner import GridRunner, GridSpec
 
 
 def _latency_table(device: torch.device, quick: bool) -> list[list]:
@@ -62,11 +65,13 @@ def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list
         spec = GridSpec(models=["lcovnet"], kds=["none", "ca"], config=config, preset=f"gpu-selftest-{amp}",
                         data=data, device=str(device), results=work / f"results-{amp}",
                         whole_volume=(32, 96, 96) if quick else (160, 256, 256))  # fmt: skip
-        runner = GridRunner(spec)
+        grid = GridContext.open(spec)
+        check_grid(spec)
         with _cpu_bf16_guard(device):
-            run_ids = runner.run()
-        for run_id in run_ids:
-            summary = json.loads((runner.store.run_dir(run_id) / "summary.json").read_text())
+            inputs, cells = grid.prepare()
+            run_inline(grid, inputs, cells, grid.complete(cells))
+        for cell in cells:
+            summary = json.loads((grid.store.run_dir(cell.run_id) / "summary.json").read_text())
             summaries.append({"amp": amp, **summary})
     return summaries
 

@@ -32,35 +32,32 @@ def reference_weights_path(baseline: Path) -> Path:
     return baseline.with_suffix(".reference.pt")
 
 
-def _runner(reference: dict[str, Any], results: Path):
-    from bench.training.config import RunConfig
-    from bench.training.runner import GridRunner, GridSpec
-
-    data = Path(reference["data"]) if reference.get("data") else None
-    spec = GridSpec(models=[reference["model"]], kds=["none"], config=RunConfig(**reference["config"]),
-                    preset=reference["preset"], data=data, results=results, device="cpu")  # fmt: skip
-    return GridRunner(spec)
-
-
 def evaluate_reference(reference: dict[str, Any], weights: Path) -> list[dict]:
     """Per-case rows ``{case, label, dice, hd95}`` of the reference checkpoint on its data set's test cases."""
+    import torch
+
+    from bench.pipeline.checks import model_kwargs
+    from bench.pipeline.evaluate import evaluate_test
+    from bench.pipeline.inputs import load_checked_dataset, prepare_fold
     from bench.profiling.profile import build_model
     from bench.training.checkpoint import load_weights
-    from bench.training.runner import model_kwargs
+    from bench.training.config import RunConfig
 
     if not weights.is_file():
         raise BenchError(f"reference weights {weights} are missing; write them with `bench check --update --reference`")
     with tempfile.TemporaryDirectory(prefix="segkd-reference-") as tmp:
-        runner = _runner(reference, Path(tmp))
-        data, _, _, test = runner.prepare_data()
+        config = RunConfig(**reference["config"])
+        dataset = load_checked_dataset(Path(reference["data"]) if reference.get("data") else None, None)
+        inputs = prepare_fold(dataset, config, 0, Path(tmp))
+        data = inputs.data
         model = build_model(
-            reference["model"], data.in_channels, data.num_classes, **model_kwargs(reference["model"], runner.config)
+            reference["model"], data.in_channels, data.num_classes, **model_kwargs(reference["model"], config)
         )
         try:
             model.load_state_dict(load_weights(weights))
         except (RuntimeError, OSError, ValueError) as err:
             raise BenchError(f"reference weights {weights} do not fit {reference['model']}: {err}") from None
-        frame = runner.evaluate_test(model.eval(), data, test, Path(tmp))
+        frame = evaluate_test(model.eval(), data, inputs.test, config, torch.device("cpu"))
     return [
         {"case": str(r.case), "label": int(r.label), "dice": _finite(r.dice), "hd95": _finite(r.hd95)}
         for r in frame.itertuples()

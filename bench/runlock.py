@@ -17,7 +17,7 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -131,14 +131,3 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-@contextlib.contextmanager
-def owning(run_dir: Path, on_wait: Callable[[LockOwner | None], None] | None = None) -> Iterator[RunLock]:
-    """Hold the run in ``run_dir`` for the duration of the block, waiting for another owner first."""
-    lock = RunLock(run_dir)
-    lock.acquire(on_wait)
-    try:
-        yield lock
-    finally:
-        lock.release()

@@ -118,7 +118,7 @@ def _check_cheaply(args: argparse.Namespace) -> None:
     if args.jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
     if args.executor == "slurm":
-        from bench.grid.executors.slurm import check_available, parse_opts, parse_time
+        from bench.executors.slurm import check_available, parse_opts, parse_time
 
         if args.slurm_time is not None:
             parse_time(args.slurm_time)
@@ -199,8 +199,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.arguments import check_component, resolve_components
     from bench.errors import BenchError
     from bench.experiment import load_experiment, save_experiment
+    from bench.grid.spec import GridSpec
+    from bench.pipeline.checks import check_grid
+    from bench.pipeline.context import GridContext
     from bench.training.distributed import init_distributed
-    from bench.training.runner import GridRunner, GridSpec
 
     if args.experiment is not None:
         experiment = load_experiment(args.experiment)
@@ -243,20 +245,15 @@ def run(args: argparse.Namespace) -> int:
         eval_workers=args.eval_workers,
     )
     ctx = init_distributed(args.device)
-    runner = GridRunner(spec, ctx)  # checks every name, argument and patch size before anything is written
+    grid = GridContext.open(spec, ctx)
+    check_grid(spec)  # every name, argument and patch size before anything is written
     if experiment is not None and ctx.is_main and not args.dry_run:
         saved = Path(args.results) / "experiments" / f"{args.experiment.stem}.toml"
         save_experiment(experiment, saved)
         logging.getLogger(__name__).info("experiment %s resolved into %s", args.experiment, saved)
     if ctx.enabled and args.executor != "inline":
         raise BenchError(f"--executor {args.executor} runs one process per cell; under torchrun use --executor inline")
-    if args.executor == "inline" and not args.dry_run:
-        runs = runner.run()
-        if ctx.is_main:
-            print(runner.progress.table())
-            print(f"bench run: {len(runs)} run(s) in {args.results}; see `bench report --results {args.results}`")
-        return 0
-    return _dispatch(args, runner)
+    return _dispatch(args, grid)
 
 
 def _folds(text: str, n_folds: int) -> list[int]:
@@ -289,38 +286,44 @@ def _experiment_grid(path: Path, experiment) -> dict:
     }
 
 
-def _dispatch(args: argparse.Namespace, runner) -> int:
+def _dispatch(args: argparse.Namespace, grid) -> int:
     """Prepare the data once, plan, then print the plan (--dry-run) or hand the cells to the executor."""
     import sys
 
-    from bench.grid.show import grid_states, plan_table, status_table
+    from bench.executors.show import grid_states, plan_table, status_table
 
-    spec = runner.spec
-    inputs = runner.fold_inputs()[spec.folds[0]]  # every fold's cases preprocessed before the workers start
-    runner.check_teacher_checkpoint(inputs.data)
-    cells = runner.plan(inputs.data.name)
+    spec = grid.spec
+    inputs, cells = grid.prepare()  # every fold's cases preprocessed before the first cell (or worker) starts
     if args.dry_run:
         print(plan_table(cells, spec.results, spec.force))
         return 0
-    complete = set() if spec.force else {c.run_id for c in cells if runner.store.is_complete(c.run_id)}
+    complete = grid.complete(cells)
+    if args.executor == "inline":
+        from bench.executors.inline import run_inline
+
+        progress = run_inline(grid, inputs, cells, complete)
+        if grid.dist.is_main:
+            print(progress.table())
+            print(f"bench run: {len(cells)} run(s) in {args.results}; see `bench report --results {args.results}`")
+        return 0
 
     def say(text: str) -> None:
         print(f"bench run: {text}", file=sys.stderr, flush=True)
 
     ids = [c.run_id for c in cells]
     if args.executor == "local":
-        from bench.grid.executors.local import run_local
+        from bench.executors.local import run_local
 
-        failed = run_local(spec, cells, args.jobs, complete, say)
-        runner.store.refresh_index()
+        failed = run_local(spec, cells, complete, say, args.jobs)
+        grid.store.refresh_index()
         print(status_table(grid_states(spec.results, ids)))
         return 1 if failed else 0
-    from bench.grid.executors.slurm import SlurmOptions, parse_opts, parse_time, submit_slurm, wait_for
+    from bench.executors.slurm import SlurmOptions, parse_opts, parse_time, submit_slurm, wait_for
 
     options = SlurmOptions(args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_mem,
                            None if args.slurm_time is None else parse_time(args.slurm_time),
                            parse_opts(args.slurm_opt))  # fmt: skip
-    jobs = submit_slurm(spec, cells, complete, options, say)
+    jobs = submit_slurm(spec, cells, complete, say, options)
     if not args.wait:
         print(f"bench run: {len(jobs)} job(s) queued, {len(complete)} cell(s) complete already. Follow with "
               f"`bench status --results {spec.results}` (or squeue); logs in {spec.results}/jobs/<run id>/. "
@@ -328,7 +331,7 @@ def _dispatch(args: argparse.Namespace, runner) -> int:
         return 0
     say(f"{len(jobs)} job(s) queued; waiting for them to end (Ctrl-C stops waiting, not the jobs)")
     wait_for(list(jobs.values()))
-    runner.store.refresh_index()
+    grid.store.refresh_index()
     states = grid_states(spec.results, ids)
     print(status_table(states))
     return 0 if all(s.state == "complete" for s in states) else 1

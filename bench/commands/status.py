@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def status(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
-    from bench.grid.show import grid_states, status_table
+    from bench.executors.show import grid_states, status_table
     from bench.store import ResultsStore
 
     if not (args.results / "runs").is_dir():

@@ -12,14 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bench.components import Component, parse_component
+from bench.grid.progress import PlannedRun
+from bench.grid.spec import GridSpec
 from bench.store import make_run_id
-from bench.training.progress import PlannedRun
-
-if TYPE_CHECKING:
-    from bench.training.runner import GridSpec
 
 
 @dataclass
@@ -85,12 +82,13 @@ def cell_run_id(model: str, kd: str, teacher: str | None, seed: int, dataset: st
     return run_id
 
 
-def plan_cells(spec: GridSpec, dataset: str, teacher_texts: list[str]) -> list[Cell]:
+def plan_cells(spec: GridSpec, dataset: str, teacher_texts: list[str] | None = None) -> list[Cell]:
     """Every cell of ``spec`` on data set ``dataset``, in the order of training (see the module docstring).
 
-    ``spec.models``, ``spec.kds`` and ``teacher_texts`` are components in their canonical text (``ca:weight=0.1``,
-    see :mod:`bench.components`), already checked against the registries.
+    ``spec.models``, ``spec.kds`` and ``teacher_texts`` (default: ``spec.teacher_names``) are components in their
+    canonical text (``ca:weight=0.1``, see :mod:`bench.components`), already checked against the registries.
     """
+    teacher_texts = spec.teacher_names if teacher_texts is None else teacher_texts
     preset_hash = spec.config.hash()
     own = spec.teacher_config is not None and spec.teacher_config.hash() != preset_hash
     teacher_hash = spec.teacher_config.hash() if own else preset_hash

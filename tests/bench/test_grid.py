@@ -10,12 +10,12 @@ import pytest
 
 from bench.atomic import atomic_write_json
 from bench.errors import BenchError
-from bench.grid.executors.slurm import parse_opts, parse_time
-from bench.grid.jobs import ERROR_FILE, cell_state, jobs_dir, write_job
+from bench.executors.jobs import ERROR_FILE, cell_state, jobs_dir, write_job
+from bench.executors.slurm import parse_opts, parse_time
 from bench.grid.plan import Cell, cell_run_id, plan_cells
+from bench.grid.spec import GridSpec
 from bench.store import make_run_id
 from bench.training.config import load_config
-from bench.training.runner import GridSpec
 from tests.bench.runutil import TINY_RUN, bench_cmd
 
 

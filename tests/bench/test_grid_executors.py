@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bench.grid.jobs import read_job, slurm_queue
+from bench.executors.jobs import read_job, slurm_queue
 from bench.store import ResultsStore
 from tests.bench.planted import run_id_for, tiny_run_args
 from tests.bench.runutil import TINY_RUN, bench_cmd

@@ -1,6 +1,6 @@
 """Grid progress: numbered lines, the estimate of the time left and the closing table."""
 
-from bench.training.progress import GridProgress, PlannedRun, duration
+from bench.grid.progress import GridProgress, PlannedRun, duration
 
 PLAN = [
     PlannedRun("t", "unet3d", "none", 0, None, is_teacher=True),

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from bench.errors import BenchError
-from bench.grid.jobs import jobs_dir, read_job, slurm_output, slurm_queue, write_job
+from bench.executors.jobs import jobs_dir, read_job, slurm_output, slurm_queue, write_job
 from bench.grid.plan import Cell
+from bench.grid.spec import GridSpec
 
 EXTRA = "pip install 'segkd-bench[slurm]'"
 
@@ -109,11 +110,11 @@ def allocated_cpus() -> int | None:
 class CellJob:
     """The callable a SLURM job runs; submitit's ``checkpoint`` hook requeues it on timeout or preemption."""
 
-    def __init__(self, spec, cell: Cell) -> None:
+    def __init__(self, spec: GridSpec, cell: Cell) -> None:
         self.spec, self.cell = spec, cell
 
     def __call__(self) -> str:
-        from bench.grid.worker import run_cell_in_worker, use_worker_threads
+        from bench.executors.worker import run_cell_in_worker, use_worker_threads
 
         use_worker_threads(allocated_cpus())
         return run_cell_in_worker(self.spec, self.cell)
@@ -126,8 +127,8 @@ class CellJob:
         return submitit.helpers.DelayedSubmission(CellJob(replace(self.spec, force=False, restart=False), self.cell))
 
 
-def submit_slurm(spec, cells: list[Cell], complete: set[str], options: SlurmOptions,
-                 say: Callable[[str], None]) -> dict[str, str]:  # fmt: skip
+def submit_slurm(spec: GridSpec, cells: list[Cell], complete: set[str], say: Callable[[str], None],
+                 options: SlurmOptions) -> dict[str, str]:  # fmt: skip
     """Submit a job for each cell not complete and not queued or running already; returns run id -> job id of the
     cells that have a job now (new or live)."""
     import submitit

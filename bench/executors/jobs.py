@@ -24,6 +24,7 @@ from pathlib import Path
 from bench.atomic import atomic_write_json, atomic_write_text
 from bench.errors import BenchError
 from bench.grid.plan import Cell
+from bench.grid.progress import duration
 from bench.runlock import RunLock
 from bench.store import SUMMARY_FILE
 
@@ -103,8 +104,6 @@ def cell_state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) ->
 
 
 def _state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) -> CellState:
-    from bench.training.progress import duration
-
     run_dir, job_dir = Path(results) / "runs" / run_id, jobs_dir(results, run_id)
     job = read_job(results, run_id)
     job_id = job.get("job_id")

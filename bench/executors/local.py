@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from bench.grid.jobs import LOG_FILE, jobs_dir, write_job
+from bench.executors.jobs import LOG_FILE, jobs_dir, write_job
 from bench.grid.plan import Cell
+from bench.grid.spec import GridSpec
 
 
 def _init_worker(slots, threads: int, gpus: list[int]) -> None:
@@ -28,8 +29,8 @@ def _init_worker(slots, threads: int, gpus: list[int]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
-def _run(spec, cell: Cell) -> str:
-    from bench.grid.worker import run_cell_in_worker, use_worker_threads
+def _run(spec: GridSpec, cell: Cell) -> str:
+    from bench.executors.worker import run_cell_in_worker, use_worker_threads
 
     use_worker_threads(None)  # OMP_NUM_THREADS, set by _init_worker
     with _output_to(jobs_dir(spec.results, cell.run_id) / LOG_FILE):
@@ -66,7 +67,9 @@ def gpus_for(device: str) -> list[int]:
     return list(range(torch.cuda.device_count()))
 
 
-def run_local(spec, cells: list[Cell], jobs: int, complete: set[str], say: Callable[[str], None]) -> list[str]:
+def run_local(
+    spec: GridSpec, cells: list[Cell], complete: set[str], say: Callable[[str], None], jobs: int
+) -> list[str]:
     """Run the cells not in ``complete`` in ``jobs`` worker processes; returns the run ids that failed (with those
     that could not start because a cell they need failed)."""
     from dataclasses import replace

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.grid.jobs import CellState, cell_state, known_runs, slurm_queue
+from bench.executors.jobs import CellState, cell_state, known_runs, slurm_queue
 from bench.grid.plan import Cell
 
 

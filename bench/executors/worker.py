@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-from bench.grid.jobs import clear_error, record_error
+from bench.executors.jobs import clear_error, record_error
 from bench.grid.plan import Cell
+from bench.grid.spec import GridSpec
 
 
 def use_worker_threads(default: int | None) -> None:
@@ -25,17 +26,18 @@ def use_worker_threads(default: int | None) -> None:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-def run_cell_in_worker(spec, cell: Cell) -> str:
-    """Run ``cell`` of ``spec`` (a GridSpec) here; a failure is recorded in the cell's ``error.txt`` and re-raised."""
-    from bench.training.progress import GridProgress
-    from bench.training.runner import GridInputs, GridRunner
+def run_cell_in_worker(spec: GridSpec, cell: Cell) -> str:
+    """Run ``cell`` of ``spec`` here; a failure is recorded in the cell's ``error.txt`` and re-raised."""
+    from bench.grid.progress import GridProgress
+    from bench.pipeline.cell import run_cell
+    from bench.pipeline.context import GridContext
 
     clear_error(spec.results, cell.run_id)
     try:
-        runner = GridRunner(spec, worker=True)
-        inputs = GridInputs(*runner.prepare_data(cell.fold))
+        grid = GridContext.open(spec, worker=True)
+        inputs = grid.fold_inputs([cell.fold])[cell.fold]
         progress = GridProgress([cell.planned], set(), lambda text: print(text, file=sys.stderr, flush=True))
-        return runner.run_cell(cell, inputs, progress)
+        return run_cell(cell, inputs, grid, progress)
     except Exception as err:
         record_error(spec.results, cell.run_id, err)
         raise
