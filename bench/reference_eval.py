@@ -44,22 +44,16 @@ def _runner(reference: dict[str, Any], results: Path):
 
 def evaluate_reference(reference: dict[str, Any], weights: Path) -> list[dict]:
     """Per-case rows ``{case, label, dice, hd95}`` of the reference checkpoint on its data set's test cases."""
-    from bench.profiling.profile import build_model
-    from bench.training.checkpoint import load_weights
-    from bench.training.runner import model_kwargs
+    from bench.networks import load_model, model_kwargs
 
     if not weights.is_file():
         raise BenchError(f"reference weights {weights} are missing; write them with `bench check --update --reference`")
     with tempfile.TemporaryDirectory(prefix="segkd-reference-") as tmp:
         runner = _runner(reference, Path(tmp))
         data, _, _, test = runner.prepare_data()
-        model = build_model(
-            reference["model"], data.in_channels, data.num_classes, **model_kwargs(reference["model"], runner.config)
-        )
-        try:
-            model.load_state_dict(load_weights(weights))
-        except (RuntimeError, OSError, ValueError) as err:
-            raise BenchError(f"reference weights {weights} do not fit {reference['model']}: {err}") from None
+        name = reference["model"]
+        kwargs = model_kwargs(name, runner.config)
+        model, _ = load_model(name, data.in_channels, data.num_classes, weights, "reference weights", **kwargs)
         frame = runner.evaluate_test(model.eval(), data, test, Path(tmp))
     return [
         {"case": str(r.case), "label": int(r.label), "dice": _finite(r.dice), "hd95": _finite(r.hd95)}

@@ -7,7 +7,6 @@ A complete run (its ``summary.json`` exists) is skipped when asked for again wit
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import shutil
@@ -23,7 +22,6 @@ import torch
 from torch import nn
 
 import kd_methods
-import models
 from bench.atomic import atomic_write_json
 from bench.deploy.spec import SPEC_FILE, DeploySpec
 from bench.device import resolve_device
@@ -31,13 +29,8 @@ from bench.environment import environment
 from bench.errors import BenchError
 from bench.grid.plan import Cell, plan_cells
 from bench.names import path_component
-from bench.profiling.profile import (
-    ProfileSettings,
-    build_model,
-    check_patch,
-    check_runs_on_patch,
-    profile_in_fresh_process,
-)
+from bench.networks import build_model, check_model_fits, load_model, load_weights_into, note_format, own_model_kwargs
+from bench.profiling.profile import ProfileSettings, profile_in_fresh_process
 from bench.runlock import RunLock
 from bench.store import ResultsStore
 from bench.training.checkpoint import load_weights
@@ -117,44 +110,6 @@ class CellOutcome:
     per_case: pd.DataFrame
 
 
-def model_kwargs(name: str, config: RunConfig) -> dict:
-    """Factory arguments of ``name`` under ``config``: the preset's width (for models whose factory takes
-    ``base_channels``), then the preset's ``[model_kwargs.<name>]`` table."""
-    params = inspect.signature(models.model_info(name).factory).parameters
-    width = {"base_channels": config.base_channels} if config.base_channels > 0 and "base_channels" in params else {}
-    return {**width, **config.model_kwargs.get(name, {})}
-
-
-def own_model_kwargs(name: str, config: RunConfig, own: dict) -> dict:
-    """The preset's factory arguments of ``name`` (:func:`model_kwargs`) with the model's own (``name:key=value``)
-    over them; own ``channels`` replace the preset's ``base_channels`` (a factory takes one or the other)."""
-    preset = model_kwargs(name, config)
-    if "channels" in own:
-        preset.pop("base_channels", None)
-    return {**preset, **own}
-
-
-def check_model_kwargs(name: str, config: RunConfig) -> None:
-    """A preset's ``[model_kwargs.<name>]`` keys must be arguments of that model's factory."""
-    params = inspect.signature(models.model_info(name).factory).parameters
-    unknown = sorted(set(config.model_kwargs.get(name, {})) - set(params))
-    if unknown:
-        raise BenchError(
-            f"preset key model_kwargs.{name}: {', '.join(unknown)} not an argument of {name} "
-            f"(its arguments: {', '.join(p for p in params if p not in ('in_channels', 'num_classes'))})"
-        )
-
-
-def _check_model_fits(name: str, own: dict, config: RunConfig) -> None:
-    """The preset's arguments of ``name`` are its factory's, and it runs on the training and inference patches."""
-    check_model_kwargs(name, config)
-    check_patch(name, tuple(config.patch))
-    check_patch(name, tuple(config.eval_patch()))
-    kwargs = own_model_kwargs(name, config, own)
-    check_runs_on_patch(name, tuple(config.patch), config.batch_size, train=True, **kwargs)
-    check_runs_on_patch(name, tuple(config.eval_patch()), config.sw_batch_size, train=False, **kwargs)
-
-
 class GridRunner:
     """Runs a :class:`GridSpec`; rank 0 evaluates, profiles and writes, every rank trains."""
 
@@ -196,7 +151,7 @@ class GridRunner:
             names += [(t, arg, c) for t in self.teacher_names for c in configs]
         for text, arg, config in names:
             component = check_component(parse_component(text, "model", arg), "model", arg)
-            _check_model_fits(component.name, component.kwargs, config)
+            check_model_fits(component.name, component.kwargs, config)
         for kd in self.spec.kds:
             if kd != "none":
                 check_component(parse_component(kd, "kd", "--kd"), "kd", "--kd")
@@ -298,7 +253,7 @@ class GridRunner:
         assert cell.teacher is not None and cell.teacher_run is not None
         kwargs = own_model_kwargs(cell.teacher, self.teacher_config, cell.teacher_kwargs)
         model = build_model(cell.teacher, data.in_channels, data.num_classes, **kwargs)
-        model.load_state_dict(self._stored_weights(cell.teacher_run, "teacher weights"))
+        self._stored_weights(model, cell.teacher, cell.teacher_run, "teacher weights")
         return Teacher(cell.teacher_label or cell.teacher, model, cell.teacher_run)
 
     def _checkpoint_teacher(self, data: _Data) -> Teacher:
@@ -306,21 +261,16 @@ class GridRunner:
 
         teacher, path = parse_component(self.teacher_names[0], "model", "--teacher"), self.spec.teacher_checkpoint
         assert path is not None
-        name = teacher.name
-        kwargs = own_model_kwargs(name, self.teacher_config, teacher.kwargs)
-        model = build_model(name, data.in_channels, data.num_classes, **kwargs)
-        try:
-            model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
-        except (RuntimeError, OSError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise BenchError(f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: "
-                             f"{first}") from None  # fmt: skip
+        kwargs = own_model_kwargs(teacher.name, self.teacher_config, teacher.kwargs)
+        model, found = load_model(teacher.name, data.in_channels, data.num_classes, path, "--teacher-checkpoint",
+                                  **kwargs)  # fmt: skip
+        note_format("--teacher-checkpoint", path, found)
         return Teacher(str(teacher), model, f"checkpoint:{path.name}")
 
-    def _stored_weights(self, run_id: str, what: str) -> dict:
-        """The final weights of a complete run in the store, loaded weights-only."""
+    def _stored_weights(self, model: nn.Module, name: str, run_id: str, what: str) -> None:
+        """Load the final weights of a complete run in the store into ``model`` (the network ``name``)."""
         path = self.store.run_dir(run_id) / "weights.pt"
-        return load_weights(path, what, f"; delete {path.parent} or use --force to train it again")
+        load_weights_into(model, name, path, what, f"; delete {path.parent} or use --force to train it again")
 
     def run_cell(self, cell: Cell, inputs: GridInputs, progress: GridProgress) -> str:
         """Train, evaluate, profile and store one cell; a complete cell is skipped (unless ``force``), a partial one
@@ -366,7 +316,7 @@ class GridRunner:
             )
             hparams = kd_hparams(method)
             if cell.init_run:
-                student.load_state_dict(self._stored_weights(cell.init_run, "--kd-init student weights"))
+                self._stored_weights(student, cell.model, cell.init_run, "--kd-init student weights")
         if self.ctx.is_main:
             atomic_write_json(run_dir / "config.json", {
                 "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
