@@ -145,7 +145,7 @@ def load_weights_into(
     from bench.training.checkpoint import read_weights
 
     weights, container = read_weights(path, what, hint)
-    state, found, names = to_our_names(weights, container, name, set(model.state_dict()), f"{what} {path}")
+    state, found, names = to_our_names(weights, container, name, set(model.state_dict()), f"{what} {path}", hint)
     problem = _mismatch(model.state_dict(), state, names)
     if problem:
         raise BenchError(f"{what} {path} does not fit {target or name}: {problem}{hint}")

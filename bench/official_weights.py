@@ -119,10 +119,11 @@ def from_official(layout: Layout, weights: dict[str, Tensor]) -> tuple[dict[str,
 
 
 def to_our_names(
-    weights: dict[str, Tensor], container: str | None, name: str, ours: set[str], source: str
+    weights: dict[str, Tensor], container: str | None, name: str, ours: set[str], source: str, hint: str = ""
 ) -> tuple[dict[str, Tensor], str, dict[str, str]]:
     """``weights`` read from ``source`` (nested under ``container``, or bare) for our network ``name`` whose tensor
-    names are ``ours``: (the state dict under our names, the format read, our name -> the file's name)."""
+    names are ``ours``: (the state dict under our names, the format read, our name -> the file's name). A file of
+    neither format is an error naming ``source`` and ending with ``hint``."""
     if not ours.isdisjoint(weights):
         kind = {None: "plain state dict", "model": "segkd-bench checkpoint"}.get(container)
         return weights, kind or f"state dict under '{container}'", {key: key for key in weights}
@@ -131,9 +132,9 @@ def to_our_names(
         first = ", ".join(repr(key) for key in list(weights)[:2])
         raise BenchError(
             f"{source}: unknown weights format: none of its {len(weights)} tensor names (e.g. {first}) is one of "
-            f"{name}'s, nor are they the official LCOV-Net or U-Net names"
+            f"{name}'s, nor are they the official LCOV-Net or U-Net names{hint}"
         )
     if layout.model != name:
-        raise BenchError(f"{source} holds an {layout.label}, which fits {layout.model}, not {name}")
+        raise BenchError(f"{source} holds an {layout.label}, which fits {layout.model}, not {name}{hint}")
     state, names = from_official(layout, weights)
     return state, layout.label + (f" (under '{container}')" if container else ""), names
