@@ -36,11 +36,9 @@ def evaluate_reference(reference: dict[str, Any], weights: Path) -> list[dict]:
     """Per-case rows ``{case, label, dice, hd95}`` of the reference checkpoint on its data set's test cases."""
     import torch
 
-    from bench.pipeline.checks import model_kwargs
+    from bench.networks import load_model, model_kwargs
     from bench.pipeline.evaluate import evaluate_test
     from bench.pipeline.inputs import load_checked_dataset, prepare_fold
-    from bench.profiling.profile import build_model
-    from bench.training.checkpoint import load_weights
     from bench.training.config import RunConfig
 
     if not weights.is_file():
@@ -50,13 +48,9 @@ def evaluate_reference(reference: dict[str, Any], weights: Path) -> list[dict]:
         dataset = load_checked_dataset(Path(reference["data"]) if reference.get("data") else None, None)
         inputs = prepare_fold(dataset, config, 0, Path(tmp))
         data = inputs.data
-        model = build_model(
-            reference["model"], data.in_channels, data.num_classes, **model_kwargs(reference["model"], config)
-        )
-        try:
-            model.load_state_dict(load_weights(weights))
-        except (RuntimeError, OSError, ValueError) as err:
-            raise BenchError(f"reference weights {weights} do not fit {reference['model']}: {err}") from None
+        name = reference["model"]
+        kwargs = model_kwargs(name, config)
+        model, _ = load_model(name, data.in_channels, data.num_classes, weights, "reference weights", **kwargs)
         frame = evaluate_test(model.eval(), data, inputs.test, config, torch.device("cpu"))
     return [
         {"case": str(r.case), "label": int(r.label), "dice": _finite(r.dice), "hd95": _finite(r.hd95)}

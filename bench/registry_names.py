@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.networks import check_stride
 
 Stride = tuple[int, int, int] | None  # None: not a literal in the source, checked after the imports
 
@@ -98,10 +99,7 @@ def check_kd_name(kd: str, arg: str, names: set[str] | None) -> None:
 
 
 def check_patch_stride(name: str, patch: list[int], strides: dict[str, Stride] | None) -> None:
-    """The cheap form of ``bench.profiling.profile.check_patch`` (same message), when the stride is a literal."""
+    """``bench.networks.check_patch`` before the imports, when the stride is a literal in the source."""
     stride = (strides or {}).get(name)
-    if stride is None:
-        return
-    if any(p % s for p, s in zip(patch, stride)):
-        need, got = "x".join(map(str, stride)), "x".join(map(str, patch))
-        raise BenchError(f"patch {got} does not suit {name}: each side must be a multiple of its stride {need}")
+    if stride is not None:
+        check_stride(name, patch, stride)

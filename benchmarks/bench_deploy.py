@@ -38,7 +38,7 @@ from bench.deploy.predict import OnnxNetwork, ort_providers, ort_session
 from bench.deploy.quantize import quantize_int8
 from bench.device import resolve_device
 from bench.inference import predict_labels
-from bench.profiling.profile import build_model
+from bench.networks import build_model
 from bench.profiling.timing import time_forward
 from bench.profiling.whole_volume import whole_volume_seconds, window_count
 from bench.training.config import load_config

@@ -21,8 +21,7 @@ from bench.data.layouts import load_dataset
 from bench.data.preprocess import PreprocessSettings, prepare_cases
 from bench.data.sampler import make_patch_loader
 from bench.data.synth import generate_dataset
-from bench.pipeline.checks import model_kwargs
-from bench.profiling.profile import build_model
+from bench.networks import build_model, model_kwargs
 from bench.training.config import load_config
 from bench.training.trainer import Trainer
 

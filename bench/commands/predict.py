@@ -73,6 +73,7 @@ def load_network(args: argparse.Namespace, device):
     from bench.deploy.predict import OnnxNetwork, load_torch_model, ort_session
     from bench.deploy.spec import read_spec, run_spec
     from bench.errors import BenchError
+    from bench.networks import note_format
 
     if args.model and not args.weights:
         raise BenchError("--model is only used with --weights")
@@ -80,14 +81,16 @@ def load_network(args: argparse.Namespace, device):
         if args.preprocessing:
             raise BenchError("--preprocessing is not used with --run (the run has its own)")
         spec, weights = run_spec(args.results, args.run)
-        return load_torch_model(spec, weights), spec
+        return load_torch_model(spec, weights)[0], spec
     if args.weights:
         if not args.preprocessing:
             raise BenchError("--weights needs --preprocessing JSON (a run's preprocessing.json or an export sidecar)")
         if not args.weights.is_file():
             raise BenchError(f"--weights {args.weights}: no such file")
         spec = read_spec(args.preprocessing)
-        return load_torch_model(spec, args.weights, args.model), spec
+        network, found = load_torch_model(spec, args.weights, args.model, what="--weights")
+        note_format("--weights", args.weights, found)
+        return network, spec
     if not args.onnx.is_file():
         raise BenchError(f"--onnx {args.onnx}: no such file")
     from bench.deploy import require_onnx

@@ -96,7 +96,8 @@ def settings_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import models
     from bench.atomic import atomic_write_json, atomic_write_text
-    from bench.profiling.profile import check_patch, profile_model
+    from bench.networks import check_patch
+    from bench.profiling.profile import profile_model
 
     names = parse_name_list(args.models, "--models")
     for name in names:

@@ -112,7 +112,7 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
         raise BenchError(f"--run {run_id}: its preprocessing.json names no test cases to check the export on")
     test = find_prepared(results, spec, spec.cases["test"])
     train = find_prepared(results, spec, spec.cases["train"]) if options.quantize else []
-    network = load_torch_model(spec, weights, deep_supervision=False)
+    network, _ = load_torch_model(spec, weights, deep_supervision=False)
     fp32_spec = dataclasses.replace(spec, amp="off")
     reference = Segmenter(network, fp32_spec)
     out_dir = Path(options.out_dir)

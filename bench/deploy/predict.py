@@ -25,25 +25,18 @@ STEPS = ("read", "preprocess", "infer", "restore", "write")
 
 
 def load_torch_model(
-    spec: DeploySpec, weights: Path, model: str | None = None, deep_supervision: bool = True
-) -> nn.Module:
+    spec: DeploySpec, weights: Path, model: str | None = None, deep_supervision: bool = True, what: str = "weights"
+) -> tuple[nn.Module, str]:
     """The spec's network (or ``model``, with the spec's width settings only when it is the spec's model) with
-    ``weights`` loaded; a file that does not fit is one clear line."""
-    from bench.profiling.profile import build_model
-    from bench.training.checkpoint import load_weights
+    ``weights`` loaded, in eval mode, and the format the file was read in (``bench.networks.load_model``: a file
+    that does not fit is one line starting with ``what``)."""
+    from bench.networks import load_model
 
     name = model or spec.model
     kwargs = spec.model_kwargs if name == spec.model else {}
-    net = build_model(name, spec.in_channels, spec.num_classes, deep_supervision=deep_supervision, **kwargs)
-    try:
-        net.load_state_dict(load_weights(weights))
-    except (RuntimeError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BenchError(
-            f"weights {weights} do not fit {name} with {spec.in_channels} channel(s) and "
-            f"{spec.num_classes} classes: {first}"
-        ) from None
-    return net.eval()
+    net, found = load_model(name, spec.in_channels, spec.num_classes, weights, what,
+                            deep_supervision=deep_supervision, **kwargs)  # fmt: skip
+    return net.eval(), found
 
 
 def ort_providers(device: torch.device | None) -> list[str]:

@@ -9,13 +9,10 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from bench.components import parse_component
-from bench.errors import BenchError
 from bench.grid.plan import Cell
-from bench.pipeline.checks import own_model_kwargs
+from bench.networks import build_model, load_model, load_weights_into, note_format, own_model_kwargs
 from bench.pipeline.inputs import PreparedData
-from bench.profiling.profile import build_model
 from bench.store import ResultsStore
-from bench.training.checkpoint import load_weights
 from bench.training.config import RunConfig
 
 if TYPE_CHECKING:
@@ -31,10 +28,10 @@ class Teacher:
     run: str  # the run id of its training, or ``checkpoint:<file name>`` for --teacher-checkpoint
 
 
-def stored_weights(store: ResultsStore, run_id: str, what: str) -> dict:
-    """The final weights of a complete run in the store, loaded weights-only."""
+def stored_weights(model: nn.Module, name: str, store: ResultsStore, run_id: str, what: str) -> None:
+    """Load the final weights of a complete run in the store into ``model`` (the network ``name``)."""
     path = store.run_dir(run_id) / "weights.pt"
-    return load_weights(path, what, f"; delete {path.parent} or use --force to train it again")
+    load_weights_into(model, name, path, what, f"; delete {path.parent} or use --force to train it again")
 
 
 def stored_teacher(cell: Cell, config: RunConfig, data: PreparedData, store: ResultsStore) -> Teacher:
@@ -42,22 +39,17 @@ def stored_teacher(cell: Cell, config: RunConfig, data: PreparedData, store: Res
     assert cell.teacher is not None and cell.teacher_run is not None
     kwargs = own_model_kwargs(cell.teacher, config, cell.teacher_kwargs)
     model = build_model(cell.teacher, data.in_channels, data.num_classes, **kwargs)
-    model.load_state_dict(stored_weights(store, cell.teacher_run, "teacher weights"))
+    stored_weights(model, cell.teacher, store, cell.teacher_run, "teacher weights")
     return Teacher(cell.teacher_label or cell.teacher, model, cell.teacher_run)
 
 
 def checkpoint_teacher(text: str, path: Path, config: RunConfig, data: PreparedData) -> Teacher:
     """Teacher ``text`` (a component, ``unet3d:base_channels=16``) with the weights of ``--teacher-checkpoint``."""
     teacher = parse_component(text, "model", "--teacher")
-    name = teacher.name
-    kwargs = own_model_kwargs(name, config, teacher.kwargs)
-    model = build_model(name, data.in_channels, data.num_classes, **kwargs)
-    try:
-        model.load_state_dict(load_weights(path, "--teacher-checkpoint"))
-    except (RuntimeError, OSError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise BenchError(f"--teacher-checkpoint {path} does not fit {name} with {data.num_classes} classes: "
-                         f"{first}") from None  # fmt: skip
+    kwargs = own_model_kwargs(teacher.name, config, teacher.kwargs)
+    model, found = load_model(teacher.name, data.in_channels, data.num_classes, path, "--teacher-checkpoint",
+                              **kwargs)  # fmt: skip
+    note_format("--teacher-checkpoint", path, found)
     return Teacher(str(teacher), model, f"checkpoint:{path.name}")
 
 

@@ -11,11 +11,10 @@ from torch import nn
 
 import kd_methods
 from bench.grid.plan import Cell
-from bench.pipeline.checks import own_model_kwargs
+from bench.networks import build_model, own_model_kwargs
 from bench.pipeline.inputs import FoldInputs, PreparedData
 from bench.pipeline.record import kd_hparams
 from bench.pipeline.teacher import Teacher, stored_weights
-from bench.profiling.profile import build_model
 from bench.store import ResultsStore
 from bench.training.checkpoint import load_weights, save_checkpoint
 from bench.training.config import RunConfig
@@ -45,7 +44,7 @@ def build_student(cell: Cell, config: RunConfig, data: PreparedData, teacher: Te
         cell.kd, model.feature_channels, teacher.model.feature_channels, data.num_classes, **cell.kd_kwargs
     )
     if cell.init_run:
-        model.load_state_dict(stored_weights(store, cell.init_run, "--kd-init student weights"))
+        stored_weights(model, cell.model, store, cell.init_run, "--kd-init student weights")
     return Student(model, kwargs, method, kd_hparams(method))
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-import models
 from bench.device import amp_dtype, memory_format
 from bench.environment import machine_load
 from bench.errors import BenchError
+from bench.networks import build_model, check_patch
 from bench.profiling.flops import count_macs, count_macs_thop, thop_caveats
 from bench.profiling.timing import time_forward
 
@@ -44,45 +44,6 @@ class ProfileSettings:
     window: tuple[int, int, int] | None = None
     overlap: float = 0.5
     sw_batch_size: int = 1
-
-
-def check_patch(name: str, patch: tuple[int, ...]) -> None:
-    """A patch side that is not a multiple of the model's total stride is a usage error naming the multiple."""
-    stride = models.model_info(name).stride
-    bad = [(p, s) for p, s in zip(patch, stride) if p % s]
-    if bad:
-        need = "x".join(map(str, stride))
-        got = "x".join(map(str, patch))
-        raise BenchError(f"patch {got} does not suit {name}: each side must be a multiple of its stride {need}")
-
-
-def check_runs_on_patch(name: str, patch: tuple[int, ...], batch: int = 1, train: bool = True, **kwargs) -> None:
-    """One forward pass of ``name`` on a ``batch`` of ``patch``-sized inputs on the meta device (shapes only: no
-    memory, no arithmetic), so that a patch too small for a network's pooling or normalisation is a one-line error
-    before any training rather than a traceback in the middle of it."""
-    got = "x".join(map(str, patch))
-    try:
-        with torch.device("meta"):
-            model = build_model(name, 1, 2, **kwargs).train(train)
-        # The forward runs outside the device context, whose Python hook on every torch call made it 5x slower
-        # (lcovnet: 1.8 s against 0.37 s on a 2 x 32^3 batch).
-        model(torch.empty(batch, 1, *patch, device="meta"))
-    except NotImplementedError:
-        return  # an operation without a meta kernel: the network is checked when it runs
-    except (RuntimeError, ValueError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "meta" in message:
-            return  # a data-dependent operation (.item()) that shapes alone cannot answer
-        raise BenchError(f"patch {got} does not suit {name}: {message}") from None
-
-
-def build_model(name: str, in_channels: int, classes: int, **kwargs) -> nn.Module:
-    """``models.create_model`` with a missing dependency turned into a one-line usage error (an unknown name is
-    converted where every error of the model layer is, in ``bench/cli.py``)."""
-    try:
-        return models.create_model(name, in_channels=in_channels, num_classes=classes, **kwargs)
-    except ImportError as err:
-        raise BenchError(f"model {name} needs an optional dependency: {err}") from None
 
 
 def profile_model(name: str, settings: ProfileSettings) -> dict:

@@ -75,7 +75,8 @@ def safe_load(path: Path, what: str, hint: str = "") -> Any:
     do about it). The message never suggests ``weights_only=False``: a file that needs it is refused.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with _numpy_numbers():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"[Uu]nsupported(?: global)?:? GLOBAL ([\w.]+)", str(err))
         detail = f"it refers to the Python object {found.group(1)}" if found else "it is not a PyTorch checkpoint"
@@ -91,6 +92,20 @@ def safe_load(path: Path, what: str, hint: str = "") -> Any:
     raise CheckpointError(f"{what} {path}: {problem}{hint}")
 
 
+def _numpy_numbers() -> contextlib.AbstractContextManager:
+    """numpy numbers allowed besides torch's own types: the official LCOV-Net code's PyMIC and nnU-Net checkpoints
+    keep metrics as numpy scalars (PyMIC's ``valid_pred``). A scalar is a numeric dtype and its bytes, data and not
+    code; numpy arrays and every other object stay refused. Files written under numpy 1 name the scalar constructor
+    ``numpy.core``, under numpy 2 ``numpy._core``; torch accepts such (global, name) pairs from 2.6 on, and older
+    versions refuse numpy numbers."""
+    if torch.__version__ < "2.6":
+        return contextlib.nullcontext()
+    scalar = np.float64(0).__reduce__()[0]
+    dtypes = [type(np.dtype(code)) for code in "?bhilqBHILQefd"]
+    names = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar")
+    return torch.serialization.safe_globals([*((scalar, name) for name in names), np.dtype, *dtypes])
+
+
 def load_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> dict[str, Any]:
     """One of our own checkpoints (a dict), loaded with ``weights_only=True``; see :func:`safe_load`."""
     data = safe_load(path, what, hint)
@@ -100,17 +115,22 @@ def load_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> dic
 
 
 def load_weights(path: Path, what: str = "checkpoint", hint: str = "") -> dict[str, torch.Tensor]:
-    """Model weights from a checkpoint file of unknown origin, with ``weights_only=True``.
+    """Model weights from a checkpoint file of unknown origin, with ``weights_only=True`` (:func:`read_weights`)."""
+    return read_weights(path, what, hint)[0]
 
-    Accepts a bare state dict or one nested under ``model``, ``state_dict`` (nnU-Net, PyMIC) or
-    ``model_state_dict``.
+
+def read_weights(path: Path, what: str = "checkpoint", hint: str = "") -> tuple[dict[str, torch.Tensor], str | None]:
+    """Model weights from a checkpoint file of unknown origin, with ``weights_only=True``, and the key they were
+    nested under: ``model`` (ours), ``state_dict`` (nnU-Net), ``model_state_dict`` (PyMIC) or ``network_weights``
+    (nnU-Net v2), or None for a bare state dict.
     """
     data = safe_load(path, what, hint)
+    container = None
     for key in ("model", "state_dict", "model_state_dict", "network_weights"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
+            data, container = data[key], key
             break
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
         kind = type(data).__name__ if not isinstance(data, dict) else "dict without tensors" if data else "empty dict"
         raise CheckpointError(f"{what} {path} holds a {kind}, not model weights (a state dict of tensors){hint}")
-    return data
+    return data, container

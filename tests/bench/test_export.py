@@ -12,7 +12,7 @@ import torch
 
 from bench.deploy.onnx_export import MainLogits, export_onnx
 from bench.deploy.predict import ort_session
-from bench.profiling.profile import build_model
+from bench.networks import build_model
 from tests.bench.runutil import bench_cmd
 
 CORE_MODELS = ["lcovnet", "unet3d", "nnunet"]

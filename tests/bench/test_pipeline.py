@@ -13,8 +13,9 @@ from bench.deploy.spec import read_spec
 from bench.grid.plan import plan_cells
 from bench.grid.progress import GridProgress
 from bench.grid.spec import GridSpec
+from bench.networks import model_kwargs, own_model_kwargs
 from bench.pipeline.cell import run_cell
-from bench.pipeline.checks import check_grid, model_kwargs, own_model_kwargs
+from bench.pipeline.checks import check_grid
 from bench.pipeline.context import GridContext
 from bench.pipeline.evaluate import evaluate_test
 from bench.pipeline.inputs import load_checked_dataset, prepare_fold

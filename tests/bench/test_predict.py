@@ -104,7 +104,7 @@ def _bad_inputs(tmp_path, tiny_dataset, run_dir):
                     "--weights needs --preprocessing"),
         "wrong model": (["--weights", str(run_dir / "weights.pt"), "--model", "unet3d", "--preprocessing",
                          str(run_dir / "preprocessing.json"), "--input", str(tmp_path / "slice")],
-                        "do not fit unet3d"),
+                        "does not fit unet3d"),
     }  # fmt: skip
 
 
