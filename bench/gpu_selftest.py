@@ -66,8 +66,7 @@ def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list
         with _cpu_bf16_guard(device):
             run_ids = runner.run()
         for run_id in run_ids:
-            summary = json.loads((runner.store.run_dir(run_id) / "summary.json").read_text())
-            summaries.append({"amp": amp, **summary})
+            summaries.append({"amp": amp, **runner.store.summary(run_id).to_dict()})
     return summaries
 
 

@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.arguments import check_component, resolve_components
     from bench.errors import BenchError
     from bench.experiment import load_experiment, save_experiment
+    from bench.store_layout import ResultsLayout
     from bench.training.distributed import init_distributed
     from bench.training.runner import GridRunner, GridSpec
 
@@ -245,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(args.device)
     runner = GridRunner(spec, ctx)  # checks every name, argument and patch size before anything is written
     if experiment is not None and ctx.is_main and not args.dry_run:
-        saved = Path(args.results) / "experiments" / f"{args.experiment.stem}.toml"
+        saved = ResultsLayout(args.results).experiment(args.experiment.stem)
         save_experiment(experiment, saved)
         logging.getLogger(__name__).info("experiment %s resolved into %s", args.experiment, saved)
     if ctx.enabled and args.executor != "inline":
@@ -294,6 +295,7 @@ def _dispatch(args: argparse.Namespace, runner) -> int:
     import sys
 
     from bench.grid.show import grid_states, plan_table, status_table
+    from bench.store_layout import ResultsLayout
 
     spec = runner.spec
     inputs = runner.fold_inputs()[spec.folds[0]]  # every fold's cases preprocessed before the workers start
@@ -323,7 +325,8 @@ def _dispatch(args: argparse.Namespace, runner) -> int:
     jobs = submit_slurm(spec, cells, complete, options, say)
     if not args.wait:
         print(f"bench run: {len(jobs)} job(s) queued, {len(complete)} cell(s) complete already. Follow with "
-              f"`bench status --results {spec.results}` (or squeue); logs in {spec.results}/jobs/<run id>/. "
+              f"`bench status --results {spec.results}` (or squeue); logs in "
+              f"{ResultsLayout(spec.results).jobs}/<run id>/. "
               "Run the same command again to resume what did not finish.")  # fmt: skip
         return 0
     say(f"{len(jobs)} job(s) queued; waiting for them to end (Ctrl-C stops waiting, not the jobs)")

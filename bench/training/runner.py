@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -24,13 +23,11 @@ from torch import nn
 
 import kd_methods
 import models
-from bench.atomic import atomic_write_json
-from bench.deploy.spec import SPEC_FILE, DeploySpec
+from bench.deploy.spec import DeploySpec
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import BenchError
 from bench.grid.plan import Cell, plan_cells
-from bench.names import path_component
 from bench.profiling.profile import (
     ProfileSettings,
     build_model,
@@ -38,8 +35,10 @@ from bench.profiling.profile import (
     check_runs_on_patch,
     profile_in_fresh_process,
 )
+from bench.run_summary import RunSummary
 from bench.runlock import RunLock
 from bench.store import ResultsStore
+from bench.store_layout import RunPaths
 from bench.training.checkpoint import load_weights
 from bench.training.config import RunConfig, check_teacher_config
 from bench.training.distributed import DistContext
@@ -220,7 +219,7 @@ class GridRunner:
             report.raise_for_issues()
             for warning in report.warnings:
                 self._say(f"warning: {warning}")
-        splits_file = self.store.root / "splits" / f"{path_component(dataset.name, 'data set name')}.json"
+        splits_file = self.store.layout.splits(dataset.name)
         train, val, test = split_cases(dataset, fold, 0, splits_file, n_folds=self.config.folds)
         if not train or not test:
             raise BenchError(f"{path}: need training and test cases, got {len(train)} and {len(test)}")
@@ -234,7 +233,7 @@ class GridRunner:
         )
         cases = train + val + test
         workers = min(2, len(cases))
-        prepared = prepare_cases(cases, settings, self.store.root / "cache", workers=workers, fit_cases=train,
+        prepared = prepare_cases(cases, settings, self.store.layout.cache, workers=workers, fit_cases=train,
                                  progress=not self.worker)  # fmt: skip
         by_id = {p.case_id: p for p in prepared}
         val = val[: self.config.val_cases]
@@ -319,7 +318,7 @@ class GridRunner:
 
     def _stored_weights(self, run_id: str, what: str) -> dict:
         """The final weights of a complete run in the store, loaded weights-only."""
-        path = self.store.run_dir(run_id) / "weights.pt"
+        path = self.store.paths(run_id).weights
         return load_weights(path, what, f"; delete {path.parent} or use --force to train it again")
 
     def run_cell(self, cell: Cell, inputs: GridInputs, progress: GridProgress) -> str:
@@ -345,12 +344,10 @@ class GridRunner:
     def _run_owned(self, cell: Cell, inputs: GridInputs, progress: GridProgress, run_dir: Path) -> None:
         data = inputs.data
         if self.store.is_complete(cell.run_id) and not self.spec.force:
-            progress.skipped(cell.run_id, json.loads((run_dir / "summary.json").read_text()))
+            progress.skipped(cell.run_id, self.store.summary(cell.run_id))
             return
         if self.ctx.is_main and (self.spec.force or self.spec.restart):
-            for stale in ("checkpoint_last.pt", "checkpoint_best.pt", "weights.pt", "train_log.csv", "summary.json"):
-                (run_dir / stale).unlink(missing_ok=True)
-            shutil.rmtree(run_dir / "predictions", ignore_errors=True)
+            self.store.reset_run(cell.run_id)
         self.ctx.barrier()
         progress.start(cell.run_id)
         config = self.config_for(cell)
@@ -368,15 +365,15 @@ class GridRunner:
             if cell.init_run:
                 student.load_state_dict(self._stored_weights(cell.init_run, "--kd-init student weights"))
         if self.ctx.is_main:
-            atomic_write_json(run_dir / "config.json", {
+            self.store.write_config(cell.run_id, {
                 "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
                 "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "dataset": data.name,
                 "preset": self.preset_label(cell), "preset_hash": config.hash(), "model_kwargs": kwargs,
                 "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs, "fold": cell.fold,
                 "kd_hparams": hparams, "config": config.to_dict(),
             })  # fmt: skip
-            atomic_write_json(run_dir / "env.json", environment())
-            self._deploy_spec(cell.run_id, cell.model, kwargs, data, config).write(run_dir / SPEC_FILE)
+            self.store.write_env(cell.run_id, environment())
+            self.store.write_spec(cell.run_id, self._deploy_spec(cell.run_id, cell.model, kwargs, data, config))
         trainer = Trainer(
             model=student, config=config, train_cases=inputs.train, val_cases=inputs.val, device=self.device,
             run_dir=run_dir, seed=cell.seed, kd=method, teacher=teacher.model if teacher else None, ctx=self.ctx,
@@ -385,9 +382,7 @@ class GridRunner:
         result = trainer.fit()
         if self.ctx.is_main:
             student.load_state_dict(load_weights(result.weights, "checkpoint", "; --restart discards it"))
-            from bench.training.checkpoint import save_checkpoint
-
-            save_checkpoint(run_dir / "weights.pt", {"model": student.state_dict(), "source": result.weights.name})
+            self.store.write_weights(cell.run_id, student.state_dict(), result.weights.name)
             per_case = self.evaluate_test(student, data, inputs.test, run_dir, config)
             summary = self._summary(CellOutcome(cell, kwargs, teacher, hparams, result, per_case), data, config)
             self.store.record_run(cell.run_id, summary, per_case)
@@ -414,7 +409,7 @@ class GridRunner:
         settings = InferenceSettings.from_config(config or self.config, self.device)
         return evaluate_model(
             model, cases, settings, data.labels, workers=self.spec.eval_workers,
-            predictions=run_dir / "predictions" if self.spec.save_predictions else None, progress=True,
+            predictions=RunPaths(run_dir).predictions if self.spec.save_predictions else None, progress=True,
         )  # fmt: skip
 
     def _profile(self, name: str, kwargs: dict, data: _Data, config: RunConfig) -> dict:
@@ -431,36 +426,36 @@ class GridRunner:
             self._profiles[key] = profile_in_fresh_process(name, settings)
         return self._profiles[key]
 
-    def _summary(self, outcome: CellOutcome, data: _Data, config: RunConfig) -> dict:
+    def _summary(self, outcome: CellOutcome, data: _Data, config: RunConfig) -> RunSummary:
         from bench.metrics import summarize
 
         cell, result, teacher = outcome.cell, outcome.result, outcome.teacher
         prof = self._profile(cell.model, outcome.model_kwargs, data, config)
         metrics = summarize(outcome.per_case)
-        return {
-            "run_id": cell.run_id, "model": cell.model_label, "kd": cell.kd_label,
-            "teacher": teacher.name if teacher else None,
-            "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "preset": self.preset_label(cell),
-            "preset_hash": config.hash(),
-            "dataset": data.name, "patch": list(config.patch), "device": str(self.device),
-            "latency_device": prof["device"], "params": prof["params"], "gmacs": prof["gmacs"],
-            "uncounted_ops": prof["uncounted_ops"], "latency_ms_median": prof["latency_ms_median"],
-            "latency_ms_p90": prof["latency_ms_p90"], "peak_mem_mb": prof["peak_mem_mb"],
-            "latency_cpu": prof.get("cpu_model"), "latency_threads": prof.get("threads"),
-            "latency_load_avg": prof.get("load_avg_1min"), "latency_cpu_count": prof.get("cpu_count"),
-            "dataset_synthetic": data.synthetic, "n_train": data.counts[0], "n_val": data.counts[1],
-            "n_test": data.counts[2], "base_channels": config.base_channels,
-            "whole_volume": prof["whole_volume"], "whole_ct_seconds": prof["whole_ct_seconds"],
+        return RunSummary(
+            run_id=cell.run_id, model=cell.model_label, kd=cell.kd_label,
+            teacher=teacher.name if teacher else None,
+            teacher_run=teacher.run if teacher else None, seed=cell.seed, preset=self.preset_label(cell),
+            preset_hash=config.hash(),
+            dataset=data.name, patch=list(config.patch), device=str(self.device),
+            latency_device=prof["device"], params=prof["params"], gmacs=prof["gmacs"],
+            uncounted_ops=prof["uncounted_ops"], latency_ms_median=prof["latency_ms_median"],
+            latency_ms_p90=prof["latency_ms_p90"], peak_mem_mb=prof["peak_mem_mb"],
+            latency_cpu=prof.get("cpu_model"), latency_threads=prof.get("threads"),
+            latency_load_avg=prof.get("load_avg_1min"), latency_cpu_count=prof.get("cpu_count"),
+            dataset_synthetic=data.synthetic, n_train=data.counts[0], n_val=data.counts[1],
+            n_test=data.counts[2], base_channels=config.base_channels,
+            whole_volume=prof["whole_volume"], whole_ct_seconds=prof["whole_ct_seconds"],
             **metrics,
-            "train_seconds": result.train_seconds, "iterations": result.iterations,
-            "best_val_dice": None if result.best_val_dice is None or math.isnan(result.best_val_dice)
+            train_seconds=result.train_seconds, iterations=result.iterations,
+            best_val_dice=None if result.best_val_dice is None or math.isnan(result.best_val_dice)
             else result.best_val_dice,
-            "first_step": result.first_step, "numerics": numerics(), "kd_hparams": outcome.kd_hparams,
-            "model_kwargs": outcome.model_kwargs, "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs,
-            "fold": cell.fold,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__,
-        }  # fmt: skip
+            first_step=result.first_step, numerics=numerics(), kd_hparams=outcome.kd_hparams,
+            model_kwargs=outcome.model_kwargs, kd_kwargs=cell.kd_kwargs, teacher_kwargs=cell.teacher_kwargs,
+            fold=cell.fold,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            torch=torch.__version__,
+        )  # fmt: skip
 
     def _say(self, text: str) -> None:
         if self.ctx.is_main:
