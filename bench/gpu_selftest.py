@@ -71,8 +71,7 @@ def _grid(device: torch.device, quick: bool, compile_: bool, work: Path) -> list
             inputs, cells = grid.prepare()
             run_inline(grid, inputs, cells, grid.complete(cells))
         for cell in cells:
-            summary = json.loads((grid.store.run_dir(cell.run_id) / "summary.json").read_text())
-            summaries.append({"amp": amp, **summary})
+            summaries.append({"amp": amp, **grid.store.summary(cell.run_id).to_dict()})
     return summaries
 
 

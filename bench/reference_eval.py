@@ -67,16 +67,19 @@ def write_reference(run_dir: Path, baseline: Path, data: Path | None) -> dict[st
     built-in set): the baseline's ``reference`` object."""
     import shutil
 
-    run_id = run_dir.name
+    from bench.store_layout import RunPaths
+
+    run = RunPaths(run_dir)
+    run_id = run.run_id
     try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        config = json.loads(run.config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise BenchError(f"--reference {run_id}: cannot read {run_dir / 'config.json'}: {err}") from None
-    if config.get("kd") != "none" or not (run_dir / "weights.pt").is_file():
-        raise BenchError(f"--reference {run_dir}: needs a complete run without KD (with weights.pt)")
+        raise BenchError(f"--reference {run_id}: cannot read {run.config}: {err}") from None
+    if config.get("kd") != "none" or not run.weights.is_file():
+        raise BenchError(f"--reference {run_dir}: needs a complete run without KD (with {run.weights.name})")
     weights = reference_weights_path(baseline)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / "weights.pt", weights)
+    shutil.copyfile(run.weights, weights)
     reference = {"run_id": run_id, "model": config["model"], "preset": config["preset"], "config": config["config"],
                  "data": None if data is None else str(Path(data).absolute()), "weights": weights.name}  # fmt: skip
     reference["per_case"] = evaluate_reference(reference, weights)

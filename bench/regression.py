@@ -55,6 +55,7 @@ from typing import Any
 
 from bench.atomic import atomic_write_json
 from bench.errors import BenchError
+from bench.run_summary import RunSummary
 
 FORMAT = "segkd-bench-baseline/2"
 FORMAT_V1 = "segkd-bench-baseline/1"
@@ -120,8 +121,8 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _key(summary: dict) -> tuple[str, ...]:
-    return tuple("-" if summary.get(k) is None else str(summary[k]) for k in ENTRY_KEY)
+def _key(summary: RunSummary) -> tuple[str, ...]:
+    return tuple("-" if getattr(summary, k) is None else str(getattr(summary, k)) for k in ENTRY_KEY)
 
 
 def key_text(key: tuple[str, ...] | dict) -> str:
@@ -134,11 +135,11 @@ def _seed_order(seed: Any) -> tuple:
     return (seed is None, seed if isinstance(seed, int | float) else 0, str(seed))
 
 
-def latest_runs(summaries: list[dict]) -> dict[tuple[str, ...], dict[Any, dict]]:
+def latest_runs(summaries: list[RunSummary]) -> dict[tuple[str, ...], dict[Any, RunSummary]]:
     """Per (dataset, preset, model, kd): seed -> the summary with the latest ``created`` (ISO strings compare)."""
-    out: dict[tuple[str, ...], dict[Any, dict]] = {}
-    for summary in sorted(summaries, key=lambda s: (str(s.get("created") or ""), str(s.get("run_id")))):
-        out.setdefault(_key(summary), {})[summary.get("seed")] = summary
+    out: dict[tuple[str, ...], dict[Any, RunSummary]] = {}
+    for summary in sorted(summaries, key=lambda s: (s.created or "", s.run_id)):
+        out.setdefault(_key(summary), {})[summary.seed] = summary
     return out
 
 
@@ -147,9 +148,9 @@ def _mean(values: list[Any]) -> float | None:
     return sum(numbers) / len(numbers) if numbers else None
 
 
-def _first_step(summary: dict) -> dict[str, float] | None:
-    raw = summary.get("first_step")
-    if not isinstance(raw, dict):
+def _first_step(summary: RunSummary) -> dict[str, float] | None:
+    raw = summary.first_step
+    if raw is None:
         return None
     values = {k: _number(raw.get(k)) for k in FIRST_STEP_KEYS}
     return None if any(v is None for v in values.values()) else values  # type: ignore[return-value]
@@ -178,7 +179,7 @@ def _stat(value: float, spread: float | None, samples: int, floor: float, overri
     }
 
 
-def _exact_first_steps(samples: list[dict]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+def _exact_first_steps(samples: list[RunSummary]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Per seed, the first-step losses, and per loss the relative tolerance of the exact check.
 
     The tolerance is ``FIRST_STEP_REL`` (``TEACHER_FIRST_STEP_REL`` for a KD entry's teacher-dependent losses),
@@ -190,8 +191,8 @@ def _exact_first_steps(samples: list[dict]) -> tuple[dict[str, dict[str, float]]
     for summary in samples:
         values = _first_step(summary)
         if values is not None:
-            by_seed.setdefault(str(summary.get("seed")), []).append(values)
-    taught = any(summary.get("kd") not in (None, "none") for summary in samples)
+            by_seed.setdefault(str(summary.seed), []).append(values)
+    taught = any(summary.kd not in (None, "none") for summary in samples)
     rel = {**dict.fromkeys(FIRST_STEP_KEYS, FIRST_STEP_REL), **(TEACHER_FIRST_STEP_REL if taught else {})}
     for runs in by_seed.values():
         for name in FIRST_STEP_KEYS:
@@ -202,24 +203,24 @@ def _exact_first_steps(samples: list[dict]) -> tuple[dict[str, dict[str, float]]
     return {seed: runs[0] for seed, runs in sorted(by_seed.items())}, rel
 
 
-def _build_entry(key: tuple[str, ...], samples: list[dict], override: dict[str, float]) -> dict[str, Any]:
-    samples = sorted(samples, key=lambda s: (_seed_order(s.get("seed")), str(s.get("run_id"))))
-    params = sorted({s["params"] for s in samples if isinstance(s.get("params"), int)})
-    gmacs = _mean([s.get("gmacs") for s in samples])
+def _build_entry(key: tuple[str, ...], samples: list[RunSummary], override: dict[str, float]) -> dict[str, Any]:
+    samples = sorted(samples, key=lambda s: (_seed_order(s.seed), s.run_id))
+    params = sorted({s.params for s in samples if s.params is not None})
+    gmacs = _mean([s.gmacs for s in samples])
     if len(params) > 1:
         raise BenchError(f"{key_text(key)}: runs disagree on the parameter count ({params}); no baseline written")
-    devices = sorted({str(s["latency_device"]) for s in samples if s.get("latency_device")})
+    devices = sorted({s.latency_device for s in samples if s.latency_device})
     first_step, first_step_rel = _exact_first_steps(samples)
     statistical = {}
     for metric in STAT_METRICS:
-        values = [v for v in (_number(s.get(metric.metric)) for s in samples) if v is not None]
+        values = [v for v in (_number(getattr(s, metric.metric)) for s in samples) if v is not None]
         stat = _stat_entry(values, FLOORS[metric.alias], override.get(metric.alias))
         if stat is not None:
             statistical[metric.metric] = stat
     return {
         **dict(zip(ENTRY_KEY, key)),
-        "seeds": sorted({s.get("seed") for s in samples}, key=_seed_order),
-        "runs": [s.get("run_id") for s in samples],
+        "seeds": sorted({s.seed for s in samples}, key=_seed_order),
+        "runs": [s.run_id for s in samples],
         "latency_device": ", ".join(devices) or None,
         "exact": {
             "params": params[0] if params else None,
@@ -228,25 +229,27 @@ def _build_entry(key: tuple[str, ...], samples: list[dict], override: dict[str, 
             "first_step_rel": first_step_rel,
         },
         "statistical": statistical,
-        "informational": {"latency_ms_median": _mean([s.get("latency_ms_median") for s in samples])},
+        "informational": {"latency_ms_median": _mean([s.latency_ms_median for s in samples])},
     }
 
 
-def _sources(summaries: list[dict]) -> dict[str, list]:
+def _sources(summaries: list[RunSummary]) -> dict[str, list]:
     def values(name: str) -> list:
-        found = {(s.get("numerics") or {}).get(name) for s in summaries}
+        found = {(s.numerics or {}).get(name) for s in summaries}
         return sorted(v for v in found if v is not None)
 
     return {
-        "seeds": sorted({s.get("seed") for s in summaries}, key=_seed_order),
+        "seeds": sorted({s.seed for s in summaries}, key=_seed_order),
         "cpu_capability": values("cpu_capability"),
         "threads": values("threads"),
     }
 
 
-def build_baseline(summaries: list[dict], override: dict[str, float], torch_version: str | None) -> dict[str, Any]:
+def build_baseline(
+    summaries: list[RunSummary], override: dict[str, float], torch_version: str | None
+) -> dict[str, Any]:
     """A baseline from every complete run in ``summaries`` (all seeds, all stores pooled as noise samples)."""
-    by_key: dict[tuple[str, ...], list[dict]] = {}
+    by_key: dict[tuple[str, ...], list[RunSummary]] = {}
     for summary in summaries:
         by_key.setdefault(_key(summary), []).append(summary)
     return {
@@ -275,7 +278,7 @@ def _pooled_stat(a: dict[str, Any], b: dict[str, Any], floor: float, override: f
     return _stat(mean, spread, n, floor, override)
 
 
-def _pool_entry(entry: dict[str, Any], samples: list[dict], override: dict[str, float]) -> dict[str, Any]:
+def _pool_entry(entry: dict[str, Any], samples: list[RunSummary], override: dict[str, float]) -> dict[str, Any]:
     new = _build_entry(tuple(entry[k] for k in ENTRY_KEY), samples, override)
     exact, new_exact = entry["exact"], new["exact"]
     if new_exact["params"] is not None and exact.get("params") not in (None, new_exact["params"]):
@@ -311,11 +314,11 @@ def _pool_entry(entry: dict[str, Any], samples: list[dict], override: dict[str, 
     }
 
 
-def pool_baseline(baseline: dict[str, Any], summaries: list[dict], override: dict[str, float]) -> dict[str, Any]:
+def pool_baseline(baseline: dict[str, Any], summaries: list[RunSummary], override: dict[str, float]) -> dict[str, Any]:
     """``baseline`` with ``summaries`` added as further noise samples (``bench check --update --pool``): runs from
     other machines or settings widen each entry's measured spread without the original runs at hand. Exact values
     (params, MACs, the reference checkpoint) are kept; entries the baseline lacks are added from the new runs."""
-    by_key: dict[tuple[str, ...], list[dict]] = {}
+    by_key: dict[tuple[str, ...], list[RunSummary]] = {}
     for summary in summaries:
         by_key.setdefault(_key(summary), []).append(summary)
     entries = {tuple(e[k] for k in ENTRY_KEY): e for e in baseline["entries"]}
@@ -441,18 +444,18 @@ def _statistical(key: str, metric: StatMetric, stat: dict, now: float | None, ov
     return Comparison(key, "statistical", metric.metric, base, now, allowed, "ok", False, f"{text}: within noise")
 
 
-def _exact_rows(key: str, exact: dict, current: dict[Any, dict]) -> list[Comparison]:
+def _exact_rows(key: str, exact: dict, current: dict[Any, RunSummary]) -> list[Comparison]:
     rows = []
     runs = [current[s] for s in sorted(current, key=_seed_order)]
     params = exact.get("params")
     if isinstance(params, int):
-        now = runs[0].get("params")
+        now = runs[0].params
         ok = now == params
         rows.append(Comparison(key, "exact", "params", params, now, "== baseline", "ok" if ok else "CHANGED", not ok,
                                f"params {now} vs {params}"))  # fmt: skip
     gmacs = _number(exact.get("gmacs"))
     if gmacs is not None:
-        now = _number(runs[0].get("gmacs"))
+        now = _number(runs[0].gmacs)
         ok = now is not None and abs(now - gmacs) <= GMACS_REL * abs(gmacs)
         rows.append(Comparison(key, "exact", "gmacs", gmacs, now, f"rel {GMACS_REL:g}", "ok" if ok else "CHANGED",
                                not ok, f"GMACs {now} vs {gmacs}"))  # fmt: skip
@@ -474,12 +477,13 @@ def _exact_rows(key: str, exact: dict, current: dict[Any, dict]) -> list[Compari
     return rows
 
 
-def _latency_row(key: str, entry: dict, current_runs: list[dict], latency_ratio: float | None) -> Comparison | None:
+def _latency_row(key: str, entry: dict, current_runs: list[RunSummary],
+                 latency_ratio: float | None) -> Comparison | None:  # fmt: skip
     base = _number((entry.get("informational") or {}).get("latency_ms_median"))
     if base is None:
         return None
-    now = _mean([r.get("latency_ms_median") for r in current_runs])
-    devices = ", ".join(sorted({str(r["latency_device"]) for r in current_runs if r.get("latency_device")})) or None
+    now = _mean([r.latency_ms_median for r in current_runs])
+    devices = ", ".join(sorted({r.latency_device for r in current_runs if r.latency_device})) or None
     same_device = not entry.get("latency_device") or entry.get("latency_device") == devices
 
     def row(allowed: str, status: str, failed: bool, verdict: str) -> Comparison:
@@ -497,7 +501,7 @@ def _latency_row(key: str, entry: dict, current_runs: list[dict], latency_ratio:
     return row(f"<= x{latency_ratio:g}", "SLOWER" if failed else "ok", failed, text)
 
 
-def compare(baseline: dict[str, Any], summaries: list[dict], override: dict[str, float] | None = None,
+def compare(baseline: dict[str, Any], summaries: list[RunSummary], override: dict[str, float] | None = None,
             latency_ratio: float | None = None) -> CheckResult:  # fmt: skip
     """Check the latest results against every baseline entry. ``override`` is by alias (``dice``, ``hd95``)."""
     override = override or {}
@@ -516,7 +520,7 @@ def compare(baseline: dict[str, Any], summaries: list[dict], override: dict[str,
         for metric in STAT_METRICS:
             stat = (entry.get("statistical") or {}).get(metric.metric)
             if stat is not None:
-                now = _mean([r.get(metric.metric) for r in runs])
+                now = _mean([getattr(r, metric.metric) for r in runs])
                 rows.append(_statistical(text, metric, stat, now, override.get(metric.alias)))
         latency = _latency_row(text, entry, runs, latency_ratio)
         if latency is not None:

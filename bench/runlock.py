@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-LOCK_FILE = ".lock"
+from bench.store_layout import RunPaths
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class RunLock:
     """The lock of one run directory; a context manager that waits for it."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / LOCK_FILE
+        self.path = RunPaths(Path(run_dir)).lock
         self._fd: int | None = None
 
     @property

@@ -1,17 +1,8 @@
 """The results store: one directory per run plus an SQLite index of runs and per-case metrics.
 
-The format is documented in ``docs/results-store.md``.
-
-Layout under ``ROOT`` (``results/`` by default)::
-
-    ROOT/bench.sqlite                 index of complete runs (WAL mode, safe with concurrent writers)
-    ROOT/runs/<run_id>/config.json    resolved config              (written by the trainer)
-    ROOT/runs/<run_id>/env.json       host, torch, CUDA, GPU, ...  (written by the trainer)
-    ROOT/runs/<run_id>/preprocessing.json  how to segment a new CT with the run (``bench predict``)
-    ROOT/runs/<run_id>/train_log.csv  iteration,loss,seg_loss,kd_loss,lr,val_dice,seconds
-    ROOT/runs/<run_id>/checkpoint_{last,best}.pt
-    ROOT/runs/<run_id>/per_case.csv   case,label,name,dice,hd95,status
-    ROOT/runs/<run_id>/summary.json   written last: a run is complete iff this file exists
+The format is documented in ``docs/results-store.md``; the paths are those of :mod:`bench.store_layout` (``layout``),
+and the store writes a run's files: ``write_config``, ``write_env``, ``write_spec`` and ``write_weights`` as the run
+goes (the trainer writes its log and checkpoints), then ``record_run`` its metrics and :class:`RunSummary`.
 
 The run directories are the truth; the database is an index of them. ``record_run`` writes the files atomically and
 then replaces the run's rows in one transaction. A writer killed between the two leaves the index stale, never corrupt:
@@ -29,26 +20,29 @@ import json
 import logging
 import os
 import random
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bench.atomic import atomic_write_text, to_jsonable
+from bench.atomic import atomic_write_json, atomic_write_text, to_jsonable
 from bench.errors import BenchError, disk_full_error
-from bench.names import is_path_component, slugify
+from bench.names import slugify
+from bench.run_summary import SUMMARY_KEYS, RunSummary
+from bench.store_layout import ResultsLayout, RunPaths
+
+if TYPE_CHECKING:
+    from bench.deploy.spec import DeploySpec
 
 log = logging.getLogger(__name__)
 
 # One row per case and organ: written by bench.metrics, stored as per_case.csv (docs/metrics.md).
 PER_CASE_COLUMNS = ["case", "label", "name", "dice", "hd95", "status"]
 TRAIN_LOG_COLUMNS = ["iteration", "loss", "seg_loss", "kd_loss", "lr", "val_dice", "seconds"]
-SUMMARY_FILE = "summary.json"
-PER_CASE_FILE = "per_case.csv"
-TRAIN_LOG_FILE = "train_log.csv"
 BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA = """
@@ -66,32 +60,14 @@ CREATE TABLE IF NOT EXISTS per_case (
 CREATE INDEX IF NOT EXISTS per_case_run ON per_case(run_id);
 """
 # Columns added after the first version of the schema: an older bench.sqlite gets them on opening (NULL in its rows
-# until `refresh_index` or a new record rewrites them). The argument tables are JSON text.
+# until `refresh_index` or a new record rewrites them). The argument tables are JSON text. Each column of `runs`
+# named after a RunSummary key holds that key's value.
 ADDED_RUN_COLUMNS = [
     ("fold", "INTEGER"),
     ("teacher_run", "TEXT"),
     ("model_kwargs", "TEXT"),
     ("kd_kwargs", "TEXT"),
     ("teacher_kwargs", "TEXT"),
-]
-_RUN_COLUMNS = [
-    "model",
-    "kd",
-    "teacher",
-    "seed",
-    "dataset",
-    "preset",
-    "preset_hash",
-    "device",
-    "params",
-    "gmacs",
-    "latency_ms_median",
-    "peak_mem_mb",
-    "dice_mean",
-    "hd95_mean",
-    "n_cases",
-    "created",
-    *(name for name, _ in ADDED_RUN_COLUMNS),
 ]
 
 
@@ -122,6 +98,11 @@ def _add_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
             raise
 
 
+def _table_columns(conn: sqlite3.Connection) -> list[str]:
+    """The columns of the ``runs`` table, in its order (an older index has the added ones last)."""
+    return [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+
+
 def _db_value(value: Any) -> Any:
     value = to_jsonable(value)
     return value if value is None or isinstance(value, (int, float, str)) else json.dumps(value)
@@ -134,8 +115,9 @@ class ResultsStore:
         """``index=False``: write run directories only and never open the SQLite index (a worker of a grid on a
         shared filesystem; readers bring the index up to date from the run directories)."""
         self.root = Path(root)
+        self.layout = ResultsLayout(self.root)
         self.index = index
-        self.db_path = self.root / "bench.sqlite"
+        self.db_path = self.layout.index
         self.skipped: dict[str, str] = {}  # run id -> why its files cannot be read (reported once, then left out)
         # A store that exists but cannot be written (a read-only copy of someone's results) is opened for reading:
         # its run files are read directly and the index is neither updated nor needed.
@@ -143,7 +125,7 @@ class ResultsStore:
         if self.readonly:
             return
         try:
-            (self.root / "runs").mkdir(parents=True, exist_ok=True)
+            self.layout.runs.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise BenchError(f"results directory {self.root} cannot be created: {err.strerror or err}") from None
         if not os.access(self.root, os.W_OK | os.X_OK):
@@ -167,7 +149,7 @@ class ResultsStore:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
-                present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+                present = set(_table_columns(conn))
                 for name, kind in ADDED_RUN_COLUMNS:
                     if name not in present:
                         _add_column(conn, name, kind)
@@ -208,39 +190,79 @@ class ResultsStore:
         finally:
             conn.close()
 
+    def paths(self, run_id: str) -> RunPaths:
+        """The files of run ``run_id`` (a BenchError when the id is not a single folder name); nothing is created."""
+        return self.layout.run(run_id)
+
     def run_dir(self, run_id: str) -> Path:
         """``root/runs/<run_id>``, created if needed."""
-        self._writable()
-        if not is_path_component(run_id):
-            raise BenchError(f"invalid run id {run_id!r}: it must name a single directory")
-        path = self.root / "runs" / run_id
+        path = self._to_write(run_id).dir
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def is_complete(self, run_id: str) -> bool:
-        return (self.root / "runs" / run_id / SUMMARY_FILE).is_file()
+    def _to_write(self, run_id: str) -> RunPaths:
+        """The run's files for writing; the atomic writers create its folder."""
+        self._writable()
+        return self.paths(run_id)
 
-    def record_run(self, run_id: str, summary: dict, per_case: pd.DataFrame) -> None:
+    def is_complete(self, run_id: str) -> bool:
+        return self.paths(run_id).summary.is_file()
+
+    def write_config(self, run_id: str, config: dict[str, Any]) -> None:
+        """``config.json``: what the run was asked to train (docs/results-store.md)."""
+        atomic_write_json(self._to_write(run_id).config, config)
+
+    def write_env(self, run_id: str, env: dict[str, Any]) -> None:
+        """``env.json``: the machine and software the run ran on (``bench.environment``)."""
+        atomic_write_json(self._to_write(run_id).env, env)
+
+    def write_spec(self, run_id: str, spec: DeploySpec) -> None:
+        """``preprocessing.json``: what ``bench predict`` and ``bench export`` need besides the weights."""
+        spec.write(self._to_write(run_id).spec)
+
+    def write_weights(self, run_id: str, state_dict: dict[str, Any], source: str) -> None:
+        """``weights.pt``: the evaluated weights, ``{"model": state_dict, "source": checkpoint file name}``."""
+        from bench.training.checkpoint import save_checkpoint
+
+        save_checkpoint(self._to_write(run_id).weights, {"model": state_dict, "source": source})
+
+    def reset_run(self, run_id: str) -> None:
+        """Discard what an earlier training of the run left (checkpoints, log, weights, summary, predictions), for
+        ``--force`` and ``--restart``; the run is not complete afterwards."""
+        paths = self._to_write(run_id)
+        for path in paths.training_outputs():
+            path.unlink(missing_ok=True)
+        shutil.rmtree(paths.predictions, ignore_errors=True)
+
+    def summary(self, run_id: str) -> RunSummary:
+        """The summary of a complete run; a BenchError naming the file when it cannot be read."""
+        path = self.paths(run_id).summary
+        try:
+            return RunSummary.read(path, run_id)
+        except OSError as err:
+            raise BenchError(f"cannot read {path}: {err.strerror or err}") from None
+
+    def record_run(self, run_id: str, summary: RunSummary, per_case: pd.DataFrame) -> None:
         """Write ``per_case.csv`` then ``summary.json`` atomically, then replace the run's rows in one transaction.
 
         An earlier ``summary.json`` is removed first, so a re-recorded run is never complete with mismatched files.
+        A summary that would not read back (a value of the wrong type) is refused before anything is written.
         """
-        self._writable()
         missing = [c for c in PER_CASE_COLUMNS if c not in per_case.columns]
         if missing:
             raise ValueError(f"per_case for run {run_id} lacks columns {missing}; need {PER_CASE_COLUMNS}")
-        if summary.get("run_id") not in (None, run_id):
-            raise ValueError(f"summary run_id {summary['run_id']!r} does not match {run_id!r}")
-        summary = {"run_id": run_id, **{k: v for k, v in summary.items() if k != "run_id"}}
-        directory = self.run_dir(run_id)
-        (directory / SUMMARY_FILE).unlink(missing_ok=True)
-        atomic_write_text(directory / PER_CASE_FILE, per_case[PER_CASE_COLUMNS].to_csv(index=False))
-        summary_text = json.dumps(to_jsonable(summary), indent=2, allow_nan=False) + "\n"
-        atomic_write_text(directory / SUMMARY_FILE, summary_text)
+        if summary.run_id != run_id:
+            raise ValueError(f"summary run_id {summary.run_id!r} does not match {run_id!r}")
+        summary_text = summary.to_json()
+        stored = RunSummary.from_dict(json.loads(summary_text), f"summary of run {run_id}")
+        paths = self._to_write(run_id)
+        paths.summary.unlink(missing_ok=True)
+        atomic_write_text(paths.per_case, per_case[PER_CASE_COLUMNS].to_csv(index=False))
+        atomic_write_text(paths.summary, summary_text)
         if not self.index:
             return
         with self._connect() as conn:
-            self._index(conn, run_id, summary_text, per_case)
+            self._index(conn, stored, summary_text, per_case)
 
     def refresh_index(self) -> None:
         """Bring the index up to date with the run directories (runs recorded by workers with ``index=False``)."""
@@ -249,8 +271,9 @@ class ResultsStore:
                 self._sync_index(conn)
 
     @staticmethod
-    def _index(conn: sqlite3.Connection, run_id: str, summary_text: str, per_case: pd.DataFrame) -> None:
-        summary = json.loads(summary_text)
+    def _index(conn: sqlite3.Connection, summary: RunSummary, summary_text: str, per_case: pd.DataFrame) -> None:
+        """Replace the rows of ``summary``'s run; ``summary_text`` is its file, kept whole in ``summary_json``."""
+        run_id = summary.run_id
         rows = [
             (
                 run_id,
@@ -267,8 +290,9 @@ class ResultsStore:
         try:
             conn.execute("DELETE FROM per_case WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-            columns = ["run_id", *_RUN_COLUMNS, "summary_sha1", "summary_json"]
-            values = [run_id, *(_db_value(summary.get(c)) for c in _RUN_COLUMNS), _sha1(summary_text), summary_text]
+            keys = [c for c in _table_columns(conn) if c in SUMMARY_KEYS]
+            columns = [*keys, "summary_sha1", "summary_json"]
+            values = [*(_db_value(getattr(summary, c)) for c in keys), _sha1(summary_text), summary_text]
             conn.execute(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
             conn.executemany("INSERT INTO per_case VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
@@ -276,43 +300,36 @@ class ResultsStore:
             conn.execute("ROLLBACK")
             raise
 
-    def _complete_runs(self) -> list[str]:
-        runs = self.root / "runs"
-        return sorted(p.parent.name for p in runs.glob(f"*/{SUMMARY_FILE}") if p.is_file())
+    def summaries(self) -> list[RunSummary]:
+        """Every readable complete run's summary, sorted by run id.
 
-    def summaries(self) -> list[dict]:
-        """Every readable complete run's ``summary.json``, sorted by run id.
-
-        A run whose ``summary.json`` or ``per_case.csv`` cannot be read is left out with a warning on stderr naming
-        the file (see ``skipped``), so that one broken run does not hide all the others.
+        A run whose ``summary.json`` or ``per_case.csv`` cannot be read, or whose summary holds a value of the wrong
+        type, is left out with a warning on stderr naming the file (see ``skipped``), so that one broken run does not
+        hide all the others.
         """
         out = []
-        for run_id in self._complete_runs():
+        for run_id in self.layout.complete_run_ids():
             summary = self._summary(run_id)
             if summary is not None:
                 out.append(summary)
         return out
 
-    def _summary(self, run_id: str) -> dict | None:
+    def _summary(self, run_id: str) -> RunSummary | None:
         """The run's summary, or None when it is being re-recorded right now or its files are broken."""
         if run_id in self.skipped:
             return None
-        directory = self.root / "runs" / run_id
-        path = directory / SUMMARY_FILE
+        paths = self.paths(run_id)
         try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(summary, dict):
-                raise ValueError("not a JSON object")
-            self._read_per_case_csv(directory / PER_CASE_FILE)
+            summary = RunSummary.read(paths.summary, run_id)
+            self._read_per_case_csv(paths.per_case)
         except FileNotFoundError as err:
-            if Path(err.filename or "") == path:  # being re-recorded right now: not complete
+            if Path(err.filename or "") == paths.summary:  # being re-recorded right now: not complete
                 return None
             return self._skip(run_id, f"{err.filename}: missing")
         except BenchError as err:
             return self._skip(run_id, str(err))
-        except (OSError, ValueError) as err:
-            return self._skip(run_id, f"cannot read {path}: {err}")
-        summary.setdefault("run_id", run_id)
+        except OSError as err:
+            return self._skip(run_id, f"cannot read {paths.summary}: {err}")
         return summary
 
     def _skip(self, run_id: str, why: str) -> None:
@@ -323,19 +340,20 @@ class ResultsStore:
         """Re-index complete runs that a killed writer left out of (or stale in) the database; drop deleted runs."""
         indexed = dict(conn.execute("SELECT run_id, summary_sha1 FROM runs").fetchall())
         on_disk = set()
-        for run_id in self._complete_runs():
-            directory = self.root / "runs" / run_id
+        for run_id in self.layout.complete_run_ids():
+            paths = self.paths(run_id)
             if self._summary(run_id) is None:  # incomplete right now, or broken: warned about, its rows left alone
                 if run_id in self.skipped:
                     on_disk.add(run_id)
                 continue
             try:
-                text = (directory / SUMMARY_FILE).read_text(encoding="utf-8")
+                text = paths.summary.read_text(encoding="utf-8")
             except FileNotFoundError:  # removed by a concurrent re-record; it is incomplete now
                 continue
             on_disk.add(run_id)
             if indexed.get(run_id) != _sha1(text):
-                self._index(conn, run_id, text, self._read_per_case_csv(directory / PER_CASE_FILE))
+                summary = RunSummary.from_dict(json.loads(text), str(paths.summary), run_id)
+                self._index(conn, summary, text, self._read_per_case_csv(paths.per_case))
         gone = [(r,) for r in indexed if r not in on_disk]
         if gone:
             conn.execute("BEGIN IMMEDIATE")
@@ -382,9 +400,9 @@ class ResultsStore:
     def _per_case_from_files(self, run_id: str | None) -> pd.DataFrame:
         """``per_case`` read from the run folders (a read-only store, whose index cannot be brought up to date)."""
         frames = []
-        for rid in [run_id] if run_id is not None else self._complete_runs():
+        for rid in [run_id] if run_id is not None else self.layout.complete_run_ids():
             if self._summary(rid) is not None:
-                frame = self._read_per_case_csv(self.root / "runs" / rid / PER_CASE_FILE)
+                frame = self._read_per_case_csv(self.paths(rid).per_case)
                 frames.append(frame.assign(run_id=rid)[["run_id", *PER_CASE_COLUMNS]])
         if not frames:
             return pd.DataFrame(columns=["run_id", *PER_CASE_COLUMNS]).astype(
@@ -394,15 +412,15 @@ class ResultsStore:
 
     def train_log(self, run_id: str) -> pd.DataFrame | None:
         """The run's ``train_log.csv`` (``val_dice`` NaN between validations), or None when there is none yet."""
-        path = self.root / "runs" / run_id / TRAIN_LOG_FILE
+        path = self.paths(run_id).train_log
         try:
-            log = pd.read_csv(path)
+            frame = pd.read_csv(path)
         except (FileNotFoundError, pd.errors.EmptyDataError):
             return None
         except (OSError, ValueError) as err:
             log.warning("training curve of run %s left out: cannot read %s: %s", run_id, path, err)
             return None
-        if not {"iteration", "loss"} <= set(log.columns):
+        if not {"iteration", "loss"} <= set(frame.columns):
             log.warning("training curve of run %s left out: %s lacks iteration/loss", run_id, path)
             return None
-        return log
+        return frame

@@ -7,6 +7,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from bench.run_summary import RunSummary
+
 
 @dataclass(frozen=True)
 class WeakerTeacher:
@@ -34,26 +36,22 @@ class WeakerTeacher:
         )
 
 
-def weaker_teachers(summaries: list[dict]) -> list[WeakerTeacher]:
-    """Every KD row of ``summaries`` (``summary.json`` dicts) whose trained teacher, found by ``teacher_run`` among
-    the same summaries, scores a lower mean test Dice than the student without KD over their common seeds. Rows
-    whose teacher came from a checkpoint, or without a no-KD run of the same seed, are not judged."""
-    by_id = {s.get("run_id"): s for s in summaries}
-    no_kd = {
-        (s.get("dataset"), s.get("preset"), s.get("model"), s.get("seed"), s.get("fold", 0)): s.get("dice_mean")
-        for s in summaries
-        if s.get("kd") == "none"
-    }
+def weaker_teachers(summaries: list[RunSummary]) -> list[WeakerTeacher]:
+    """Every KD row of ``summaries`` whose trained teacher, found by ``teacher_run`` among the same summaries, scores
+    a lower mean test Dice than the student without KD over their common seeds. Rows whose teacher came from a
+    checkpoint, or without a no-KD run of the same seed, are not judged."""
+    by_id = {s.run_id: s for s in summaries}
+    no_kd = {(s.dataset, s.preset, s.model, s.seed, s.fold): s.dice_mean for s in summaries if s.kd == "none"}
     pairs: dict[tuple, list[tuple[int, float, float]]] = defaultdict(list)
     for s in summaries:
-        if s.get("kd") in (None, "none"):
+        if s.kd in (None, "none"):
             continue
-        teacher = by_id.get(s.get("teacher_run"))
-        student = no_kd.get((s.get("dataset"), s.get("preset"), s.get("model"), s.get("seed"), s.get("fold", 0)))
-        if teacher is None or not _finite(student) or not _finite(teacher.get("dice_mean")):
+        teacher = by_id.get(s.teacher_run)
+        student = no_kd.get((s.dataset, s.preset, s.model, s.seed, s.fold))
+        if teacher is None or not _finite(student) or not _finite(teacher.dice_mean):
             continue
-        key = (s["dataset"], s["preset"], s["model"], s["kd"], s.get("teacher") or "")
-        pairs[key].append((int(s["seed"]), float(teacher["dice_mean"]), float(student)))
+        key = (s.dataset, s.preset, s.model, s.kd, s.teacher or "")
+        pairs[key].append((int(s.seed), float(teacher.dice_mean), float(student)))
     found = []
     for key, rows in pairs.items():
         seeds = tuple(sorted({seed for seed, _, _ in rows}))

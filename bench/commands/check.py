@@ -26,7 +26,10 @@ import argparse
 import contextlib
 import importlib.metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.run_summary import RunSummary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -138,9 +141,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _torch_version(summaries: list[dict]) -> str | None:
+def _torch_version(summaries: list[RunSummary]) -> str | None:
     """The torch version(s) the runs recorded, else the installed one."""
-    recorded = sorted({str(s["torch"]) for s in summaries if s.get("torch")})
+    recorded = sorted({s.torch for s in summaries if s.torch})
     if recorded:
         return ", ".join(recorded)
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -164,20 +167,24 @@ def _reference_row(baseline_path: Path, reference: dict[str, Any]):
                       verdict)  # fmt: skip
 
 
-def _update(path: Path, summaries: list[dict], override: dict[str, float], stores: list[Path],
+def _update(path: Path, summaries: list[RunSummary], override: dict[str, float], stores: list[Path],
             reference_run: str | None, reference_data: Path | None) -> int:  # fmt: skip
     from bench import regression
     from bench.errors import BenchError
+    from bench.names import is_path_component
+    from bench.store_layout import ResultsLayout, RunPaths
 
     baseline = regression.build_baseline(summaries, override, _torch_version(summaries))
     if reference_run:
         from bench.reference_eval import write_reference
 
-        candidates = [Path(reference_run), *(s / "runs" / reference_run for s in stores)]
-        run_dir = next((c for c in candidates if (c / "config.json").is_file()), None)
-        if run_dir is None:
+        candidates = [RunPaths(Path(reference_run))]
+        if is_path_component(reference_run):
+            candidates += [ResultsLayout(s).run(reference_run) for s in stores]
+        run = next((c for c in candidates if c.config.is_file()), None)
+        if run is None:
             raise BenchError(f"--reference {reference_run}: no such run folder or run in {', '.join(map(str, stores))}")
-        baseline["reference"] = write_reference(run_dir, path, reference_data)
+        baseline["reference"] = write_reference(run.dir, path, reference_data)
         print(f"reference: {reference_run}, {len(baseline['reference']['per_case'])} case-organ metrics")
     return _write(path, baseline)
 

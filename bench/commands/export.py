@@ -44,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
     require_onnx("bench export")
     from bench.deploy.export import ExportOptions, export_run
+    from bench.store_layout import ResultsLayout
 
     for flag, value, low in (("--calibration-patches", args.calibration_patches, 1), ("--runs", args.runs, 1),
                              ("--warmup", args.warmup, 0), ("--opset", args.opset, 13)):  # fmt: skip
         if value < low:
             raise BenchError(f"{flag} must be at least {low}, got {value}")
-    out = args.out or args.results / "runs" / args.run / "export"
+    out = args.out or ResultsLayout(args.results).run(args.run).export_dir
     options = ExportOptions(out, args.quantize, args.calibration_patches, args.warmup, args.runs, args.opset)
     record = export_run(args.results, args.run, options)
     print(format_record(record, out))

@@ -39,13 +39,14 @@ def run(args: argparse.Namespace) -> int:
     from bench.errors import BenchError, disk_full_as_error
     from bench.report import build_report
     from bench.store import ResultsStore
+    from bench.store_layout import ResultsLayout
 
     formats = parse_name_list(args.format, "--format")
     results = Path(args.results)
     if not results.is_dir():
         raise BenchError(f"results store {results} does not exist; run `bench run` first or pass --results DIR")
     store = ResultsStore(results)
-    out = Path(args.out) if args.out else results / "report"
+    out = Path(args.out) if args.out else ResultsLayout(results).report
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.grid.spec import GridSpec
     from bench.pipeline.checks import check_grid
     from bench.pipeline.context import GridContext
+    from bench.store_layout import ResultsLayout
     from bench.training.distributed import init_distributed
 
     if args.experiment is not None:
@@ -248,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     grid = GridContext.open(spec, ctx)
     check_grid(spec)  # every name, argument and patch size before anything is written
     if experiment is not None and ctx.is_main and not args.dry_run:
-        saved = Path(args.results) / "experiments" / f"{args.experiment.stem}.toml"
+        saved = ResultsLayout(args.results).experiment(args.experiment.stem)
         save_experiment(experiment, saved)
         logging.getLogger(__name__).info("experiment %s resolved into %s", args.experiment, saved)
     if ctx.enabled and args.executor != "inline":
@@ -291,6 +292,7 @@ def _dispatch(args: argparse.Namespace, grid) -> int:
     import sys
 
     from bench.executors.show import grid_states, plan_table, status_table
+    from bench.store_layout import ResultsLayout
 
     spec = grid.spec
     inputs, cells = grid.prepare()  # every fold's cases preprocessed before the first cell (or worker) starts
@@ -326,7 +328,8 @@ def _dispatch(args: argparse.Namespace, grid) -> int:
     jobs = submit_slurm(spec, cells, complete, say, options)
     if not args.wait:
         print(f"bench run: {len(jobs)} job(s) queued, {len(complete)} cell(s) complete already. Follow with "
-              f"`bench status --results {spec.results}` (or squeue); logs in {spec.results}/jobs/<run id>/. "
+              f"`bench status --results {spec.results}` (or squeue); logs in "
+              f"{ResultsLayout(spec.results).jobs}/<run id>/. "
               "Run the same command again to resume what did not finish.")  # fmt: skip
         return 0
     say(f"{len(jobs)} job(s) queued; waiting for them to end (Ctrl-C stops waiting, not the jobs)")

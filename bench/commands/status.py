@@ -24,8 +24,9 @@ def status(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
     from bench.executors.show import grid_states, status_table
     from bench.store import ResultsStore
+    from bench.store_layout import ResultsLayout
 
-    if not (args.results / "runs").is_dir():
+    if not ResultsLayout(args.results).runs.is_dir():
         raise BenchError(f"--results {args.results} is not a results store (no runs/ in it)")
     ResultsStore(args.results).refresh_index()
     states = grid_states(args.results)

@@ -21,10 +21,11 @@ import torch
 from bench.data.preprocess import PreparedCase, load_prepared
 from bench.deploy.spec import DeploySpec
 from bench.errors import BenchError
+from bench.run_summary import RunSummary
+from bench.store_layout import ResultsLayout
 
 MAX_ABS_LOGIT_DIFF = 1e-3
 MIN_ARGMAX_AGREEMENT = 0.999
-EXPORT_RECORD = "export.json"
 
 
 class ParityError(BenchError):
@@ -44,11 +45,12 @@ class ExportOptions:
 
 
 def find_prepared(results: Path, spec: DeploySpec, case_ids: list[str]) -> list[PreparedCase]:
-    """The run's cached preprocessed cases (same settings and intensity statistics) in ``results/cache``."""
+    """The run's cached preprocessed cases (same settings and intensity statistics) in the store's cache."""
+    cache = ResultsLayout(results).cache
     found = []
     for case_id in case_ids:
         matches = []
-        for meta_path in (Path(results) / "cache").glob(f"{case_id}-*/meta.json"):
+        for meta_path in cache.glob(f"{case_id}-*/meta.json"):
             meta = json.loads(meta_path.read_text())
             if (
                 meta["case_id"] == case_id
@@ -58,7 +60,7 @@ def find_prepared(results: Path, spec: DeploySpec, case_ids: list[str]) -> list[
                 matches.append(meta_path)
         if not matches:
             raise BenchError(
-                f"--run {spec.run_id}: the preprocessed case {case_id} is not in {results}/cache any "
+                f"--run {spec.run_id}: the preprocessed case {case_id} is not in {cache} any "
                 "more; run `bench run` again with the same settings to rebuild the cache"
             )
         folder = max(matches, key=lambda p: p.stat().st_mtime).parent
@@ -170,8 +172,7 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
             "onnx": onnx.__version__, "onnxruntime": ort.__version__, "threads": torch.get_num_threads(),
             "patch": list(spec.patch), "torch_latency_ms_median": torch_ms,
-            "torch_dice": summary.get("dice_mean"), "torch_hd95": summary.get("hd95_mean"),
-            "params": summary.get("params"),
+            "torch_dice": summary.dice_mean, "torch_hd95": summary.hd95_mean, "params": summary.params,
             "calibration_patches": options.calibration_patches if options.quantize else 0,
             "variants": variants,
         }  # fmt: skip
@@ -181,10 +182,11 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
             final = out_dir / variants[name]["file"]
             atomic_write_json(final.with_name(final.name + ".json"), sidecar)
             path.replace(final)
-    atomic_write_json(Path(results) / "runs" / run_id / EXPORT_RECORD, record)
+    atomic_write_json(ResultsLayout(results).run(run_id).export_record, record)
     return record
 
 
-def _stored_summary(results: Path, run_id: str) -> dict:
-    path = Path(results) / "runs" / run_id / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _stored_summary(results: Path, run_id: str) -> RunSummary:
+    """The run's summary; one of unknown values where it has none yet (an export of a run that did not finish)."""
+    path = ResultsLayout(results).run(run_id).summary
+    return RunSummary.read(path) if path.is_file() else RunSummary.from_dict({}, str(path), run_id)

@@ -16,7 +16,6 @@ from typing import Any
 
 from bench.errors import BenchError
 
-SPEC_FILE = "preprocessing.json"
 SPEC_FORMAT = "segkd-bench-deploy/1"
 
 
@@ -88,16 +87,18 @@ def read_spec(path: Path, arg: str = "--preprocessing") -> DeploySpec:
 
 def run_spec(results: Path, run_id: str) -> tuple[DeploySpec, Path]:
     """The spec and the weights file of a complete run in the results store at ``results``."""
-    run_dir = Path(results) / "runs" / run_id
-    if not run_dir.is_dir():
+    from bench.store_layout import ResultsLayout
+
+    run = ResultsLayout(results).run(run_id)
+    if not run.dir.is_dir():
         raise BenchError(f"--run {run_id}: no such run in {results} (see `bench report` for the stored runs)")
-    weights = run_dir / "weights.pt"
-    if not weights.is_file():
-        raise BenchError(f"--run {run_id}: the run has no weights.pt (it did not finish; run `bench run` again)")
-    spec_path = run_dir / SPEC_FILE
-    if not spec_path.is_file():
+    if not run.weights.is_file():
         raise BenchError(
-            f"--run {run_id}: the run has no {SPEC_FILE} (recorded by an older bench run); "
+            f"--run {run_id}: the run has no {run.weights.name} (it did not finish; run `bench run` again)"
+        )
+    if not run.spec.is_file():
+        raise BenchError(
+            f"--run {run_id}: the run has no {run.spec.name} (recorded by an older bench run); "
             "re-run it with `bench run --force`"
         )
-    return read_spec(spec_path, "--run"), weights
+    return read_spec(run.spec, "--run"), run.weights

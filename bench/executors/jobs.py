@@ -1,11 +1,9 @@
 """What the executors record about each cell, and each cell's state for ``bench status``.
 
-Layout under the results store (next to ``runs/``)::
-
-    ROOT/jobs/<run_id>/job.json     executor, job id, submission time   (written by the dispatching `bench run`)
-    ROOT/jobs/<run_id>/error.txt    the error of the last failed attempt (written by the worker; removed on retry)
-    ROOT/jobs/<run_id>/log.txt      the worker's output (--executor local)
-    ROOT/jobs/<run_id>/*_log.{out,err}  the job's output (--executor slurm, written by submitit)
+Each cell has a folder under the results store's ``jobs/`` (:class:`bench.store_layout.JobPaths`): its job record
+(executor, job id, submission time; written by the dispatching ``bench run``), the error of its last failed attempt
+(written by the worker, removed on a retry) and the worker's output (``log.txt`` with --executor local, submitit's
+``*_log.{out,err}`` with --executor slurm).
 
 The run directory stays the record of the run itself: ``summary.json`` says complete, the run lock says running.
 """
@@ -25,29 +23,24 @@ from bench.atomic import atomic_write_json, atomic_write_text
 from bench.errors import BenchError
 from bench.grid.plan import Cell
 from bench.grid.progress import duration
+from bench.run_summary import RunSummary
 from bench.runlock import RunLock
-from bench.store import SUMMARY_FILE
+from bench.store_layout import JobPaths, ResultsLayout
 
-JOB_FILE, ERROR_FILE, LOG_FILE = "job.json", "error.txt", "log.txt"
-LAST = "checkpoint_last.pt"
 _SUBMITIT_PREFIX = re.compile(r"^submitit \w+ \([^)]*\) - ")
-
-
-def jobs_dir(results: Path, run_id: str) -> Path:
-    return Path(results) / "jobs" / run_id
 
 
 def write_job(results: Path, cell: Cell, index: int, executor: str, job_id: str | None = None) -> None:
     """Record that ``cell`` (number ``index`` of its plan) was handed to ``executor`` (as SLURM job ``job_id``)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(jobs_dir(results, cell.run_id) / JOB_FILE, {
+    atomic_write_json(ResultsLayout(results).job(cell.run_id).record, {
         "executor": executor, "job_id": job_id, "submitted": now, "cell": cell.label, "index": index,
     })  # fmt: skip
 
 
 def read_job(results: Path, run_id: str) -> dict:
     try:
-        job = json.loads((jobs_dir(results, run_id) / JOB_FILE).read_text())
+        job = json.loads(ResultsLayout(results).job(run_id).record.read_text())
     except (OSError, ValueError):
         return {}
     return job if isinstance(job, dict) else {}
@@ -56,11 +49,11 @@ def read_job(results: Path, run_id: str) -> dict:
 def record_error(results: Path, run_id: str, err: BaseException) -> None:
     """Keep why an attempt failed: the one-line message of a usage error, else the traceback."""
     text = f"error: {err}\n" if isinstance(err, BenchError) else "".join(traceback.format_exception(err))
-    atomic_write_text(jobs_dir(results, run_id) / ERROR_FILE, text)
+    atomic_write_text(ResultsLayout(results).job(run_id).error, text)
 
 
 def clear_error(results: Path, run_id: str) -> None:
-    (jobs_dir(results, run_id) / ERROR_FILE).unlink(missing_ok=True)
+    ResultsLayout(results).job(run_id).error.unlink(missing_ok=True)
 
 
 def slurm_output(command: list[str]) -> str:
@@ -104,17 +97,18 @@ def cell_state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) ->
 
 
 def _state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) -> CellState:
-    run_dir, job_dir = Path(results) / "runs" / run_id, jobs_dir(results, run_id)
+    layout = ResultsLayout(results)
+    run, job_paths = layout.run(run_id), layout.job(run_id)
     job = read_job(results, run_id)
     job_id = job.get("job_id")
-    last = last_log_line(job_dir)
-    if (run_dir / SUMMARY_FILE).is_file():
+    last = last_log_line(job_paths)
+    if run.summary.is_file():
         try:
-            seconds = json.loads((run_dir / SUMMARY_FILE).read_text()).get("train_seconds")
-        except (OSError, ValueError):
+            seconds = RunSummary.read(run.summary, run_id).train_seconds
+        except (OSError, BenchError):
             seconds = None
         return CellState(run_id, "complete", job_id, "-" if seconds is None else duration(seconds), last)
-    owner = RunLock(run_dir).owner() if run_dir.is_dir() else None
+    owner = RunLock(run.dir).owner() if run.dir.is_dir() else None
     if job_id is not None and job_id in queue:
         state, elapsed = queue[job_id]
         if state in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED"):
@@ -124,27 +118,27 @@ def _state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) -> Cel
         started = datetime.fromisoformat(owner.started)
         elapsed = duration((datetime.now(timezone.utc) - started).total_seconds())
         return CellState(run_id, "running", owner.job or job_id, elapsed, last)
-    error = _tail(job_dir / ERROR_FILE, 6)
+    error = _tail(job_paths.error, 6)
     if error:
         return CellState(run_id, "failed", job_id, "-", last, error)
-    if (run_dir / LAST).is_file():
+    if run.checkpoint_last.is_file():
         return CellState(run_id, "interrupted", job_id, "-", last)
     if job.get("executor") == "slurm" and last:  # the job started, ended, and left neither a checkpoint nor an error
-        return CellState(run_id, "failed", job_id, "-", last, _tail(_newest_log(job_dir), 6))
+        return CellState(run_id, "failed", job_id, "-", last, _tail(_newest_log(job_paths), 6))
     return CellState(run_id, "not started", job_id, "-", last)
 
 
-def last_log_line(job_dir: Path) -> str:
+def last_log_line(job: JobPaths) -> str:
     """The last non-empty line of the newest log of a cell (progress bars' carriage returns count as line ends)."""
-    lines = _lines(_newest_log(job_dir))
+    lines = _lines(_newest_log(job))
     return _SUBMITIT_PREFIX.sub("", lines[-1]) if lines else ""
 
 
-def _newest_log(job_dir: Path) -> Path:
-    """The cell's log written last (the worker's ``log.txt``, or the stderr, else stdout, of its newest job)."""
-    logs = [p for pattern in (LOG_FILE, "*_log.err", "*_log.out") for p in job_dir.glob(pattern)
+def _newest_log(job: JobPaths) -> Path:
+    """The cell's log written last (the worker's log, or the stderr, else stdout, of its newest SLURM job)."""
+    logs = [p for p in (job.log, *job.dir.glob("*_log.err"), *job.dir.glob("*_log.out"))
             if p.is_file() and p.stat().st_size]  # fmt: skip
-    return max(logs, key=lambda p: p.stat().st_mtime, default=job_dir / LOG_FILE)
+    return max(logs, key=lambda p: p.stat().st_mtime, default=job.log)
 
 
 def _lines(path: Path) -> list[str]:
@@ -165,7 +159,8 @@ def _tail(path: Path, n: int) -> str:
 def known_runs(results: Path) -> list[str]:
     """Every run id the store has a run directory or a job record for: dispatched cells in the order of their
     dispatch and plan, then the others by run id."""
-    ids = {p.name for sub in ("runs", "jobs") for p in (Path(results) / sub).glob("*") if p.is_dir()}
+    layout = ResultsLayout(results)
+    ids = {*layout.run_ids(), *layout.job_ids()}
 
     def order(run_id: str) -> tuple:
         job = read_job(results, run_id)

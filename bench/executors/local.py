@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from bench.executors.jobs import LOG_FILE, jobs_dir, write_job
+from bench.executors.jobs import write_job
 from bench.grid.plan import Cell
 from bench.grid.spec import GridSpec
+from bench.store_layout import ResultsLayout
 
 
 def _init_worker(slots, threads: int, gpus: list[int]) -> None:
@@ -33,7 +34,7 @@ def _run(spec: GridSpec, cell: Cell) -> str:
     from bench.executors.worker import run_cell_in_worker, use_worker_threads
 
     use_worker_threads(None)  # OMP_NUM_THREADS, set by _init_worker
-    with _output_to(jobs_dir(spec.results, cell.run_id) / LOG_FILE):
+    with _output_to(ResultsLayout(spec.results).job(cell.run_id).log):
         return run_cell_in_worker(spec, cell)
 
 
@@ -112,5 +113,5 @@ def run_local(
                 else:
                     failed.append(cell.run_id)
                     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                    say(f"FAILED {cell.label}: {first}  (see {jobs_dir(spec.results, cell.run_id)})")
+                    say(f"FAILED {cell.label}: {first}  (see {ResultsLayout(spec.results).job(cell.run_id).dir})")
     return failed

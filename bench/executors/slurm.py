@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from bench.errors import BenchError
-from bench.executors.jobs import jobs_dir, read_job, slurm_output, slurm_queue, write_job
+from bench.executors.jobs import read_job, slurm_output, slurm_queue, write_job
 from bench.grid.plan import Cell
 from bench.grid.spec import GridSpec
+from bench.store_layout import ResultsLayout
 
 EXTRA = "pip install 'segkd-bench[slurm]'"
 
@@ -147,7 +148,7 @@ def submit_slurm(spec: GridSpec, cells: list[Cell], complete: set[str], say: Cal
             jobs[cell.run_id] = live
             say(f"queued already  {cell.label}: job {live}")
             continue
-        executor = submitit.SlurmExecutor(folder=jobs_dir(spec.results, cell.run_id), max_num_timeout=20)
+        executor = submitit.SlurmExecutor(folder=ResultsLayout(spec.results).job(cell.run_id).dir, max_num_timeout=20)
         params: dict = {"job_name": f"segkd-{cell.run_id}"[:120]}
         if options.partition:
             params["partition"] = options.partition

@@ -11,8 +11,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
+
+if TYPE_CHECKING:
+    from bench.run_summary import RunSummary
 
 
 @dataclass(frozen=True)
@@ -84,20 +88,20 @@ class GridProgress:
         self._started[run_id] = time.perf_counter()
         self.say(f"{self._prefix(run_id)} {self.plan[self.by_id[run_id]].label}")
 
-    def skipped(self, run_id: str, summary: dict) -> None:
-        self.outcomes[run_id] = _Outcome("complete, skipped", None, summary.get("dice_mean"), summary.get("hd95_mean"))
+    def skipped(self, run_id: str, summary: RunSummary) -> None:
+        self.outcomes[run_id] = _Outcome("complete, skipped", None, summary.dice_mean, summary.hd95_mean)
         self.say(
             f"{self._prefix(run_id)} {self.plan[self.by_id[run_id]].label}: complete, skipped "
             "(use --force to run it again)"
         )
 
-    def finished(self, run_id: str, summary: dict, resumed_from: int = 0) -> None:
+    def finished(self, run_id: str, summary: RunSummary, resumed_from: int = 0) -> None:
         seconds = time.perf_counter() - self._started.pop(run_id)
         status = f"resumed at it. {resumed_from}" if resumed_from else "trained"
-        self.outcomes[run_id] = _Outcome(status, seconds, summary.get("dice_mean"), summary.get("hd95_mean"))
+        self.outcomes[run_id] = _Outcome(status, seconds, summary.dice_mean, summary.hd95_mean)
         self.say(
-            f"done in {duration(seconds)}: Dice {_num(summary.get('dice_mean'), 4)}, "
-            f"HD95 {_num(summary.get('hd95_mean'), 2)} mm; {self.eta()}"
+            f"done in {duration(seconds)}: Dice {_num(summary.dice_mean, 4)}, "
+            f"HD95 {_num(summary.hd95_mean, 2)} mm; {self.eta()}"
         )
 
     def _prefix(self, run_id: str) -> str:

@@ -7,8 +7,6 @@ checkpoint unless ``restart``. The cells a cell needs (its teacher's, its ``kd_i
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 from bench.grid.plan import Cell
@@ -22,9 +20,6 @@ from bench.pipeline.teacher import teacher_of
 from bench.pipeline.train import build_student, keep_final_weights, train_student
 from bench.runlock import RunLock
 from bench.training.trainer import seed_everything
-
-# What --force and --restart delete from a run directory before training it again.
-STALE = ("checkpoint_last.pt", "checkpoint_best.pt", "weights.pt", "train_log.csv", "summary.json")
 
 
 def run_cell(cell: Cell, inputs: FoldInputs, grid: GridContext, progress: GridProgress) -> str:
@@ -50,12 +45,10 @@ def run_cell(cell: Cell, inputs: FoldInputs, grid: GridContext, progress: GridPr
 def _run_owned(cell: Cell, inputs: FoldInputs, grid: GridContext, progress: GridProgress, run_dir: Path) -> None:
     spec, data, main = grid.spec, inputs.data, grid.dist.is_main
     if grid.store.is_complete(cell.run_id) and not spec.force:
-        progress.skipped(cell.run_id, json.loads((run_dir / "summary.json").read_text()))
+        progress.skipped(cell.run_id, grid.store.summary(cell.run_id))
         return
     if main and (spec.force or spec.restart):
-        for stale in STALE:
-            (run_dir / stale).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "predictions", ignore_errors=True)
+        grid.store.reset_run(cell.run_id)
     grid.dist.barrier()
     progress.start(cell.run_id)
     config, preset = grid.config_for(cell), grid.preset_label(cell)
@@ -63,13 +56,14 @@ def _run_owned(cell: Cell, inputs: FoldInputs, grid: GridContext, progress: Grid
     seed_everything(cell.seed, config.deterministic)
     student = build_student(cell, config, data, teacher, grid.store)
     if main:
-        write_start_records(run_dir, cell, student.kwargs, teacher, student.kd_hparams, data, config, preset)
+        write_start_records(grid.store, cell, student.kwargs, teacher, student.kd_hparams, data, config, preset)
     result = train_student(student, teacher, config, inputs, device=grid.device, run_dir=run_dir, seed=cell.seed,
                            dist=grid.dist, label=progress.short_label(cell.run_id))  # fmt: skip
     if main:
-        keep_final_weights(student, result, run_dir)
+        keep_final_weights(student, result, grid.store, cell.run_id)
+        predictions = grid.store.paths(cell.run_id).predictions if spec.save_predictions else None
         per_case = evaluate_test(student.model, data, inputs.test, config, grid.device, workers=spec.eval_workers,
-                                 predictions=run_dir / "predictions" if spec.save_predictions else None)  # fmt: skip
+                                 predictions=predictions)  # fmt: skip
         profile = profile_network(cell.model, student.kwargs, data, config, grid.device, spec.whole_volume,
                                   grid.profiles)  # fmt: skip
         outcome = CellOutcome(cell, student.kwargs, teacher, student.kd_hparams, result, per_case)

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from bench.errors import BenchError
-from bench.names import path_component
+from bench.store_layout import ResultsLayout
 from bench.training.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ def prepare_fold(dataset, config: RunConfig, fold: int, root: Path, *, progress:
 
     organs = config.organs_for(dataset.name)
     names = {int(k): v for k, v in dataset.labels_for(organs).items()}
-    splits_file = Path(root) / "splits" / f"{path_component(dataset.name, 'data set name')}.json"
+    layout = ResultsLayout(root)
+    splits_file = layout.splits(dataset.name)
     train, val, test = split_cases(dataset, fold, 0, splits_file, n_folds=config.folds)
     if not train or not test:
         raise BenchError(f"{dataset.root}: need training and test cases, got {len(train)} and {len(test)}")
@@ -83,7 +84,7 @@ def prepare_fold(dataset, config: RunConfig, fold: int, root: Path, *, progress:
         keep_labels=dataset.keep_labels_for(organs),
     )
     cases = train + val + test
-    prepared = prepare_cases(cases, settings, Path(root) / "cache", workers=min(2, len(cases)), fit_cases=train,
+    prepared = prepare_cases(cases, settings, layout.cache, workers=min(2, len(cases)), fit_cases=train,
                              progress=progress)  # fmt: skip
     by_id = {p.case_id: p for p in prepared}
     val = val[: config.val_cases]

@@ -7,18 +7,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
-from bench.atomic import atomic_write_json
-from bench.deploy.spec import SPEC_FILE, DeploySpec
+from bench.deploy.spec import DeploySpec
 from bench.environment import environment
 from bench.grid.plan import Cell
 from bench.pipeline.inputs import PreparedData
 from bench.pipeline.teacher import Teacher
+from bench.run_summary import RunSummary
+from bench.store import ResultsStore
 from bench.training.config import RunConfig
 from bench.training.trainer import TrainResult
 
@@ -35,18 +35,18 @@ class CellOutcome:
     per_case: pd.DataFrame
 
 
-def write_start_records(run_dir: Path, cell: Cell, kwargs: dict, teacher: Teacher | None, hparams: dict,
+def write_start_records(store: ResultsStore, cell: Cell, kwargs: dict, teacher: Teacher | None, hparams: dict,
                         data: PreparedData, config: RunConfig, preset: str) -> None:  # fmt: skip
     """``config.json``, ``env.json`` and ``preprocessing.json`` of ``cell``'s run, written before it trains."""
-    atomic_write_json(run_dir / "config.json", {
+    store.write_config(cell.run_id, {
         "model": cell.model, "kd": cell.kd, "teacher": teacher.name if teacher else None,
         "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "dataset": data.name,
         "preset": preset, "preset_hash": config.hash(), "model_kwargs": kwargs,
         "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs, "fold": cell.fold,
         "kd_hparams": hparams, "config": config.to_dict(),
     })  # fmt: skip
-    atomic_write_json(run_dir / "env.json", environment())
-    deploy_spec(cell.run_id, cell.model, kwargs, data, config).write(run_dir / SPEC_FILE)
+    store.write_env(cell.run_id, environment())
+    store.write_spec(cell.run_id, deploy_spec(cell.run_id, cell.model, kwargs, data, config))
 
 
 def deploy_spec(run_id: str, name: str, kwargs: dict, data: PreparedData, config: RunConfig) -> DeploySpec:
@@ -60,36 +60,36 @@ def deploy_spec(run_id: str, name: str, kwargs: dict, data: PreparedData, config
 
 
 def run_summary(outcome: CellOutcome, data: PreparedData, config: RunConfig, preset: str, device: torch.device,
-                profile: dict) -> dict:  # fmt: skip
+                profile: dict) -> RunSummary:  # fmt: skip
     """The run's ``summary.json``: what ran, its profile, its test metrics and how training went."""
     from bench.metrics import summarize
 
     cell, result, teacher, prof = outcome.cell, outcome.result, outcome.teacher, profile
     metrics = summarize(outcome.per_case)
-    return {
-        "run_id": cell.run_id, "model": cell.model_label, "kd": cell.kd_label,
-        "teacher": teacher.name if teacher else None,
-        "teacher_run": teacher.run if teacher else None, "seed": cell.seed, "preset": preset,
-        "preset_hash": config.hash(),
-        "dataset": data.name, "patch": list(config.patch), "device": str(device),
-        "latency_device": prof["device"], "params": prof["params"], "gmacs": prof["gmacs"],
-        "uncounted_ops": prof["uncounted_ops"], "latency_ms_median": prof["latency_ms_median"],
-        "latency_ms_p90": prof["latency_ms_p90"], "peak_mem_mb": prof["peak_mem_mb"],
-        "latency_cpu": prof.get("cpu_model"), "latency_threads": prof.get("threads"),
-        "latency_load_avg": prof.get("load_avg_1min"), "latency_cpu_count": prof.get("cpu_count"),
-        "dataset_synthetic": data.synthetic, "n_train": data.counts[0], "n_val": data.counts[1],
-        "n_test": data.counts[2], "base_channels": config.base_channels,
-        "whole_volume": prof["whole_volume"], "whole_ct_seconds": prof["whole_ct_seconds"],
+    return RunSummary(
+        run_id=cell.run_id, model=cell.model_label, kd=cell.kd_label,
+        teacher=teacher.name if teacher else None,
+        teacher_run=teacher.run if teacher else None, seed=cell.seed, preset=preset,
+        preset_hash=config.hash(),
+        dataset=data.name, patch=list(config.patch), device=str(device),
+        latency_device=prof["device"], params=prof["params"], gmacs=prof["gmacs"],
+        uncounted_ops=prof["uncounted_ops"], latency_ms_median=prof["latency_ms_median"],
+        latency_ms_p90=prof["latency_ms_p90"], peak_mem_mb=prof["peak_mem_mb"],
+        latency_cpu=prof.get("cpu_model"), latency_threads=prof.get("threads"),
+        latency_load_avg=prof.get("load_avg_1min"), latency_cpu_count=prof.get("cpu_count"),
+        dataset_synthetic=data.synthetic, n_train=data.counts[0], n_val=data.counts[1],
+        n_test=data.counts[2], base_channels=config.base_channels,
+        whole_volume=prof["whole_volume"], whole_ct_seconds=prof["whole_ct_seconds"],
         **metrics,
-        "train_seconds": result.train_seconds, "iterations": result.iterations,
-        "best_val_dice": None if result.best_val_dice is None or math.isnan(result.best_val_dice)
+        train_seconds=result.train_seconds, iterations=result.iterations,
+        best_val_dice=None if result.best_val_dice is None or math.isnan(result.best_val_dice)
         else result.best_val_dice,
-        "first_step": result.first_step, "numerics": numerics(), "kd_hparams": outcome.kd_hparams,
-        "model_kwargs": outcome.model_kwargs, "kd_kwargs": cell.kd_kwargs, "teacher_kwargs": cell.teacher_kwargs,
-        "fold": cell.fold,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-    }  # fmt: skip
+        first_step=result.first_step, numerics=numerics(), kd_hparams=outcome.kd_hparams,
+        model_kwargs=outcome.model_kwargs, kd_kwargs=cell.kd_kwargs, teacher_kwargs=cell.teacher_kwargs,
+        fold=cell.fold,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        torch=torch.__version__,
+    )  # fmt: skip
 
 
 def numerics() -> dict:

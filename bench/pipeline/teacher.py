@@ -30,7 +30,7 @@ class Teacher:
 
 def stored_weights(model: nn.Module, name: str, store: ResultsStore, run_id: str, what: str) -> None:
     """Load the final weights of a complete run in the store into ``model`` (the network ``name``)."""
-    path = store.run_dir(run_id) / "weights.pt"
+    path = store.paths(run_id).weights
     load_weights_into(model, name, path, what, f"; delete {path.parent} or use --force to train it again")
 
 

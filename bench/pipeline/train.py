@@ -16,7 +16,7 @@ from bench.pipeline.inputs import FoldInputs, PreparedData
 from bench.pipeline.record import kd_hparams
 from bench.pipeline.teacher import Teacher, stored_weights
 from bench.store import ResultsStore
-from bench.training.checkpoint import load_weights, save_checkpoint
+from bench.training.checkpoint import load_weights
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext
 from bench.training.trainer import Trainer, TrainResult
@@ -60,7 +60,8 @@ def train_student(
     return trainer.fit()
 
 
-def keep_final_weights(student: Student, result: TrainResult, run_dir: Path) -> None:
-    """Load the checkpoint training chose (``eval_checkpoint``) into the student and save it as ``weights.pt``."""
+def keep_final_weights(student: Student, result: TrainResult, store: ResultsStore, run_id: str) -> None:
+    """Load the checkpoint training chose (``eval_checkpoint``) into the student and save it as the run's
+    ``weights.pt``."""
     student.model.load_state_dict(load_weights(result.weights, "checkpoint", "; --restart discards it"))
-    save_checkpoint(run_dir / "weights.pt", {"model": student.model.state_dict(), "source": result.weights.name})
+    store.write_weights(run_id, student.model.state_dict(), result.weights.name)

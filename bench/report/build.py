@@ -26,6 +26,7 @@ from bench.report.tables import (
     runs_frame,
 )
 from bench.report.writers import write_csv, write_html, write_markdown, write_tex
+from bench.run_summary import RunSummary
 from bench.store import ResultsStore, slugify
 from bench.teachers import weaker_teachers
 
@@ -168,17 +169,15 @@ def _about(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _export_records(store: ResultsStore, summaries: list[dict]) -> dict[str, dict]:
+def _export_records(store: ResultsStore, summaries: list[RunSummary]) -> dict[str, dict]:
     """Run id -> the ``export.json`` that ``bench export`` left in the run directory (runs without one are left out)."""
     import json
 
-    from bench.deploy.export import EXPORT_RECORD
-
     records = {}
     for summary in summaries:
-        path = store.root / "runs" / str(summary.get("run_id")) / EXPORT_RECORD
+        path = store.paths(summary.run_id).export_record
         try:
-            records[summary["run_id"]] = json.loads(path.read_text(encoding="utf-8"))
+            records[summary.run_id] = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as err:

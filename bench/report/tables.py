@@ -1,6 +1,7 @@
 """Report tables as pandas frames: one row per run, one per (model, KD, teacher) over seeds, and per-organ values.
 
-Every summary key may be missing or null; missing text keys become ``-`` and missing numbers NaN, shown as ``-``.
+Every summary value may be missing (``None``: not recorded, or not measured); missing text becomes ``-`` and missing
+numbers NaN, shown as ``-``. The column lists name :class:`bench.run_summary.RunSummary` fields.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pandas as pd
 
 from bench.report import fmt
 from bench.report.stats import paired_wilcoxon, significance_mark
+from bench.run_summary import RunSummary
 
 GROUP = ["dataset", "preset"]
 KEY = [*GROUP, "model", "kd", "teacher"]
@@ -37,7 +39,7 @@ TEXT_COLUMNS = [
 ]
 NUMERIC_COLUMNS = [
     "seed",
-    "fold",  # 0 in stores from before folds were recorded
+    "fold",
     "params",
     "gmacs",
     "latency_ms_median",
@@ -92,18 +94,17 @@ def _number(value: Any) -> float:
         return np.nan
 
 
-def runs_frame(summaries: list[dict]) -> pd.DataFrame:
+def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
     """One row per run; for several runs of one (key, seed) only the latest ``created`` is kept."""
     rows = []
     for summary in summaries:
-        row: dict[str, Any] = {c: summary.get(c) for c in TEXT_COLUMNS}
-        row["patch"] = _patch_text(summary.get("patch"))
-        row.update({c: _number(summary.get(c)) for c in NUMERIC_COLUMNS})
+        row: dict[str, Any] = {c: getattr(summary, c) for c in TEXT_COLUMNS}
+        row["patch"] = _patch_text(summary.patch)
+        row.update({c: _number(getattr(summary, c)) for c in NUMERIC_COLUMNS})
         rows.append(row)
     frame = pd.DataFrame(rows, columns=TEXT_COLUMNS + NUMERIC_COLUMNS)
     for column in TEXT_COLUMNS:
         frame[column] = frame[column].map(fmt.text).astype(object)
-    frame["fold"] = frame["fold"].fillna(0)
     frame = frame.sort_values(["created", "run_id"], kind="stable")
     frame = frame.drop_duplicates([*KEY, "seed", "fold"], keep="last")
     return frame.sort_values("run_id", kind="stable").reset_index(drop=True)
@@ -234,20 +235,19 @@ def _case_values(case_dice: pd.DataFrame, run_ids: list[str]) -> pd.Series:
     return chosen.groupby("case")["case_dice"].mean()
 
 
-def organ_frame(summaries: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
+def organ_frame(summaries: list[RunSummary], runs: pd.DataFrame) -> pd.DataFrame:
     """Long format (key, organ, dice, hd95, n_missed, n_false_positive), means over the runs kept in ``runs``."""
     keep = set(runs.run_id)
     key_of = runs.set_index("run_id")[KEY].to_dict("index")
     rows = []
     for summary in summaries:
-        per_organ = summary.get("per_organ")
-        if summary.get("run_id") not in keep or not isinstance(per_organ, dict):
+        if summary.run_id not in keep or summary.per_organ is None:
             continue
-        for organ, values in per_organ.items():
+        for organ, values in summary.per_organ.items():
             values = values if isinstance(values, dict) else {}
             rows.append(
                 {
-                    **key_of[summary["run_id"]],
+                    **key_of[summary.run_id],
                     "organ": str(organ),
                     **{m: _number(values.get(m)) for m in ("dice", "hd95", "n_missed", "n_false_positive")},
                 }
@@ -451,26 +451,26 @@ DEPLOYMENT_HEADERS = ["run", "params (M)", "size fp32 (MB)", "size int8 (MB)", "
                       "Dice ONNX int8"]  # fmt: skip
 
 
-def deployment_table(summaries: list[dict], exports: dict[str, dict]) -> tuple[list[str], list[list]]:
+def deployment_table(summaries: list[RunSummary], exports: dict[str, dict]) -> tuple[list[str], list[list]]:
     """One row per run exported with ``bench export`` (``exports``: run id -> its ``export.json``): sizes, latency,
     whole-CT time (in the GPU column when the run was profiled on one) and Dice of the float and int8 models."""
     rows = []
-    for summary in sorted(summaries, key=lambda s: str(s.get("run_id"))):
-        record = exports.get(summary.get("run_id"))
+    for summary in sorted(summaries, key=lambda s: s.run_id):
+        record = exports.get(summary.run_id)
         if not isinstance(record, dict):
             continue
         variants = record.get("variants") if isinstance(record.get("variants"), dict) else {}
         fp32, int8 = variants.get("fp32") or {}, variants.get("int8") or {}
-        whole = fmt.num(_number(summary.get("whole_ct_seconds")), 1)
-        on_gpu = str(summary.get("device") or "cpu").startswith("cuda")
-        label = row_label({"model": fmt.text(summary.get("model")), "kd": fmt.text(summary.get("kd"))})
+        whole = fmt.num(_number(summary.whole_ct_seconds), 1)
+        on_gpu = (summary.device or "cpu").startswith("cuda")
+        label = row_label({"model": fmt.text(summary.model), "kd": fmt.text(summary.kd)})
         rows.append([
-            f"{label} s{summary.get('seed')}", fmt.num(_number(summary.get("params")) / 1e6, 3),
+            f"{label} s{summary.seed}", fmt.num(_number(summary.params) / 1e6, 3),
             fmt.num(_number(fp32.get("size_mb")), 2), fmt.num(_number(int8.get("size_mb")), 2),
             fmt.num(_number(record.get("torch_latency_ms_median")), 1),
             fmt.num(_number(fp32.get("latency_ms_median")), 1),
             fmt.num(_number(int8.get("latency_ms_median")), 1), fmt.MISSING if on_gpu else whole,
-            whole if on_gpu else fmt.MISSING, fmt.num(_number(summary.get("dice_mean")), 4),
+            whole if on_gpu else fmt.MISSING, fmt.num(_number(summary.dice_mean), 4),
             fmt.num(_number(fp32.get("dice")), 4), fmt.num(_number(int8.get("dice")), 4),
         ])  # fmt: skip
     return list(DEPLOYMENT_HEADERS), rows

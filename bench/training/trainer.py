@@ -33,13 +33,12 @@ from bench.atomic import atomic_write_text
 from bench.device import amp_dtype, memory_format
 from bench.errors import BenchError
 from bench.interrupt import DeferredInterrupt
-from bench.store import TRAIN_LOG_COLUMNS, TRAIN_LOG_FILE
+from bench.store import TRAIN_LOG_COLUMNS
+from bench.store_layout import RunPaths
 from bench.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext, all_reduce_grads
 from bench.training.losses import MultiScaleSegLoss
-
-LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 
 
 @dataclass
@@ -115,7 +114,8 @@ class Trainer:
         ctx: DistContext | None = None,
         label: str = "train",
     ) -> None:
-        self.config, self.device, self.run_dir, self.seed = config, device, Path(run_dir), seed
+        self.config, self.device, self.seed = config, device, seed
+        self.paths = RunPaths(Path(run_dir))  # where its log and checkpoints go
         self.ctx = ctx or DistContext()
         self.label = label
         self.mem_format = memory_format(config.channels_last and device.type == "cuda")
@@ -167,7 +167,7 @@ class Trainer:
     def _restore(self) -> tuple[_LoopState, dict | None]:
         """The loop state to start from, and the RNG states to set once the segment's loader is re-created (for a
         checkpoint written mid-segment after the loader had drawn from torch's RNG), else None."""
-        path = self.run_dir / LAST
+        path = self.paths.checkpoint_last
         if not path.exists():
             return _LoopState(start=time.perf_counter()), None
         hint = "; --restart discards it and trains the run from the start"
@@ -187,7 +187,7 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
             detail = f"no {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint {path} does not fit this run ({detail}){hint}") from None
-        log_path = self.run_dir / TRAIN_LOG_FILE
+        log_path = self.paths.train_log
         rows = []
         if log_path.exists():
             try:
@@ -224,9 +224,9 @@ class Trainer:
                     raise
         finally:
             bar.close()
-        best_path = self.run_dir / BEST
+        best_path = self.paths.checkpoint_best
         use_best = self.config.eval_checkpoint == "best" and best_path.exists()
-        weights = best_path if use_best else self.run_dir / LAST
+        weights = best_path if use_best else self.paths.checkpoint_last
         return TrainResult(
             loop.iteration, loop.best, time.perf_counter() - loop.start, weights, self.first_step, resumed_from
         )
@@ -279,8 +279,8 @@ class Trainer:
                     loop.best = val_dice if improved else loop.best
                     payload = self._payload(loop, rng_state(), loader_made=False)
                     if improved:
-                        save_checkpoint(self.run_dir / BEST, payload)
-                    save_checkpoint(self.run_dir / LAST, payload)
+                        save_checkpoint(self.paths.checkpoint_best, payload)
+                    save_checkpoint(self.paths.checkpoint_last, payload)
                     loop.saved = loop.iteration
                     self._write_log(loop.rows)
                     bar.set_postfix(loss=f"{loop.rows[-1]['loss']:.3f}", dice=f"{val_dice:.3f}")
@@ -294,7 +294,8 @@ class Trainer:
         if loop.iteration == loop.saved and not loop.pending_validation:
             return
         rng, loader_made = (rng_state(), True) if loop.rng is True else loop.rng
-        save_checkpoint(self.run_dir / LAST, self._payload(loop, rng, loader_made and not loop.pending_validation))
+        payload = self._payload(loop, rng, loader_made and not loop.pending_validation)
+        save_checkpoint(self.paths.checkpoint_last, payload)
         self._write_log(loop.rows)
 
     def _set_lr(self, iteration: int) -> float:
@@ -337,7 +338,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise BenchError(
                 f"the loss became {loss.item()} at iteration {iteration + 1}; training stopped and the last good "
-                f"checkpoint is kept in {self.run_dir / LAST} (lower lr or use amp=off{self._nan_hint()})"
+                f"checkpoint is kept in {self.paths.checkpoint_last} (lower lr or use amp=off{self._nan_hint()})"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -358,7 +359,7 @@ class Trainer:
 
     def _write_log(self, rows: list[dict]) -> None:
         frame = pd.DataFrame(rows, columns=TRAIN_LOG_COLUMNS)
-        atomic_write_text(self.run_dir / TRAIN_LOG_FILE, frame.to_csv(index=False))
+        atomic_write_text(self.paths.train_log, frame.to_csv(index=False))
 
     def _validate(self) -> float:
         """Mean over validation cases of the mean foreground Dice (sliding window on the preprocessed volume)."""

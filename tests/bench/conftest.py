@@ -44,4 +44,4 @@ def trained_run(tiny_dataset, tmp_path_factory) -> tuple[Path, str]:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (summary,) = ResultsStore(results).summaries()
-    return results, summary["run_id"]
+    return results, summary.run_id

@@ -10,6 +10,7 @@ import pytest
 from bench.cli import main
 from bench.errors import BenchError
 from bench.regression import FORMAT, NOISE_K, build_baseline, compare, load_baseline, parse_tolerance, pool_baseline
+from bench.run_summary import RunSummary
 from bench.store import ResultsStore, make_run_id
 
 MODELS = {"lcovnet": (1_020_000, 12.5), "unet3d": (15_300_000, 310.0)}
@@ -37,9 +38,13 @@ def _summary(model: str, kd: str, seed: int, dice: float, created: str = "2026-0
             "numerics": {"cpu_capability": numerics[0], "threads": numerics[1]}, **extra}  # fmt: skip
 
 
+def _typed(summary: dict, run_id: str = "now") -> RunSummary:
+    return RunSummary.from_dict({**summary, "run_id": run_id})
+
+
 def _record(store: ResultsStore, summary: dict, tag: str = "") -> str:
     run_id = make_run_id(summary["model"], summary["kd"], summary["teacher"], summary["seed"], "synthetic", "ab12")
-    store.record_run(run_id + tag, summary, PER_CASE)
+    store.record_run(run_id + tag, _typed(summary, run_id + tag), PER_CASE)
     return run_id + tag
 
 
@@ -204,15 +209,16 @@ def test_first_step_tolerance_widens_to_the_measured_spread_of_a_teacher_depende
     assert rel["seg_loss"] == 1e-4 and rel["kd_loss"] == pytest.approx(NOISE_K * 0.02 / 1.02)
     now = _summary("lcovnet", "ca", 0, 0.74)
     now["first_step"]["kd_loss"] *= 1 + 0.06
-    rows = {r.metric: r for r in compare({"entries": [entry]}, [now]).rows}
+    rows = {r.metric: r for r in compare({"entries": [entry]}, [_typed(now)]).rows}
     assert rows["first_step.kd_loss (seed 0)"].status == "ok"
     now["first_step"]["kd_loss"] *= -1  # a flipped sign is still caught
-    rows = {r.metric: r for r in compare({"entries": [entry]}, [now]).rows}
+    rows = {r.metric: r for r in compare({"entries": [entry]}, [_typed(now)]).rows}
     assert rows["first_step.kd_loss (seed 0)"].failed
 
 
 def test_teacher_dependent_first_step_losses_get_the_cross_cpu_floor_and_the_supervised_loss_stays_exact() -> None:
-    entries = build_baseline([_summary("lcovnet", "ca", 0, 0.74), _summary("lcovnet", "none", 0, 0.70)], {}, None)
+    entries = build_baseline([_typed(_summary("lcovnet", "ca", 0, 0.74), "ca"),
+                              _typed(_summary("lcovnet", "none", 0, 0.70), "none")], {}, None)  # fmt: skip
     rel = {e["kd"]: e["exact"]["first_step_rel"] for e in entries["entries"]}
     assert rel["ca"] == {"loss": 1e-3, "seg_loss": 1e-4, "kd_loss": 0.05}
     assert rel["none"] == {"loss": 1e-4, "seg_loss": 1e-4, "kd_loss": 1e-4}
@@ -220,9 +226,9 @@ def test_teacher_dependent_first_step_losses_get_the_cross_cpu_floor_and_the_sup
     now = _summary("lcovnet", "ca", 0, 0.74)
     now["first_step"] = {k: v * (1 + 5e-4) if k == "loss" else v * 1.01 if k == "kd_loss" else v
                          for k, v in now["first_step"].items()}  # fmt: skip
-    assert not any(r.failed for r in compare({"entries": [ca]}, [now]).rows)
+    assert not any(r.failed for r in compare({"entries": [ca]}, [_typed(now)]).rows)
     now["first_step"]["seg_loss"] *= 1 + 5e-4  # the supervised loss does not depend on the teacher
-    rows = {r.metric: r for r in compare({"entries": [ca]}, [now]).rows}
+    rows = {r.metric: r for r in compare({"entries": [ca]}, [_typed(now)]).rows}
     assert rows["first_step.seg_loss (seed 0)"].failed
 
 

@@ -10,11 +10,12 @@ import pytest
 
 from bench.atomic import atomic_write_json
 from bench.errors import BenchError
-from bench.executors.jobs import ERROR_FILE, cell_state, jobs_dir, write_job
+from bench.executors.jobs import cell_state, write_job
 from bench.executors.slurm import parse_opts, parse_time
 from bench.grid.plan import Cell, cell_run_id, plan_cells
 from bench.grid.spec import GridSpec
 from bench.store import make_run_id
+from bench.store_layout import ResultsLayout
 from bench.training.config import load_config
 from tests.bench.runutil import TINY_RUN, bench_cmd
 
@@ -114,8 +115,9 @@ def test_cell_states_from_run_directories_job_records_and_locks(tmp_path):
     atomic_write_json(runs / "done" / "summary.json", {"train_seconds": 75})
     (runs / "cut" / "checkpoint_last.pt").write_bytes(b"x")
     write_job(tmp_path, Cell("fail", "lcovnet", "ca", 0, "unet3d"), 3, "slurm", "41")
-    (jobs_dir(tmp_path, "fail") / ERROR_FILE).write_text("Traceback\nValueError: planted\n")
-    (jobs_dir(tmp_path, "fail") / "41_0_log.err").write_text("step 1\rstep 2\n\n")
+    job = ResultsLayout(tmp_path).job("fail")
+    job.error.write_text("Traceback\nValueError: planted\n")
+    (job.dir / "41_0_log.err").write_text("step 1\rstep 2\n\n")
     write_job(tmp_path, Cell("new", "lcovnet", "none", 1), 4, "slurm", "42")
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(runs / "run")], stdout=subprocess.PIPE, text=True)
     try:

@@ -79,10 +79,10 @@ def assert_same_numbers(a, b):
     import torch
 
     sa, sb = ResultsStore(a).summaries(), ResultsStore(b).summaries()
-    assert [s["run_id"] for s in sa] == [s["run_id"] for s in sb] and sa
+    assert [s.run_id for s in sa] == [s.run_id for s in sb] and sa
     for x, y in zip(sa, sb):
-        assert {k: x.get(k) for k in DETERMINISTIC} == {k: y.get(k) for k in DETERMINISTIC}
-        run = x["run_id"]
+        assert {k: getattr(x, k) for k in DETERMINISTIC} == {k: getattr(y, k) for k in DETERMINISTIC}
+        run = x.run_id
         logs = [pd.read_csv(root / "runs" / run / "train_log.csv").drop(columns="seconds") for root in (a, b)]
         pd.testing.assert_frame_equal(*logs)
         wa, wb = (torch.load(root / "runs" / run / "weights.pt", weights_only=True)["model"] for root in (a, b))
@@ -122,13 +122,13 @@ def test_slurm_grid_runs_kd_jobs_after_the_teacher_and_stores_the_inline_numbers
     proc = _grid(tiny_dataset, results, "--executor", "slurm", "--wait")
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     assert_same_numbers(inline_grid, results)
-    summaries = {(s["model"], s["kd"]): s for s in ResultsStore(results).summaries()}
-    teacher = summaries[("unet3d", "none")]["run_id"]
+    summaries = {(s.model, s.kd): s for s in ResultsStore(results).summaries()}
+    teacher = summaries[("unet3d", "none")].run_id
     teacher_done = (results / "runs" / teacher / "summary.json").stat().st_mtime
-    jobs = {s["run_id"]: read_job(results, s["run_id"])["job_id"] for s in summaries.values()}
+    jobs = {s.run_id: read_job(results, s.run_id)["job_id"] for s in summaries.values()}
     assert len(set(jobs.values())) == 4 and all(jobs.values())
     for kd in ("ca", "ms"):
-        run = summaries[("lcovnet", kd)]["run_id"]
+        run = summaries[("lcovnet", kd)].run_id
         assert (results / "runs" / run / "config.json").stat().st_mtime >= teacher_done  # started after the teacher
         sbatch = next((results / "jobs" / run).glob("*_submission.sh")).read_text()
         assert f"--dependency=afterok:{jobs[teacher]}" in sbatch
@@ -170,7 +170,7 @@ def test_cancelled_slurm_job_is_completed_by_the_same_bench_run_from_its_checkpo
     again = subprocess.run([*args, "--wait"], capture_output=True, text=True, timeout=600, env=ENV)
     assert again.returncode == 0, again.stderr[-3000:] + again.stdout[-3000:]
     (summary,) = ResultsStore(results).summaries()
-    assert summary["iterations"] == 150
+    assert summary.iterations == 150
     new_job = read_job(results, run_id)["job_id"]
     assert new_job != job
     log = next((results / "jobs" / run_id).glob(f"{new_job}_0_log.err")).read_text()
@@ -196,9 +196,9 @@ def test_preempted_slurm_job_requeues_itself_and_resumes_from_its_checkpoint(tin
     _wait_gone(job, timeout=600)
 
     (summary,) = ResultsStore(results).summaries()
-    assert summary["iterations"] == 150
+    assert summary.iterations == 150
     assert json.loads((results / "runs" / run_id / "env.json").read_text())["threads"] == 1  # --slurm-cpus' default
-    assert summary["latency_threads"] == 1  # the spawned profiling process too
+    assert summary.latency_threads == 1  # the spawned profiling process too
     out, err = ((logs / f"{job}_0_log.{kind}").read_text() for kind in ("out", "err"))
     assert "this job is preempted" in out and f"Requeued job {job}" in out
     assert "resuming lcovnet (seed 0) from iteration" in err

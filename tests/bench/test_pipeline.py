@@ -73,16 +73,16 @@ def test_train_evaluate_and_record_stages_leave_the_runs_files(inputs, config, t
     run_dir = store.run_dir(cell.run_id)
     seed_everything(cell.seed, True)
     student = build_student(cell, config, inputs.data, None, store)
-    write_start_records(run_dir, cell, student.kwargs, None, student.kd_hparams, inputs.data, config, "smoke")
+    write_start_records(store, cell, student.kwargs, None, student.kd_hparams, inputs.data, config, "smoke")
     result = train_student(student, None, config, inputs, device=torch.device("cpu"), run_dir=run_dir, seed=0,
                            dist=DistContext(), label="test")  # fmt: skip
-    keep_final_weights(student, result, run_dir)
+    keep_final_weights(student, result, store, cell.run_id)
     per_case = evaluate_test(student.model, inputs.data, inputs.test, config, torch.device("cpu"))
 
-    assert result.iterations == 2 and (run_dir / "weights.pt").is_file()
-    record = json.loads((run_dir / "config.json").read_text())
+    assert result.iterations == 2 and store.paths(cell.run_id).weights.is_file()
+    record = json.loads(store.paths(cell.run_id).config.read_text())
     assert record["model"] == "lcovnet" and record["kd"] == "none" and record["preset_hash"] == config.hash()
-    spec = read_spec(run_dir / "preprocessing.json")
+    spec = read_spec(store.paths(cell.run_id).spec)
     assert (spec.model, spec.run_id, spec.num_classes, spec.patch, spec.model_kwargs) == (
         "lcovnet", cell.run_id, 6, [32, 32, 32], {"base_channels": 4})  # fmt: skip
     assert spec.cases == {"train": inputs.data.split_ids[0], "test": inputs.data.split_ids[1]}
@@ -112,9 +112,8 @@ def test_run_cell_trains_a_teacher_then_a_kd_cell_from_its_weights_and_skips_a_c
     progress = GridProgress([c.planned for c in cells], set(), lines.append)
     for cell in cells:
         run_cell(cell, inputs[cell.fold], grid, progress)
-    kd = grid.store.summaries()
-    by_kd = {s["kd"]: s for s in kd}
-    assert by_kd["ca"]["teacher_run"] == cells[0].run_id and by_kd["ca"]["first_step"]["kd_loss"] > 0
+    by_kd = {s.kd: s for s in grid.store.summaries()}
+    assert by_kd["ca"].teacher_run == cells[0].run_id and by_kd["ca"].first_step["kd_loss"] > 0
     assert grid.complete(cells) == {c.run_id for c in cells}
 
     again = GridProgress([c.planned for c in cells], grid.complete(cells), lines.append)

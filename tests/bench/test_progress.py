@@ -1,6 +1,7 @@
 """Grid progress: numbered lines, the estimate of the time left and the closing table."""
 
 from bench.grid.progress import GridProgress, PlannedRun, duration
+from bench.run_summary import RunSummary
 
 PLAN = [
     PlannedRun("t", "unet3d", "none", 0, None, is_teacher=True),
@@ -14,7 +15,7 @@ PLAN = [
 def _finish(progress: GridProgress, run_id: str, seconds: float, dice: float) -> None:
     progress.start(run_id)
     progress._started[run_id] -= seconds  # as if the run had taken `seconds`
-    progress.finished(run_id, {"dice_mean": dice, "hd95_mean": 10.0})
+    progress.finished(run_id, RunSummary.from_dict({"run_id": run_id, "dice_mean": dice, "hd95_mean": 10.0}))
 
 
 def test_estimate_uses_finished_runs_of_the_same_model_and_kind_and_skips_complete_ones():
@@ -29,7 +30,7 @@ def test_estimate_uses_finished_runs_of_the_same_model_and_kind_and_skips_comple
         "(estimated from 3 trained runs)"
     )
     assert lines[0] == "[1/5] unet3d (teacher), seed 0" and lines[4] == "[3/5] lcovnet + ca from unet3d, seed 0"
-    progress.skipped("c", {"dice_mean": 0.61, "hd95_mean": 11.0})
+    progress.skipped("c", RunSummary.from_dict({"run_id": "c", "dice_mean": 0.61, "hd95_mean": 11.0}))
     assert lines[-1].startswith("[4/5] lcovnet + ms from unet3d, seed 0: complete, skipped")
     table = progress.table().splitlines()
     assert table[0].split() == ["run", "status", "Dice", "HD95", "(mm)", "time"]

@@ -12,6 +12,7 @@ from scipy.stats import wilcoxon
 from bench.cli import main
 from bench.report import build_report
 from bench.report.stats import paired_wilcoxon, pareto_front
+from bench.run_summary import RunSummary
 from bench.store import ResultsStore, make_run_id
 
 ORGANS = ["liver", "spleen", "left kidney"]
@@ -86,6 +87,11 @@ def _summary(
     }
 
 
+def _record(store: ResultsStore, run_id: str, summary: dict, per_case: pd.DataFrame) -> None:
+    """Record ``summary`` (the keys a test gives; the others null, as in an older store) as run ``run_id``."""
+    store.record_run(run_id, RunSummary.from_dict({**summary, "run_id": run_id}), per_case)
+
+
 def _train_log(seed: int, base: float) -> pd.DataFrame:
     it = np.arange(1, 41)
     val = [round(base * i / 40, 4) if i % 10 == 0 else np.nan for i in it]
@@ -113,7 +119,7 @@ def make_fake_store(root: Path) -> ResultsStore:
             per_case = _per_case(base + KD_GAIN[kd] + 0.005 * seed, rng, missed=model == "lcovnet_small")
             run_id = make_run_id(model, kd, teacher, seed, "synthetic", "3f2a9c1b")
             _train_log(seed, base).to_csv(store.run_dir(run_id) / "train_log.csv", index=False)
-            store.record_run(run_id, _summary(model, kd, teacher, seed, params, gmacs, per_case), per_case)
+            _record(store, run_id, _summary(model, kd, teacher, seed, params, gmacs, per_case), per_case)
     return store
 
 
@@ -126,7 +132,7 @@ def report(tmp_path_factory: pytest.TempPathFactory):
 
 def _expected(store: ResultsStore) -> pd.DataFrame:
     """The main-table numbers recomputed straight from the summaries and per-case rows, independently of the report."""
-    runs = pd.DataFrame(store.summaries())
+    runs = pd.DataFrame([s.to_dict() for s in store.summaries()])
     runs["teacher"] = runs["teacher"].fillna("-")
     per_case = store.per_case()
     case_dice = per_case[per_case.label != 0].groupby(["run_id", "case"])["dice"].mean()
@@ -204,8 +210,8 @@ def test_markdown_and_html_show_the_formatted_numbers(report) -> None:
 def test_per_organ_tables_hold_means_over_seeds(report) -> None:
     store, rep = report
     organs = pd.read_csv(rep.out_dir / "per_organ.csv")
-    summaries = [s for s in store.summaries() if s["model"] == "lcovnet" and s["kd"] == "ms"]
-    want = np.mean([s["per_organ"]["spleen"]["dice"] for s in summaries])
+    summaries = [s for s in store.summaries() if s.model == "lcovnet" and s.kd == "ms"]
+    want = np.mean([s.per_organ["spleen"]["dice"] for s in summaries])
     got = organs[(organs.model == "lcovnet") & (organs.kd == "ms") & (organs.organ == "spleen")].dice.item()
     assert got == pytest.approx(want)
     md = (rep.out_dir / "report.md").read_text()
@@ -256,7 +262,7 @@ def test_header_states_data_widths_and_the_machine_beside_each_latency(tmp_path:
         summary.update(latency_device="cpu", latency_cpu="Intel(R) Xeon(R) Test CPU", latency_threads=2,
                        latency_load_avg=load, latency_cpu_count=2, dataset_synthetic=True, n_train=16, n_val=2,
                        n_test=6, base_channels=8)  # fmt: skip
-        store.record_run(make_run_id(model, "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
+        _record(store, make_run_id(model, "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
     md = (build_report(store, tmp_path / "report", formats=["md"], progress=False).out_dir / "report.md").read_text()
     assert (
         "- Data: synthetic (procedural abdominal CT from `bench data synth`, not real patients); 16 training, "
@@ -271,10 +277,11 @@ def test_header_states_data_widths_and_the_machine_beside_each_latency(tmp_path:
 def test_runs_missing_metrics_show_a_dash_and_do_not_break_the_report(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     empty = pd.DataFrame(columns=["case", "label", "name", "dice", "hd95", "status"])
-    store.record_run(
-        "bare", {"model": "dmfnet", "kd": "none", "seed": 0, "dataset": "synthetic", "preset": "smoke"}, empty
+    _record(
+        store, "bare", {"model": "dmfnet", "kd": "none", "seed": 0, "dataset": "synthetic", "preset": "smoke"}, empty
     )
-    store.record_run(
+    _record(
+        store,
         "nulls",
         {
             "model": "espnet",
@@ -372,7 +379,7 @@ def test_whole_ct_column_and_deployment_table_from_export_records(tmp_path: Path
     old = _summary("lcovnet", "none", None, 0, 1_020_000, 12.5, per_case)  # recorded before whole-CT times existed
     new = {**_summary("unet3d", "none", None, 0, 15_300_000, 310.0, per_case), "whole_ct_seconds": 41.3}
     for summary in (old, new):
-        store.record_run(make_run_id(summary["model"], "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
+        _record(store, make_run_id(summary["model"], "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
     export = {"torch_latency_ms_median": 812.0, "variants": {
         "fp32": {"size_mb": 57.17, "latency_ms_median": 640.5, "dice": 0.7012},
         "int8": {"size_mb": 14.38, "latency_ms_median": 301.25, "dice": 0.6951}}}  # fmt: skip
@@ -405,7 +412,7 @@ def test_folds_of_a_cross_validation_are_pooled_per_seed_with_each_case_once(tmp
         run_id = make_run_id("lcovnet", "none", None, 0, "synthetic", "3f2a9c1b") + (f"__f{fold}" if fold else "")
         summary.update(run_id=run_id, fold=fold, n_cases=N_CASES + 2 * fold)  # fold 1 tests 2 cases more
         dice[fold] = summary["dice_mean"]
-        store.record_run(run_id, summary, per_case)
+        _record(store, run_id, summary, per_case)
     report = build_report(store, tmp_path / "report", formats=("md", "csv"), progress=False)
     (row,) = report.agg.to_dict("records")
     weights = (N_CASES, N_CASES + 2)

@@ -11,7 +11,7 @@ from PIL import Image
 from bench.report import build_report
 from bench.report.ablation import component_args
 from bench.store import ResultsStore, make_run_id
-from tests.bench.test_report import _per_case, _summary
+from tests.bench.test_report import _per_case, _record, _summary
 
 SEEDS = [0, 1]
 TEACHER = "unet3d"
@@ -38,7 +38,7 @@ def _store(root: Path) -> ResultsStore:
             summary = _summary(model, kd, teacher, seed, 1_000_000, 10.0, per_case)
             summary.update(model_kwargs=model_kwargs, kd_kwargs=kd_kwargs)
             run_id = make_run_id(model, kd, teacher, seed, "synthetic", "3f2a9c1b")
-            store.record_run(run_id, summary, per_case)
+            _record(store, run_id, summary, per_case)
     return store
 
 
@@ -51,7 +51,7 @@ def report(tmp_path_factory: pytest.TempPathFactory):
 
 def _dice(store: ResultsStore, model: str, kd: str) -> pd.Series:
     """The runs' own ``dice_mean`` over seeds, straight from the summaries."""
-    runs = pd.DataFrame(store.summaries())
+    runs = pd.DataFrame([s.to_dict() for s in store.summaries()])
     return runs[(runs.model == model) & (runs.kd == kd)].set_index("seed")["dice_mean"]
 
 
@@ -144,7 +144,8 @@ def test_older_summaries_without_arguments_report_without_ablation(tmp_path: Pat
     for kd in ("none", "ca", "ms"):
         per_case = _per_case(0.7, np.random.default_rng(0), missed=False)
         teacher = None if kd == "none" else TEACHER
-        store.record_run(
+        _record(
+            store,
             make_run_id("lcovnet", kd, teacher, 0, "synthetic", "3f2a9c1b"),
             _summary("lcovnet", kd, teacher, 0, 1_000_000, 10.0, per_case),
             per_case,

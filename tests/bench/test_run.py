@@ -32,21 +32,21 @@ def test_run_stores_summary_per_case_log_and_database(tiny_dataset, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     store = ResultsStore(tmp_path / "res")
     (summary,) = store.summaries()
-    assert summary["model"] == "lcovnet" and summary["kd"] == "none" and summary["teacher"] is None
-    assert summary["iterations"] == 4 and summary["n_cases"] == 2
-    assert 0 <= summary["dice_mean"] <= 1
-    assert summary["params"] == sum(p.numel() for p in __import__("models").create_model(
-        "lcovnet", 1, len(summary["per_organ"]) + 1, base_channels=4).parameters())  # fmt: skip
-    assert summary["uncounted_ops"] == []
-    assert summary["whole_volume"] == [32, 48, 48] and summary["whole_ct_seconds"] > 0
-    run_dir = store.run_dir(summary["run_id"])
+    assert summary.model == "lcovnet" and summary.kd == "none" and summary.teacher is None
+    assert summary.iterations == 4 and summary.n_cases == 2
+    assert 0 <= summary.dice_mean <= 1
+    assert summary.params == sum(p.numel() for p in __import__("models").create_model(
+        "lcovnet", 1, len(summary.per_organ) + 1, base_channels=4).parameters())  # fmt: skip
+    assert summary.uncounted_ops == []
+    assert summary.whole_volume == [32, 48, 48] and summary.whole_ct_seconds > 0
+    run_dir = store.run_dir(summary.run_id)
     for name in ("config.json", "env.json", "train_log.csv", "per_case.csv", "weights.pt", "checkpoint_last.pt"):
         assert (run_dir / name).exists(), name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["iterations"] == 4 and config["preset"] == "smoke"
-    log = store.train_log(summary["run_id"])
+    log = store.train_log(summary.run_id)
     assert list(log["iteration"])[-1] == 4 and log["val_dice"].notna().sum() == 2
-    per_case = store.per_case(summary["run_id"])
+    per_case = store.per_case(summary.run_id)
     assert set(per_case["case"]) == {c for c in per_case["case"]} and len(set(per_case["case"])) == 2
     with sqlite3.connect(store.db_path) as db:
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
@@ -66,7 +66,7 @@ def test_run_stores_summary_per_case_log_and_database(tiny_dataset, tmp_path):
     assert again.returncode == 0 and "skip" in again.stderr
     forced = _run(tiny_dataset, tmp_path / "res", "--force")
     assert forced.returncode == 0 and "skip" not in forced.stderr
-    assert ResultsStore(tmp_path / "res").summaries()[0]["created"] >= summary["created"]
+    assert ResultsStore(tmp_path / "res").summaries()[0].created >= summary.created
 
 
 @pytest.mark.slow
@@ -75,9 +75,9 @@ def test_organs_key_trains_and_scores_only_those_organs_with_their_dataset_value
     assert proc.returncode == 0, proc.stderr[-2000:]
     store = ResultsStore(tmp_path / "res")
     (summary,) = store.summaries()
-    assert set(summary["per_organ"]) == {"liver", "kidney_left"}
-    assert set(store.per_case(summary["run_id"])["label"]) == {1, 3}
-    run_dir = store.run_dir(summary["run_id"])
+    assert set(summary.per_organ) == {"liver", "kidney_left"}
+    assert set(store.per_case(summary.run_id)["label"]) == {1, 3}
+    run_dir = store.run_dir(summary.run_id)
     spec = json.loads((run_dir / "preprocessing.json").read_text())
     assert spec["num_classes"] == 4 and spec["labels"] == {"0": "background", "1": "liver", "3": "kidney_left"}
     assert spec["preprocessing"]["keep_labels"] == [1, 3]
@@ -94,8 +94,8 @@ def test_smoke_organ_choice_for_the_builtin_set_leaves_another_data_set_all_of_i
     proc = _run(data, tmp_path / "res", "--whole-volume", "none", iterations=1)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (summary,) = ResultsStore(tmp_path / "res").summaries()
-    assert summary["dataset"] == "OtherAbdomen"
-    assert set(summary["per_organ"]) == set(meta["labels"]) - {"background"}  # all ten, not smoke's five
+    assert summary.dataset == "OtherAbdomen"
+    assert set(summary.per_organ) == set(meta["labels"]) - {"background"}  # all ten, not smoke's five
 
 
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dataset, tmp_path):
@@ -119,11 +119,11 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dat
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (a,) = ResultsStore(tmp_path / "whole").summaries()
     (b,) = ResultsStore(tmp_path / "cut").summaries()
-    assert a["run_id"] == b["run_id"] and b["iterations"] == 6
-    wa = torch.load(tmp_path / "whole" / "runs" / a["run_id"] / "weights.pt", weights_only=True)["model"]
+    assert a.run_id == b.run_id and b.iterations == 6
+    wa = torch.load(tmp_path / "whole" / "runs" / a.run_id / "weights.pt", weights_only=True)["model"]
     wb = torch.load(run_dir / "weights.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert a["dice_mean"] == b["dice_mean"]
+    assert a.dice_mean == b.dice_mean
     with sqlite3.connect(tmp_path / "cut" / "bench.sqlite") as db:
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
@@ -194,12 +194,12 @@ def test_ctrl_c_in_training_checkpoints_and_the_rerun_resumes_to_the_same_weight
     assert f"resuming lcovnet (seed 0) from iteration {stopped}" in resumed.stderr
     (a,) = ResultsStore(tmp_path / "whole").summaries()
     (b,) = ResultsStore(tmp_path / "cut").summaries()
-    wa = torch.load(tmp_path / "whole" / "runs" / a["run_id"] / "weights.pt", weights_only=False)["model"]
+    wa = torch.load(tmp_path / "whole" / "runs" / a.run_id / "weights.pt", weights_only=False)["model"]
     wb = torch.load(run_dir / "weights.pt", weights_only=False)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     log_a, log_b = (
-        ResultsStore(tmp_path / "whole").train_log(a["run_id"]),
-        ResultsStore(tmp_path / "cut").train_log(b["run_id"]),
+        ResultsStore(tmp_path / "whole").train_log(a.run_id),
+        ResultsStore(tmp_path / "cut").train_log(b.run_id),
     )
     assert log_a.drop(columns="seconds").equals(log_b.drop(columns="seconds"))
 
@@ -259,4 +259,4 @@ def test_ddp_on_cpu_with_two_gloo_processes(tiny_dataset, tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (summary,) = ResultsStore(tmp_path / "res").summaries()
-    assert summary["iterations"] == 4
+    assert summary.iterations == 4

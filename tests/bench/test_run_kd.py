@@ -19,14 +19,14 @@ def _grid(data, results, *extra):
 def test_kd_grid_trains_teacher_once_and_records_it_in_each_kd_run(tiny_dataset, tmp_path):
     proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", "ca,ms+ca")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = {(s["model"], s["kd"]): s for s in ResultsStore(tmp_path / "res").summaries()}
+    runs = {(s.model, s.kd): s for s in ResultsStore(tmp_path / "res").summaries()}
     assert set(runs) == {("unet3d", "none"), ("lcovnet", "none"), ("lcovnet", "ca"), ("lcovnet", "ms+ca")}
-    teacher_id = runs[("unet3d", "none")]["run_id"]
+    teacher_id = runs[("unet3d", "none")].run_id
     for kd in ("ca", "ms+ca"):
-        assert runs[("lcovnet", kd)]["teacher"] == "unet3d"
-        assert runs[("lcovnet", kd)]["teacher_run"] == teacher_id
-        assert runs[("lcovnet", kd)]["kd_hparams"]
-    assert runs[("lcovnet", "none")]["teacher"] is None
+        assert runs[("lcovnet", kd)].teacher == "unet3d"
+        assert runs[("lcovnet", kd)].teacher_run == teacher_id
+        assert runs[("lcovnet", kd)].kd_hparams
+    assert runs[("lcovnet", "none")].teacher is None
     assert proc.stderr.count("] unet3d (teacher), seed 0\n") == 1
     assert "[3/4] lcovnet + ca from unet3d, seed 0" in proc.stderr
     assert (tmp_path / "res" / "runs" / teacher_id / "weights.pt").is_file()
@@ -36,15 +36,15 @@ def test_two_teachers_with_their_own_iterations_each_teach_their_own_kd_run(tiny
     proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", "ca",
                  "--teacher", "unet3d,lcovnet:base_channels=8", "--set", "teacher.iterations=3")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = {(s["model"], s["kd"], s["teacher"]): s for s in ResultsStore(tmp_path / "res").summaries()}
-    teachers = {s["model"]: s for s in runs.values() if s["preset"] == "smoke-teacher"}
+    runs = {(s.model, s.kd, s.teacher): s for s in ResultsStore(tmp_path / "res").summaries()}
+    teachers = {s.model: s for s in runs.values() if s.preset == "smoke-teacher"}
     assert set(teachers) == {"unet3d", "lcovnet:base_channels=8"}
-    assert all(t["iterations"] == 3 and t["preset_hash"] != runs[("lcovnet", "none", None)]["preset_hash"]
+    assert all(t.iterations == 3 and t.preset_hash != runs[("lcovnet", "none", None)].preset_hash
                for t in teachers.values())  # fmt: skip
-    assert runs[("lcovnet", "none", None)]["iterations"] == 2 and runs[("lcovnet", "none", None)]["preset"] == "smoke"
+    assert runs[("lcovnet", "none", None)].iterations == 2 and runs[("lcovnet", "none", None)].preset == "smoke"
     for name, teacher in teachers.items():
         kd = runs[("lcovnet", "ca", name)]
-        assert kd["teacher_run"] == teacher["run_id"] and kd["iterations"] == 2 and kd["preset"] == "smoke"
+        assert kd.teacher_run == teacher.run_id and kd.iterations == 2 and kd.preset == "smoke"
     assert len(runs) == 5
 
 
@@ -66,18 +66,18 @@ def test_teacher_checkpoint_with_other_class_count_is_a_clear_error(tiny_dataset
 def test_kd_arguments_and_sweeps_become_separate_runs_recorded_with_their_values(tiny_dataset, tmp_path):
     proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", "ca,ca:weight=0.5|1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = {(s["model"], s["kd"]): s for s in ResultsStore(tmp_path / "res").summaries()}
+    runs = {(s.model, s.kd): s for s in ResultsStore(tmp_path / "res").summaries()}
     assert set(runs) == {
         ("unet3d", "none"), ("lcovnet", "none"), ("lcovnet", "ca"),
         ("lcovnet", "ca:weight=0.5"), ("lcovnet", "ca:weight=1.0"),
     }  # fmt: skip
-    assert runs[("lcovnet", "ca:weight=0.5")]["kd_kwargs"] == {"weight": 0.5}
-    assert runs[("lcovnet", "ca:weight=0.5")]["kd_hparams"]["weight"] == 0.5
-    assert runs[("lcovnet", "ca:weight=1.0")]["kd_hparams"]["weight"] == 1.0
-    assert runs[("lcovnet", "ca")]["kd_kwargs"] == {} and runs[("lcovnet", "ca")]["fold"] == 0
+    assert runs[("lcovnet", "ca:weight=0.5")].kd_kwargs == {"weight": 0.5}
+    assert runs[("lcovnet", "ca:weight=0.5")].kd_hparams["weight"] == 0.5
+    assert runs[("lcovnet", "ca:weight=1.0")].kd_hparams["weight"] == 1.0
+    assert runs[("lcovnet", "ca")].kd_kwargs == {} and runs[("lcovnet", "ca")].fold == 0
     # Runs without arguments keep the run ids of earlier versions; runs with them get their arguments' hash.
-    assert runs[("lcovnet", "ca")]["run_id"].endswith(f"__s0__{runs[('lcovnet', 'none')]['preset_hash']}")
-    assert "__a-" in runs[("lcovnet", "ca:weight=0.5")]["run_id"]
+    assert runs[("lcovnet", "ca")].run_id.endswith(f"__s0__{runs[('lcovnet', 'none')].preset_hash}")
+    assert "__a-" in runs[("lcovnet", "ca:weight=0.5")].run_id
     assert "[4/5] lcovnet + ca:weight=0.5 from unet3d, seed 0" in proc.stderr
 
 
@@ -119,15 +119,15 @@ def test_experiment_file_runs_its_grid_and_its_saved_resolved_form_reruns_the_sa
     path.write_text(TINY_EXPERIMENT)
     proc = _experiment(tiny_dataset, tmp_path / "res", path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    first = {s["run_id"] for s in ResultsStore(tmp_path / "res").summaries()}
-    kds = {s["kd"] for s in ResultsStore(tmp_path / "res").summaries()}
+    first = {s.run_id for s in ResultsStore(tmp_path / "res").summaries()}
+    kds = {s.kd for s in ResultsStore(tmp_path / "res").summaries()}
     assert kds == {"none", "ca:weight=0.5", "ca:weight=1.0"} and len(first) == 4  # with the teacher
     saved = tmp_path / "res" / "experiments" / "sweep.toml"
     assert saved.is_file()
     again = _experiment(tiny_dataset, tmp_path / "res", saved)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("complete, skipped") == 4
-    assert {s["run_id"] for s in ResultsStore(tmp_path / "res").summaries()} == first
+    assert {s.run_id for s in ResultsStore(tmp_path / "res").summaries()} == first
 
 
 def test_experiment_with_grid_flags_or_a_fold_beyond_the_presets_is_refused_in_one_line(tiny_dataset, tmp_path):
@@ -151,11 +151,11 @@ def test_experiment_with_grid_flags_or_a_fold_beyond_the_presets_is_refused_in_o
 def test_folds_train_one_run_per_fold_on_that_folds_split_and_record_it(tiny_dataset, tmp_path):
     proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--folds", "0,1", "--set", "folds=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = {s["fold"]: s for s in ResultsStore(tmp_path / "res").summaries()}
-    assert set(runs) == {0, 1} and runs[1]["run_id"] == runs[0]["run_id"] + "__f1"
+    runs = {s.fold: s for s in ResultsStore(tmp_path / "res").summaries()}
+    assert set(runs) == {0, 1} and runs[1].run_id == runs[0].run_id + "__f1"
     splits = json.loads(next((tmp_path / "res" / "splits").glob("*.json")).read_text())["folds"]
     for fold, summary in runs.items():
-        assert summary["n_train"] == len(splits[fold]["train"]) and summary["n_test"] == len(splits[fold]["test"])
+        assert summary.n_train == len(splits[fold]["train"]) and summary.n_test == len(splits[fold]["test"])
     assert "lcovnet, seed 0, fold 1" in proc.stderr
     bad = _grid(tiny_dataset, tmp_path / "res2", "--models", "lcovnet", "--folds", "0,5")
     assert bad.returncode == 2 and "--folds must be between 0 and 4 (the preset's folds = 5), got '0,5'" in bad.stderr

@@ -55,7 +55,7 @@ def test_run_waits_for_the_owner_naming_it_then_takes_over_from_a_killed_owner(t
     assert proc.wait(timeout=600) == 0, log.read_text()[-2000:]
     assert f"another process is running it (pid {holder.pid} on {socket.gethostname()} since" in text
     (summary,) = ResultsStore(results).summaries()
-    assert summary["iterations"] == 2
+    assert summary.iterations == 2
 
 
 def test_two_identical_runs_started_together_train_it_once(tiny_dataset, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 
 from bench.atomic import atomic_write_json, atomic_write_text
 from bench.errors import BenchError
+from bench.run_summary import RunSummary
 from bench.store import ResultsStore, make_run_id
 
 # A run recorder shared by the subprocess tests: run ids "<prefix>-<i>", 3 cases x 2 organs each.
@@ -22,6 +23,7 @@ RECORDER = textwrap.dedent(
     """
     import sys
     import pandas as pd
+    from bench.run_summary import RunSummary
     from bench.store import ResultsStore
 
     root, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -31,10 +33,16 @@ RECORDER = textwrap.dedent(
         cases = [f"case{c}" for c in range(3) for _ in range(2)]
         per_case = pd.DataFrame({"case": cases, "label": [1, 2] * 3, "name": ["liver", "spleen"] * 3,
                                  "dice": [0.5 + i / 1000] * 6, "hd95": [float(i)] * 6, "status": ["ok"] * 6})
-        store.record_run(f"{prefix}-{i}", {"model": "m", "kd": "none", "seed": i, "dice_mean": 0.5 + i / 1000},
-                         per_case)
+        run_id = f"{prefix}-{i}"
+        summary = {"run_id": run_id, "model": "m", "kd": "none", "seed": i, "dice_mean": 0.5 + i / 1000}
+        store.record_run(run_id, RunSummary.from_dict(summary), per_case)
     """
 )
+
+
+def _summary(run_id: str, **values) -> RunSummary:
+    """A summary with only ``values`` recorded (the others null), as a hand-made store has them."""
+    return RunSummary.from_dict({"run_id": run_id, **values})
 
 
 def _per_case(dice: list[float]) -> pd.DataFrame:
@@ -132,7 +140,7 @@ def test_two_processes_record_different_runs_into_one_database(tmp_path: Path) -
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 25 * 2
         assert conn.execute("SELECT COUNT(*) FROM per_case").fetchone()[0] == 25 * 2 * 6
     store = ResultsStore(root)
-    assert [s["run_id"] for s in store.summaries()] == sorted(f"{p}-{i}" for p in "ab" for i in range(25))
+    assert [s.run_id for s in store.summaries()] == sorted(f"{p}-{i}" for p in "ab" for i in range(25))
     frame = store.per_case()
     assert frame.groupby("run_id").size().eq(6).all()
     assert frame.loc[frame.run_id == "b-7", "hd95"].tolist() == [7.0] * 6
@@ -156,22 +164,22 @@ def test_killed_recorder_leaves_a_consistent_store(tmp_path: Path) -> None:
     summaries = store.summaries()
     assert len(summaries) >= 5
     frame = store.per_case()
-    assert sorted(frame.run_id.unique()) == [s["run_id"] for s in summaries]
+    assert sorted(frame.run_id.unique()) == [s.run_id for s in summaries]
     for summary in summaries:
-        rows = frame[frame.run_id == summary["run_id"]]
+        rows = frame[frame.run_id == summary.run_id]
         assert len(rows) == 6
-        assert rows.dice.tolist() == pytest.approx([summary["dice_mean"]] * 6)
+        assert rows.dice.tolist() == pytest.approx([summary.dice_mean] * 6)
 
 
 def test_summaries_list_only_complete_runs_sorted_by_run_id(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
-    store.record_run("b-run", {"model": "unet3d"}, _per_case([0.9, 0.8]))
-    store.record_run("a-run", {"model": "lcovnet", "run_id": "a-run"}, _per_case([0.7, 0.6]))
+    store.record_run("b-run", _summary("b-run", model="unet3d"), _per_case([0.9, 0.8]))
+    store.record_run("a-run", _summary("a-run", model="lcovnet"), _per_case([0.7, 0.6]))
     unfinished = store.run_dir("c-run")
     (unfinished / "train_log.csv").write_text("iteration,loss\n1,0.5\n")
     (unfinished / "per_case.csv").write_text("case,label,name,dice,hd95,status\nc0,1,liver,0.5,1.0,ok\n")
-    assert [s["run_id"] for s in store.summaries()] == ["a-run", "b-run"]
-    assert store.summaries()[0] == {"run_id": "a-run", "model": "lcovnet"}
+    assert [s.run_id for s in store.summaries()] == ["a-run", "b-run"]
+    assert store.summaries()[0] == _summary("a-run", model="lcovnet")
     assert store.is_complete("a-run") and not store.is_complete("c-run") and not store.is_complete("nope")
     assert set(store.per_case().run_id) == {"a-run", "b-run"}
 
@@ -179,8 +187,8 @@ def test_summaries_list_only_complete_runs_sorted_by_run_id(tmp_path: Path) -> N
 def test_per_case_round_trips_values_nan_and_order(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     original = _per_case([0.91, float("nan"), 0.0, 0.75])
-    store.record_run("r1", {"model": "m"}, original)
-    store.record_run("r2", {"model": "m"}, _per_case([0.5, 0.5]))
+    store.record_run("r1", _summary("r1", model="m"), original)
+    store.record_run("r2", _summary("r2", model="m"), _per_case([0.5, 0.5]))
     back = store.per_case("r1")
     assert back.columns.tolist() == ["run_id", "case", "label", "name", "dice", "hd95", "status"]
     assert (back.run_id == "r1").all()
@@ -192,16 +200,16 @@ def test_per_case_round_trips_values_nan_and_order(tmp_path: Path) -> None:
 
 def test_rerecording_a_run_replaces_its_rows(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
-    store.record_run("r", {"dice_mean": 0.1}, _per_case([0.1, 0.1, 0.1, 0.1]))
-    store.record_run("r", {"dice_mean": 0.9}, _per_case([0.9, 0.9]))
+    store.record_run("r", _summary("r", dice_mean=0.1), _per_case([0.1, 0.1, 0.1, 0.1]))
+    store.record_run("r", _summary("r", dice_mean=0.9), _per_case([0.9, 0.9]))
     assert store.per_case("r").dice.tolist() == [0.9, 0.9]
-    assert store.summaries() == [{"run_id": "r", "dice_mean": 0.9}]
+    assert store.summaries() == [_summary("r", dice_mean=0.9)]
 
 
 def test_index_catches_up_with_runs_written_without_it_and_drops_deleted_runs(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
-    store.record_run("kept", {"model": "m"}, _per_case([0.5, 0.6]))
-    store.record_run("deleted", {"model": "m"}, _per_case([0.5, 0.6]))
+    store.record_run("kept", _summary("kept", model="m"), _per_case([0.5, 0.6]))
+    store.record_run("deleted", _summary("deleted", model="m"), _per_case([0.5, 0.6]))
     orphan = store.run_dir("orphan")  # a writer killed after summary.json but before the database commit
     _per_case([0.3, 0.4]).to_csv(orphan / "per_case.csv", index=False)
     atomic_write_json(orphan / "summary.json", {"run_id": "orphan"})
@@ -217,7 +225,7 @@ def test_index_catches_up_with_runs_written_without_it_and_drops_deleted_runs(tm
 def test_record_run_rejects_per_case_without_required_columns(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     with pytest.raises(ValueError, match="status"):
-        store.record_run("r", {}, _per_case([0.5]).drop(columns="status"))
+        store.record_run("r", _summary("r"), _per_case([0.5]).drop(columns="status"))
     assert not store.is_complete("r")
 
 
@@ -267,9 +275,8 @@ def test_an_older_index_gains_the_fold_teacher_and_argument_columns_and_keeps_it
     with sqlite3.connect(root / "bench.sqlite") as conn:
         conn.executescript(OLD_SCHEMA)
     store = ResultsStore(root)
-    summary = {"model": "lcovnet", "kd": "ca:weight=0.5", "teacher": "unet3d", "teacher_run": "t0", "seed": 0,
-               "fold": 2, "kd_kwargs": {"weight": 0.5}, "model_kwargs": {"base_channels": 8},
-               "teacher_kwargs": {}}  # fmt: skip
+    summary = _summary("new", model="lcovnet", kd="ca:weight=0.5", teacher="unet3d", teacher_run="t0", seed=0, fold=2,
+                       kd_kwargs={"weight": 0.5}, model_kwargs={"base_channels": 8}, teacher_kwargs={})  # fmt: skip
     store.record_run("new", summary, _per_case([0.5, 0.6]))
     with sqlite3.connect(root / "bench.sqlite") as conn:
         conn.row_factory = sqlite3.Row

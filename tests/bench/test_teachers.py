@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 
 from bench.report import build_report
+from bench.run_summary import RunSummary
 from bench.store import ResultsStore, make_run_id
 from bench.teachers import weaker_teachers
 from tests.bench.runutil import bench_cmd
-from tests.bench.test_report import _per_case, _summary
+from tests.bench.test_report import _per_case, _record, _summary
 
 
 def _run(model, kd, seed, dice, teacher=None, teacher_run=None):
-    return {"run_id": f"{model}-{kd}-{seed}", "dataset": "D", "preset": "smoke", "model": model, "kd": kd,
-            "teacher": teacher, "teacher_run": teacher_run, "seed": seed, "dice_mean": dice}  # fmt: skip
+    return RunSummary.from_dict({"run_id": f"{model}-{kd}-{seed}", "dataset": "D", "preset": "smoke", "model": model,
+                                 "kd": kd, "teacher": teacher, "teacher_run": teacher_run, "seed": seed,
+                                 "dice_mean": dice})  # fmt: skip
 
 
 def test_a_teacher_below_the_student_without_kd_is_found_with_both_means_over_the_common_seeds():
@@ -54,7 +56,7 @@ def weak_store(tmp_path_factory):
         summary = _summary(model, kd, teacher, 0, 1000, 1.0, per_case)
         run_id = make_run_id(model, kd, teacher, 0, "synthetic", "3f2a9c1b")
         summary.update(run_id=run_id, teacher_run=teacher_id if teacher else None)
-        store.record_run(run_id, summary, per_case)
+        _record(store, run_id, summary, per_case)
     return root
 
 
