@@ -1,8 +1,10 @@
 """The results store: one directory per run plus an SQLite index of runs and per-case metrics.
 
 The format is documented in ``docs/results-store.md``; the paths are those of :mod:`bench.store_layout` (``layout``),
-and the store writes a run's files: ``write_config``, ``write_env``, ``write_spec`` and ``write_weights`` as the run
-goes (the trainer writes its log and checkpoints), then ``record_run`` its metrics and :class:`RunSummary`.
+and the store writes a run's records: ``write_config``, ``write_env`` and ``write_spec`` as the run starts (the
+trainer writes its log and checkpoints, the training stage ``weights.pt``: torch files are written by
+``bench.training.checkpoint``, which the store, below the trainer, does not import), then ``record_run`` its
+metrics and :class:`RunSummary`.
 
 The run directories are the truth; the database is an index of them. ``record_run`` writes the files atomically and
 then replaces the run's rows in one transaction. A writer killed between the two leaves the index stale, never corrupt:
@@ -219,12 +221,6 @@ class ResultsStore:
     def write_spec(self, run_id: str, spec: DeploySpec) -> None:
         """``preprocessing.json``: what ``bench predict`` and ``bench export`` need besides the weights."""
         spec.write(self._to_write(run_id).spec)
-
-    def write_weights(self, run_id: str, state_dict: dict[str, Any], source: str) -> None:
-        """``weights.pt``: the evaluated weights, ``{"model": state_dict, "source": checkpoint file name}``."""
-        from bench.training.checkpoint import save_checkpoint
-
-        save_checkpoint(self._to_write(run_id).weights, {"model": state_dict, "source": source})
 
     def reset_run(self, run_id: str) -> None:
         """Discard what an earlier training of the run left (checkpoints, log, weights, summary, predictions), for

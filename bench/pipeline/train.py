@@ -16,7 +16,7 @@ from bench.pipeline.inputs import FoldInputs, PreparedData
 from bench.pipeline.record import kd_hparams
 from bench.pipeline.teacher import Teacher, stored_weights
 from bench.store import ResultsStore
-from bench.training.checkpoint import load_weights
+from bench.training.checkpoint import load_weights, save_checkpoint
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext
 from bench.training.trainer import Trainer, TrainResult
@@ -64,4 +64,4 @@ def keep_final_weights(student: Student, result: TrainResult, store: ResultsStor
     """Load the checkpoint training chose (``eval_checkpoint``) into the student and save it as the run's
     ``weights.pt``."""
     student.model.load_state_dict(load_weights(result.weights, "checkpoint", "; --restart discards it"))
-    store.write_weights(run_id, student.model.state_dict(), result.weights.name)
+    save_checkpoint(store.paths(run_id).weights, {"model": student.model.state_dict(), "source": result.weights.name})

@@ -5,13 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from bench.deploy.spec import DeploySpec, read_spec
 from bench.errors import BenchError
 from bench.store import ResultsStore
 from bench.store_layout import ResultsLayout
-from bench.training.checkpoint import load_checkpoint, load_weights
 
 RUN_ID = "SegKDSynthAbdomen__lcovnet__kd-ca__t-unet3d__s0__12e8fbfa__f1__a-0d9e8f7a"
 
@@ -80,14 +78,11 @@ def test_the_store_writes_a_runs_files_where_the_layout_puts_them(tmp_path: Path
     spec = DeploySpec("lcovnet", 1, 3, {1: "liver", 2: "spleen"}, {"target_spacing": None}, [32, 64, 64], 0.5,
                       run_id=RUN_ID, cases={"train": ["c0"], "test": ["c1"]})  # fmt: skip
     store.write_spec(RUN_ID, spec)
-    store.write_weights(RUN_ID, {"w": torch.ones(2)}, "checkpoint_best.pt")
     run = store.paths(RUN_ID)
     assert run.config.read_text() == json.dumps({**config, "config": {"patch": [32, 64, 64]}}, indent=2) + "\n"
     assert json.loads(run.env.read_text()) == {"host": "node1", "torch": "2.13.0"}
     assert read_spec(run.spec) == spec
-    assert load_checkpoint(run.weights)["source"] == "checkpoint_best.pt"
-    assert torch.equal(load_weights(run.weights)["w"], torch.ones(2))
-    assert sorted(p.name for p in run.dir.iterdir()) == ["config.json", "env.json", "preprocessing.json", "weights.pt"]
+    assert sorted(p.name for p in run.dir.iterdir()) == ["config.json", "env.json", "preprocessing.json"]
 
 
 def test_resetting_a_run_discards_its_training_and_keeps_what_it_was_asked(tmp_path: Path) -> None:
