@@ -8,7 +8,7 @@ written back in resolved form (``save_experiment``; loading that file gives an e
     seeds = [0, 1, 2]
     folds = [0]
     models = ["lcovnet", "nnunet:base_channels=16"]
-    kd = ["none", "ca:weight=0.05|0.1|0.2"]   # the component syntax of `bench run` (see bench.components)
+    kd = ["none", "ca:weight=0.05|0.1|0.2"]   # the component syntax of `bench run` (see bench.components.syntax)
 
     [overrides]                         # preset keys, as `--set`
     iterations = 5000
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.components import Component, Kind, Sweep, parse_sweeps, unique
+from bench.components.syntax import Component, Kind, Sweep, parse_sweeps, unique
 from bench.errors import BenchError
 from bench.training.config import RUN_PRESETS, RunConfig, load_config_with
 
@@ -217,7 +217,7 @@ def _sweeps(
     for i, text in enumerate(items):
         arg = f"{where}: {prefix}{key}[{i}]"
         if check:
-            from bench.arguments import resolve_sweeps
+            from bench.components.factory_args import resolve_sweeps
 
             found = resolve_sweeps(text, kind, arg)
         else:

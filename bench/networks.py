@@ -6,8 +6,8 @@ Weights files are read weights-only (:mod:`bench.training.checkpoint`) in any of
 :mod:`bench.official_weights`: our checkpoints, plain state dicts and the official LCOV-Net / U-Net code's state
 dicts; the loaders return which one they read.
 
-``bench.registry_names`` checks patches without importing torch through :func:`check_stride`, so this module imports
-torch and the model registry only inside the functions that need them.
+``bench.components.static_names`` checks patches without importing torch through :func:`check_stride`, so this
+module imports torch and the model registry only inside the functions that need them.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import pandas as pd
 
 from bench.atomic import atomic_write_json, atomic_write_text, to_jsonable
 from bench.errors import BenchError, disk_full_error
-from bench.names import slugify
+from bench.path_names import slugify
 from bench.run_summary import SUMMARY_KEYS, RunSummary
 from bench.store_layout import ResultsLayout, RunPaths
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.names import path_component
+from bench.path_names import path_component
 
 
 @dataclass(frozen=True)

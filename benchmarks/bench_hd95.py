@@ -17,7 +17,7 @@ from medpy.metric.binary import hd95 as medpy_hd95
 from scipy import ndimage
 from tabulate import tabulate
 
-from bench.cliargs import parse_int_list
+from bench.list_args import parse_int_list
 from bench.metrics import evaluate_case, evaluate_cases
 
 # name: (centre as a fraction of the volume (z, y, x), semi-axes in mm (z, y, x))

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.cliargs import parse_name_list
 from bench.data.layouts import load_dataset
 from bench.data.preprocess import PreprocessSettings, prepare_cases
 from bench.data.sampler import make_patch_loader
 from bench.data.synth import generate_dataset
+from bench.list_args import parse_name_list
 from bench.networks import build_model, model_kwargs
 from bench.training.config import load_config
 from bench.training.trainer import Trainer

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     print(tabulate(rows, ["entry", "check", "status", "why"], disable_numparse=True))
     if result.not_in_baseline:
         print(f"\nnot in the baseline (not checked; --update adds them): {', '.join(result.not_in_baseline)}")
-    from bench.teachers import weaker_teachers
+    from bench.weaker_teacher import weaker_teachers
 
     for weaker in weaker_teachers(summaries):
         print(f"\nnote: {weaker.describe()}; its KD checks measure distillation from a worse model")
@@ -171,7 +171,7 @@ def _update(path: Path, summaries: list[RunSummary], override: dict[str, float],
             reference_run: str | None, reference_data: Path | None) -> int:  # fmt: skip
     from bench import regression
     from bench.errors import BenchError
-    from bench.names import is_path_component
+    from bench.path_names import is_path_component
     from bench.store_layout import ResultsLayout, RunPaths
 
     baseline = regression.build_baseline(summaries, override, _torch_version(summaries))

@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from bench.cliargs import parse_float_list, parse_int_list
 from bench.errors import BenchError, FindingsError
+from bench.list_args import parse_float_list, parse_int_list
 
 _EPILOG = """examples:
   bench data synth --out data/synth --cases 16 --seed 0 --preview results/synth_preview.png

@@ -52,7 +52,7 @@ def argument_table(kind: str, name: str) -> str:
     """A model's or KD method's description and its arguments as a table; BenchError for an unknown name."""
     import kd_methods
     import models
-    from bench.arguments import arguments
+    from bench.components.factory_args import arguments
     from bench.errors import BenchError
 
     try:

@@ -22,8 +22,8 @@ from pathlib import Path
 from tabulate import tabulate
 from tqdm import tqdm
 
-from bench.cliargs import parse_int_list, parse_name_list
 from bench.errors import BenchError
+from bench.list_args import parse_int_list, parse_name_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,7 +14,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench.cliargs import parse_name_list
+from bench.list_args import parse_name_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:

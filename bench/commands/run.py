@@ -32,8 +32,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from bench.cliargs import parse_int_list
-from bench.components import parse_components
+from bench.components.syntax import parse_components
+from bench.list_args import parse_int_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,9 +131,9 @@ def _check_cheaply(args: argparse.Namespace) -> None:
 
 def _check_grid_names(args: argparse.Namespace) -> None:
     """The models, KD methods, teacher and seeds of the command line: names against the registries (read without
-    importing them), the argument syntax (bench.components; the keys are checked against the factories after the
+    importing them), the argument syntax (bench.components.syntax; the keys are checked against the factories after the
     imports) and the patch size against each model's stride."""
-    from bench import registry_names as names
+    from bench.components import static_names as names
 
     # Without --preset the choice needs torch (is there a GPU?); the overrides are checked against smoke here and
     # against the chosen preset again after the imports.
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench.arguments import check_component, resolve_components
+    from bench.components.factory_args import check_component, resolve_components
     from bench.errors import BenchError
     from bench.experiment import load_experiment, save_experiment
     from bench.grid.spec import GridSpec

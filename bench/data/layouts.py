@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.data.nifti import image_suffix, strip_suffix
 from bench.errors import BenchError
-from bench.names import is_path_component, path_component
+from bench.path_names import is_path_component, path_component
 
 WORD_LABELS: dict[int, str] = {
     0: "background",

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from bench.components import Component, parse_component
+from bench.components.syntax import Component, parse_component
 from bench.grid.progress import PlannedRun
 from bench.grid.spec import GridSpec
 from bench.store import make_run_id
@@ -86,7 +86,7 @@ def plan_cells(spec: GridSpec, dataset: str, teacher_texts: list[str] | None = N
     """Every cell of ``spec`` on data set ``dataset``, in the order of training (see the module docstring).
 
     ``spec.models``, ``spec.kds`` and ``teacher_texts`` (default: ``spec.teacher_names``) are components in their
-    canonical text (``ca:weight=0.1``, see :mod:`bench.components`), already checked against the registries.
+    canonical text (``ca:weight=0.1``, see :mod:`bench.components.syntax`), already checked against the registries.
     """
     teacher_texts = spec.teacher_names if teacher_texts is None else teacher_texts
     preset_hash = spec.config.hash()

@@ -11,8 +11,8 @@ from bench.training.config import check_teacher_config
 
 def check_grid(spec: GridSpec) -> None:
     """Every model (as a student, and as a teacher under each protocol it runs with) and KD method of ``spec``."""
-    from bench.arguments import check_component
-    from bench.components import parse_component
+    from bench.components.factory_args import check_component
+    from bench.components.syntax import parse_component
 
     names = [(m, "--models", spec.config) for m in spec.models]
     if spec.distils:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from bench.components import parse_component
+from bench.components.syntax import parse_component
 from bench.grid.plan import Cell
 from bench.networks import build_model, load_model, load_weights_into, note_format, own_model_kwargs
 from bench.pipeline.inputs import PreparedData

@@ -2,7 +2,7 @@
 'ca:weight=0.05|0.1|0.2'``), one table and one figure per swept key.
 
 The arguments come from the canonical component text that the aggregated rows carry in ``model`` and ``kd``
-(``lcovnet+ca:weight=0.1``, see :mod:`bench.components`), so the view is built from the report's aggregated frame
+(``lcovnet+ca:weight=0.1``, see :mod:`bench.components.syntax`), so the view is built from the report's aggregated frame
 without re-reading runs. Runs of stores from before arguments existed carry bare names and give no ablation.
 
 - KD ablation: per student (its full model text) and KD method, a key set to more than one value. The rows that set
@@ -23,9 +23,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from bench.components import format_value, parse_component
+from bench.components.syntax import format_value, parse_component
 from bench.errors import BenchError
-from bench.names import slugify
+from bench.path_names import slugify
 from bench.report import fmt
 from bench.report.plots import Plot, _figure, _save
 from bench.report.tables import NO_KD, row_label, tex_escape

@@ -28,7 +28,7 @@ from bench.report.tables import (
 from bench.report.writers import write_csv, write_html, write_markdown, write_tex
 from bench.run_summary import RunSummary
 from bench.store import ResultsStore, slugify
-from bench.teachers import weaker_teachers
+from bench.weaker_teacher import weaker_teachers
 
 FORMATS = ("md", "csv", "tex", "html")
 PLOTS_PER_GROUP = 5

@@ -293,7 +293,7 @@ def _latency(row: pd.Series) -> str:
 
 
 def _teacher(row: pd.Series) -> str:
-    """The teacher, marked ``(weaker)`` where it scores below the same student without KD (``bench.teachers``)."""
+    """The teacher, marked ``(weaker)`` where it scores below the same student without KD (``bench.weaker_teacher``)."""
     return f"{row['teacher']} (weaker)" if bool(row.get("teacher_weaker", False)) else row["teacher"]
 
 

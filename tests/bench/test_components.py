@@ -2,8 +2,15 @@
 
 import pytest
 
-from bench.arguments import arguments, check_component, docstring_args, resolve_components, resolve_sweeps
-from bench.components import Component, format_value, parse_component, parse_components, parse_sweeps, parse_value
+from bench.components.factory_args import arguments, check_component, docstring_args, resolve_components, resolve_sweeps
+from bench.components.syntax import (
+    Component,
+    format_value,
+    parse_component,
+    parse_components,
+    parse_sweeps,
+    parse_value,
+)
 from bench.errors import BenchError
 
 

@@ -13,10 +13,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from bench.cliargs import parse_float_list
 from bench.data import synth
 from bench.data.phantom import LABEL, ORGANS
 from bench.errors import BenchError
+from bench.list_args import parse_float_list
 
 TINY = (24, 48, 48)
 

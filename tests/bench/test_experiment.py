@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.components import Component
+from bench.components.syntax import Component
 from bench.errors import BenchError
 from bench.experiment import load_experiment, save_experiment
 

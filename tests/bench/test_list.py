@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from bench.arguments import arguments
+from bench.components.factory_args import arguments
 from tests.bench.runutil import bench_cmd
 
 

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 import torch
 
 import models
-from bench import registry_names
+from bench.components import static_names
 from bench.data.preprocess import PreprocessSettings
 from bench.deploy.spec import DeploySpec
 from bench.errors import BenchError
@@ -131,7 +131,7 @@ def test_static_and_registry_patch_checks_give_the_same_line():
     with pytest.raises(BenchError) as registry:
         check_patch("lcovnet", (24, 32, 32))
     with pytest.raises(BenchError) as static:
-        registry_names.check_patch_stride("lcovnet", [24, 32, 32], registry_names.model_strides())
+        static_names.check_patch_stride("lcovnet", [24, 32, 32], static_names.model_strides())
     assert str(registry.value) == str(static.value)
     assert (
         str(static.value) == "patch 24x32x32 does not suit lcovnet: each side must be a multiple of its stride 16x16x16"

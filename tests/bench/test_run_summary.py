@@ -19,7 +19,7 @@ PER_CASE = pd.DataFrame({"case": ["c0", "c1"], "label": [1, 1], "name": ["liver"
 
 
 def todays_summary() -> dict:
-    """A summary as GridRunner._summary built it as a dict literal before RunSummary: every key, in its order, with
+    """A summary as the runner built it as a dict literal before RunSummary: every key, in its order, with
     the value types a run produces (numpy numbers from the metrics, NaN where nothing was measured)."""
     return {
         "run_id": RUN_ID, "model": "lcovnet", "kd": "ca", "teacher": "unet3d",

@@ -1,5 +1,5 @@
 """The arguments of registered models and KD methods, read from their factories: names, defaults and types from
-the signature, meanings and the paper's values from the docstring. Checks components (:mod:`bench.components`)
+the signature, meanings and the paper's values from the docstring. Checks components (:mod:`bench.components.syntax`)
 against them.
 
 The docstring convention (a model's factory function, a KD method's ``__init__``), one entry per argument::
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.components import NO_KD, Component, Kind, Sweep, format_value, make_sweep, parse_sweeps, unique
+from bench.components.syntax import NO_KD, Component, Kind, Sweep, format_value, make_sweep, parse_sweeps, unique
 from bench.errors import BenchError
 
 # Set by the benchmark, not by the user: the dataset's channels and classes, the networks' feature channels.

@@ -1,16 +1,16 @@
-"""The torch-free view of the registries (``bench.registry_names``) names exactly what the registries hold."""
+"""The torch-free view of the registries (``bench.components.static_names``) names exactly what the registries hold."""
 
 import subprocess
 import sys
 
 import kd_methods
 import models
-from bench import registry_names
+from bench.components import static_names
 from tests.bench.runutil import bench_cmd
 
 
 def test_static_model_names_and_strides_match_the_registry():
-    strides = registry_names.model_strides()
+    strides = static_names.model_strides()
     assert strides is not None
     assert sorted(strides) == models.available_models()
     for name, stride in strides.items():
@@ -18,12 +18,12 @@ def test_static_model_names_and_strides_match_the_registry():
 
 
 def test_static_kd_method_names_match_the_registry():
-    assert sorted(registry_names.kd_method_names()) == kd_methods.available_kd_methods()
+    assert sorted(static_names.kd_method_names()) == kd_methods.available_kd_methods()
 
 
 def test_reading_the_names_imports_no_torch():
     code = (
-        "import sys; from bench import registry_names as r; r.model_strides(); r.kd_method_names(); "
+        "import sys; from bench.components import static_names as r; r.model_strides(); r.kd_method_names(); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

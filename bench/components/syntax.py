@@ -1,5 +1,5 @@
 """One argument syntax for models, KD methods and teachers, and its canonical form (the syntax only: no torch; the
-arguments are checked against the registries by :mod:`bench.arguments`).
+arguments are checked against the registries by :mod:`bench.components.factory_args`).
 
 Grammar (``--models``, ``--kd``, ``--teacher`` and the lists of an experiment file)::
 

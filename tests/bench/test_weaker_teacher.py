@@ -8,7 +8,7 @@ import pytest
 from bench.report import build_report
 from bench.run_summary import RunSummary
 from bench.store import ResultsStore, make_run_id
-from bench.teachers import weaker_teachers
+from bench.weaker_teacher import weaker_teachers
 from tests.bench.runutil import bench_cmd
 from tests.bench.test_report import _per_case, _record, _summary
 

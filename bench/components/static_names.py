@@ -4,7 +4,7 @@
 second (importing torch alone takes 1.5-2 s on a busy 2-core machine, ``models`` with MONAI and nnU-Net's
 architectures more). The registries fill themselves when their modules are imported, so the names are read from the
 ``@register_model("name", ..., stride=...)`` / ``@register_kd_method("name", ...)`` decorators of the package files
-with :mod:`ast` instead. ``tests/bench/test_registry_names.py`` keeps this in step with the real registries.
+with :mod:`ast` instead. ``tests/bench/test_static_names.py`` keeps this in step with the real registries.
 
 Installed plugins (entry points) register names only when imported, so with any plugin installed the static view is
 incomplete and callers get ``None``: the full check after the imports then decides.
