@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import random
 import sqlite3
@@ -37,11 +36,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench import console
 from bench.atomic import atomic_write_text, to_jsonable
 from bench.errors import BenchError, disk_full_error
 from bench.names import is_path_component, slugify
-
-log = logging.getLogger(__name__)
 
 # One row per case and organ: written by bench.metrics, stored as per_case.csv (docs/metrics.md).
 PER_CASE_COLUMNS = ["case", "label", "name", "dice", "hd95", "status"]
@@ -317,7 +315,7 @@ class ResultsStore:
 
     def _skip(self, run_id: str, why: str) -> None:
         self.skipped[run_id] = why
-        log.warning("run %s left out: %s", run_id, why)
+        console.warning(f"run {run_id} left out: {why}")
 
     def _sync_index(self, conn: sqlite3.Connection) -> None:
         """Re-index complete runs that a killed writer left out of (or stale in) the database; drop deleted runs."""
@@ -400,9 +398,9 @@ class ResultsStore:
         except (FileNotFoundError, pd.errors.EmptyDataError):
             return None
         except (OSError, ValueError) as err:
-            log.warning("training curve of run %s left out: cannot read %s: %s", run_id, path, err)
+            console.warning(f"training curve of run {run_id} left out: cannot read {path}: {err}")
             return None
         if not {"iteration", "loss"} <= set(log.columns):
-            log.warning("training curve of run %s left out: %s lacks iteration/loss", run_id, path)
+            console.warning(f"training curve of run {run_id} left out: {path} lacks iteration/loss")
             return None
         return log

@@ -103,7 +103,7 @@ def cell_state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) ->
 
 
 def _state(results: Path, run_id: str, queue: dict[str, tuple[str, str]]) -> CellState:
-    from bench.training.progress import duration
+    from bench.console import duration
 
     run_dir, job_dir = Path(results) / "runs" / run_id, jobs_dir(results, run_id)
     job = read_job(results, run_id)

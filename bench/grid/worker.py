@@ -8,8 +8,8 @@ is waited for, then found complete) and writes its run directory only (the SQLit
 from __future__ import annotations
 
 import os
-import sys
 
+from bench import console
 from bench.grid.jobs import clear_error, record_error
 from bench.grid.plan import Cell
 
@@ -26,15 +26,18 @@ def use_worker_threads(default: int | None) -> None:
 
 
 def run_cell_in_worker(spec, cell: Cell) -> str:
-    """Run ``cell`` of ``spec`` (a GridSpec) here; a failure is recorded in the cell's ``error.txt`` and re-raised."""
+    """Run ``cell`` of ``spec`` (a GridSpec) here; a failure is recorded in the cell's ``error.txt`` and re-raised.
+    Its output follows the level of the ``bench run`` that dispatched it (``SEGKD_VERBOSITY``, see ``bench.console``).
+    """
     from bench.training.progress import GridProgress
     from bench.training.runner import GridInputs, GridRunner
 
+    console.configure()
     clear_error(spec.results, cell.run_id)
     try:
         runner = GridRunner(spec, worker=True)
         inputs = GridInputs(*runner.prepare_data(cell.fold))
-        progress = GridProgress([cell.planned], set(), lambda text: print(text, file=sys.stderr, flush=True))
+        progress = GridProgress([cell.planned], set())
         return runner.run_cell(cell, inputs, progress)
     except Exception as err:
         record_error(spec.results, cell.run_id, err)

@@ -11,7 +11,6 @@ import inspect
 import json
 import math
 import shutil
-import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch import nn
 
 import kd_methods
 import models
+from bench import console
 from bench.atomic import atomic_write_json
 from bench.deploy.spec import SPEC_FILE, DeploySpec
 from bench.device import resolve_device
@@ -218,8 +218,9 @@ class GridRunner:
         if not self.worker and fold == self.spec.folds[0]:
             report = check_dataset(dataset, workers=2)
             report.raise_for_issues()
-            for warning in report.warnings:
-                self._say(f"warning: {warning}")
+            if self.ctx.is_main:
+                for warning in report.warnings:
+                    console.warning(warning)
         splits_file = self.store.root / "splits" / f"{path_component(dataset.name, 'data set name')}.json"
         train, val, test = split_cases(dataset, fold, 0, splits_file, n_folds=self.config.folds)
         if not train or not test:
@@ -288,7 +289,7 @@ class GridRunner:
         self.check_teacher_checkpoint(first.data)
         cells = self.plan(first.data.name)
         complete = set() if self.spec.force else {c.run_id for c in cells if self.store.is_complete(c.run_id)}
-        self.progress = GridProgress([c.planned for c in cells], complete, self._say)
+        self.progress = GridProgress([c.planned for c in cells], complete)
         return [self.run_cell(cell, inputs[cell.fold], self.progress) for cell in cells]
 
     def _teacher(self, cell: Cell, data: _Data) -> Teacher:
@@ -330,7 +331,7 @@ class GridRunner:
         # then finds the run complete and skips it. Rank 0 owns it for all ranks of a DDP job.
         lock = RunLock(run_dir) if self.ctx.is_main else None
         if lock is not None:
-            lock.acquire(on_wait=lambda owner: self._say(
+            lock.acquire(on_wait=lambda owner: console.note(
                 f"wait {cell.run_id}: another process is running it ({owner or 'owner unknown'}); "
                 "waiting for it to finish"
             ))  # fmt: skip
@@ -461,10 +462,6 @@ class GridRunner:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
         }  # fmt: skip
-
-    def _say(self, text: str) -> None:
-        if self.ctx.is_main:
-            print(text, file=sys.stderr, flush=True)
 
 
 def numerics() -> dict:
