@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import pkgutil
 import sys
 import traceback
 
 import bench.commands
-from bench import __version__
+from bench import __version__, console
 from bench.errors import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
@@ -38,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"segkd-bench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     chatter = parser.add_mutually_exclusive_group()
-    chatter.add_argument("-v", "--verbose", action="store_true", help="also show debug messages on stderr")
-    chatter.add_argument("-q", "--quiet", action="store_true", help="show only warnings and errors on stderr")
+    chatter.add_argument("-v", "--verbose", action="store_true", help="also show details (debug messages) on stderr")
+    chatter.add_argument("-q", "--quiet", action="store_true",
+                         help="no progress and no notes: only warnings and errors on stderr, the result on stdout "
+                         "(without -q/-v: the level SEGKD_VERBOSITY names, quiet, normal or verbose)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in sorted(pkgutil.iter_modules(bench.commands.__path__), key=lambda m: m.name):
         if not module.name.startswith("_"):
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+    console.configure(console.Verbosity.VERBOSE if args.verbose else console.Verbosity.QUIET if args.quiet else None)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, so that a reader gone early is seen below, not at the interpreter's exit
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
         return EXIT_STDOUT_CLOSED
     except KeyboardInterrupt:
-        print(f"bench {args.command}: interrupted", file=sys.stderr)
+        console.error(f"bench {args.command}: interrupted")
         return EXIT_INTERRUPTED
     except Exception as err:
         known = user_error(err)
@@ -73,30 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         message = " ".join(str(known).split())  # one line, whatever the library put in it
-        print(f"bench {args.command}: error: {message}", file=sys.stderr)
+        console.error(f"bench {args.command}: error: {message}")
         return known.exit_code
-
-
-# The loggers of this project; other libraries' records reach stderr only from WARNING up (the root's default).
-LOGGERS = ("bench", "models", "kd_methods")
-
-
-class _Formatter(logging.Formatter):
-    """``bench: note`` for information, ``warning: ...`` / ``debug: ...`` for the other levels."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        prefix = "bench" if record.levelno == logging.INFO else record.levelname.lower()
-        return f"{prefix}: {record.getMessage()}"
-
-
-def configure_logging(level: int) -> None:
-    """Diagnostics (progress notes, warnings) go through ``logging`` to stderr; a command's output is printed."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    for name in LOGGERS:
-        logging.getLogger(name).setLevel(level)
 
 
 def user_error(err: Exception) -> BenchError | None:

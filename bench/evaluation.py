@@ -3,7 +3,6 @@ gate's reference check) and folders of predicted masks (``bench evaluate``), bot
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,13 +20,12 @@ if TYPE_CHECKING:
 
     from bench.training.config import RunConfig
 
+from bench import console
 from bench.atomic import atomic_write_text
 from bench.data.nifti import label_array, read_header, read_image, read_label_mask, write_image
 from bench.data.preprocess import PreparedCase, load_prepared, restore_to_original
 from bench.errors import BenchError
 from bench.metrics import EMPTY_MASK_POLICY, HD95_DEFINITION, evaluate_cases, summarize
-
-log = logging.getLogger(__name__)
 
 MASK_EXTENSIONS = (".nii.gz", ".nii", ".mha")
 
@@ -152,7 +150,7 @@ def evaluate_folders(
         check_geometry(case, pred_files[case], gt_files[case])
     extra = sorted(set(pred_files) - set(gt_files))
     if extra:
-        log.warning("%d prediction(s) without ground truth ignored", len(extra))
+        console.warning(f"{len(extra)} prediction(s) without ground truth ignored")
     return evaluate_cases(_LazyCases(cases, pred_files, gt_files), labels, workers=workers, progress=progress)
 
 

@@ -35,7 +35,6 @@ std run over the cases where that organ is scored.
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from multiprocessing.pool import AsyncResult
@@ -44,10 +43,10 @@ import numpy as np
 import pandas as pd
 from medpy.metric.binary import hd95 as _medpy_hd95
 from scipy import ndimage
-from tqdm import tqdm
 
+from bench.console import Progress
 from bench.errors import BenchError
-from bench.interrupt import workers_ignore_sigint
+from bench.interrupt import worker_pool
 from bench.store import PER_CASE_COLUMNS
 
 EMPTY_MASK_POLICY = (
@@ -126,19 +125,18 @@ def evaluate_cases(
     only (HD95 is NaN where both masks are present), for validation during training.
     """
     total = len(items) if hasattr(items, "__len__") else None
-    # disable=None: a bar on a terminal, none in logs and pipes.
-    bar = tqdm(items, total=total, desc="evaluate", unit="case", disable=None if progress else True)
     rows: list[dict] = []
     case_ids: list[str] = []
-    cases = _record_case_ids(bar, case_ids)
-    if not hd95:
-        for case_id, pred, gt, spacing in cases:
-            rows.extend(_case_rows(case_id, pred, gt, spacing, labels)[0])
-    elif workers <= 0:
-        for case_id, pred, gt, spacing in cases:
-            rows.extend(evaluate_case(case_id, pred, gt, spacing, labels))
-    else:
-        _evaluate_in_pool(cases, labels, workers, rows)
+    with Progress(total, "evaluate", "cases", enabled=progress) as bar:
+        cases = _record_case_ids(bar.track(items), case_ids)
+        if not hd95:
+            for case_id, pred, gt, spacing in cases:
+                rows.extend(_case_rows(case_id, pred, gt, spacing, labels)[0])
+        elif workers <= 0:
+            for case_id, pred, gt, spacing in cases:
+                rows.extend(evaluate_case(case_id, pred, gt, spacing, labels))
+        else:
+            _evaluate_in_pool(cases, labels, workers, rows)
     if labels is None:
         rows = _fill_absent_labels(rows, case_ids)
     return pd.DataFrame(rows, columns=PER_CASE_COLUMNS)
@@ -231,11 +229,7 @@ def _record_case_ids(items: Iterable[tuple], case_ids: list[str]) -> Iterator[tu
 def _evaluate_in_pool(items: Iterable[tuple], labels: dict[int, str] | None, workers: int, out: list[dict]) -> None:
     """Submit every organ's HD95 to a process pool, keeping at most a few jobs per worker in flight (memory)."""
     pending: deque[tuple[dict, AsyncResult]] = deque()
-    # A multiprocessing Pool rather than ProcessPoolExecutor: leaving the block on Ctrl-C terminates the workers
-    # (which ignore SIGINT, see bench.interrupt) instead of waiting for the jobs under way.
-    with workers_ignore_sigint():
-        pool = multiprocessing.Pool(workers)
-    with pool:
+    with worker_pool(workers, "HD95") as pool:
         for case_id, pred, gt, spacing in items:
             rows, jobs = _case_rows(case_id, pred, gt, spacing, labels)
             out.extend(rows)

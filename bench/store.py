@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import random
 import shutil
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from bench import console
 from bench.atomic import atomic_write_json, atomic_write_text, to_jsonable
 from bench.errors import BenchError, disk_full_error
 from bench.path_names import slugify
@@ -39,8 +39,6 @@ from bench.store_layout import ResultsLayout, RunPaths
 
 if TYPE_CHECKING:
     from bench.deploy.spec import DeploySpec
-
-log = logging.getLogger(__name__)
 
 # One row per case and organ: written by bench.metrics, stored as per_case.csv (docs/metrics.md).
 PER_CASE_COLUMNS = ["case", "label", "name", "dice", "hd95", "status"]
@@ -330,7 +328,7 @@ class ResultsStore:
 
     def _skip(self, run_id: str, why: str) -> None:
         self.skipped[run_id] = why
-        log.warning("run %s left out: %s", run_id, why)
+        console.warning(f"run {run_id} left out: {why}")
 
     def _sync_index(self, conn: sqlite3.Connection) -> None:
         """Re-index complete runs that a killed writer left out of (or stale in) the database; drop deleted runs."""
@@ -414,9 +412,9 @@ class ResultsStore:
         except (FileNotFoundError, pd.errors.EmptyDataError):
             return None
         except (OSError, ValueError) as err:
-            log.warning("training curve of run %s left out: cannot read %s: %s", run_id, path, err)
+            console.warning(f"training curve of run {run_id} left out: cannot read {path}: {err}")
             return None
         if not {"iteration", "loss"} <= set(frame.columns):
-            log.warning("training curve of run %s left out: %s lacks iteration/loss", run_id, path)
+            console.warning(f"training curve of run {run_id} left out: {path} lacks iteration/loss")
             return None
         return frame

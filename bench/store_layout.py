@@ -104,7 +104,7 @@ class RunPaths:
 
 @dataclass(frozen=True)
 class JobPaths:
-    """What an executor records about one cell, ``ROOT/jobs/<run_id>`` (bench.grid.jobs)."""
+    """What an executor records about one cell, ``ROOT/jobs/<run_id>`` (bench.executors.jobs)."""
 
     dir: Path
 

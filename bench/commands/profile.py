@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 from tabulate import tabulate
-from tqdm import tqdm
 
+from bench.console import Progress
 from bench.errors import BenchError
 from bench.list_args import parse_int_list, parse_name_list
 
@@ -105,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     for name in names:
         check_patch(name, settings.patch)
-    records = [profile_model(name, settings) for name in tqdm(names, desc="profile", unit="model", file=sys.stderr)]
+    with Progress(len(names), "profile", "models") as bar:
+        records = [profile_model(name, settings) for name in bar.track(names)]
     print(format_table(records))
     notes = {r["model"]: r["thop_note"] for r in records if r["thop_note"]}
     for model, note in notes.items():

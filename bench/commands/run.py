@@ -29,9 +29,9 @@ with `bench status --results DIR`, or pass --wait. The data set is checked and p
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
+from bench import console
 from bench.components.syntax import parse_components
 from bench.list_args import parse_int_list
 
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         if preset is None:
             preset = "default" if torch.cuda.is_available() else "smoke"
             found = "GPU" if preset == "default" else "no GPU"
-            logging.getLogger(__name__).info("no --preset given; using '%s' (%s found)", preset, found)
+            console.note(f"bench run: no --preset given; using '{preset}' ({found} found)")
         teachers = []
         if args.teacher:
             teachers = [str(check_component(c, "model", "--teacher"))
@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     if experiment is not None and ctx.is_main and not args.dry_run:
         saved = ResultsLayout(args.results).experiment(args.experiment.stem)
         save_experiment(experiment, saved)
-        logging.getLogger(__name__).info("experiment %s resolved into %s", args.experiment, saved)
+        console.note(f"bench run: experiment {args.experiment} resolved into {saved}")
     if ctx.enabled and args.executor != "inline":
         raise BenchError(f"--executor {args.executor} runs one process per cell; under torchrun use --executor inline")
     return _dispatch(args, grid)
@@ -289,8 +289,6 @@ def _experiment_grid(path: Path, experiment) -> dict:
 
 def _dispatch(args: argparse.Namespace, grid) -> int:
     """Prepare the data once, plan, then print the plan (--dry-run) or hand the cells to the executor."""
-    import sys
-
     from bench.executors.show import grid_states, plan_table, status_table
     from bench.store_layout import ResultsLayout
 
@@ -306,17 +304,16 @@ def _dispatch(args: argparse.Namespace, grid) -> int:
         progress = run_inline(grid, inputs, cells, complete)
         if grid.dist.is_main:
             print(progress.table())
-            print(f"bench run: {len(cells)} run(s) in {args.results}; see `bench report --results {args.results}`")
+            console.note(
+                f"bench run: {len(cells)} run(s) in {args.results}; see `bench report --results {args.results}`"
+            )
         return 0
-
-    def say(text: str) -> None:
-        print(f"bench run: {text}", file=sys.stderr, flush=True)
 
     ids = [c.run_id for c in cells]
     if args.executor == "local":
         from bench.executors.local import run_local
 
-        failed = run_local(spec, cells, complete, say, args.jobs)
+        failed = run_local(spec, cells, complete, args.jobs)
         grid.store.refresh_index()
         print(status_table(grid_states(spec.results, ids)))
         return 1 if failed else 0
@@ -325,14 +322,14 @@ def _dispatch(args: argparse.Namespace, grid) -> int:
     options = SlurmOptions(args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_mem,
                            None if args.slurm_time is None else parse_time(args.slurm_time),
                            parse_opts(args.slurm_opt))  # fmt: skip
-    jobs = submit_slurm(spec, cells, complete, say, options)
+    jobs = submit_slurm(spec, cells, complete, options)
     if not args.wait:
         print(f"bench run: {len(jobs)} job(s) queued, {len(complete)} cell(s) complete already. Follow with "
               f"`bench status --results {spec.results}` (or squeue); logs in "
               f"{ResultsLayout(spec.results).jobs}/<run id>/. "
               "Run the same command again to resume what did not finish.")  # fmt: skip
         return 0
-    say(f"{len(jobs)} job(s) queued; waiting for them to end (Ctrl-C stops waiting, not the jobs)")
+    console.note(f"bench run: {len(jobs)} job(s) queued; waiting for them to end (Ctrl-C stops waiting, not the jobs)")
     wait_for(list(jobs.values()))
     grid.store.refresh_index()
     states = grid_states(spec.results, ids)

@@ -6,9 +6,8 @@ import multiprocessing
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from tqdm import tqdm
-
-from bench.interrupt import workers_ignore_sigint
+from bench.console import Progress
+from bench.interrupt import worker_pool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -19,28 +18,15 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: s
 
     Workers are spawned, not forked: the parent may hold torch/OpenMP or ITK thread pools that do not survive a fork.
     Each worker runs ITK single-threaded so that ``workers`` processes use ``workers`` cores, and ignores SIGINT: on
-    Ctrl-C the parent's ``KeyboardInterrupt`` leaves the ``Pool`` block, which terminates the workers at once
-    (``ProcessPoolExecutor`` would wait for the cases under way); see ``bench.interrupt``.
+    Ctrl-C the parent's ``KeyboardInterrupt`` leaves the pool's block, which terminates the workers at once; see
+    ``bench.interrupt``.
     """
-    bar = tqdm(total=len(items), desc=desc, unit="case", disable=not progress or not items)
-    try:
+    with Progress(len(items), desc, "cases", enabled=progress) as bar:
         if workers <= 1 or len(items) <= 1:
-            out = []
-            for x in items:
-                out.append(fn(x))
-                bar.update()
-            return out
+            return [fn(x) for x in bar.track(items)]
         ctx = multiprocessing.get_context("spawn")
-        with workers_ignore_sigint():
-            pool = ctx.Pool(min(workers, len(items)), initializer=_single_threaded_itk)
-        with pool:
-            out = []
-            for result in pool.imap(fn, items):
-                out.append(result)
-                bar.update()
-            return out
-    finally:
-        bar.close()
+        with worker_pool(min(workers, len(items)), desc, ctx, _single_threaded_itk) as pool:
+            return list(bar.track(pool.imap(fn, items)))
 
 
 def _single_threaded_itk() -> None:

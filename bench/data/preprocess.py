@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from bench import console
 from bench.data.files import remove_stale, write_json
 from bench.data.layouts import Case
 from bench.data.nifti import read_image, spacing_zyx
@@ -121,6 +122,7 @@ def prepare_cases(
         stats = ct_intensity_stats(fit, cache_root, workers, progress)
     folders = [cache_root / f"{c.case_id}-{_case_key(c, settings, stats)[:16]}" for c in cases]
     todo = [(c, f) for c, f in zip(cases, folders) if not (f / "meta.json").is_file()]
+    console.detail(f"preprocessing: {len(cases) - len(todo)} of {len(cases)} cases found in the cache {cache_root}")
     fn = partial(_prepare_one, settings=settings, stats=stats)
     parallel_map(fn, todo, workers, desc="preprocessing", progress=progress)
     return [_prepared(c.case_id, f) for c, f in zip(cases, folders)]

@@ -7,7 +7,6 @@ Training cases are ``case_0000`` .. and test cases continue the numbering.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -15,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from bench import console
 from bench.data.defaults import (
     DATA_DIR_ENV,
     DEFAULT_CASES,
@@ -29,8 +28,6 @@ from bench.data.files import remove_stale, write_json
 from bench.data.nifti import make_image, write_image
 from bench.data.phantom import ORGANS, make_case
 from bench.errors import BenchError
-
-log = logging.getLogger(__name__)
 
 MIN_SIZE = 8
 
@@ -90,7 +87,7 @@ def ensure_default_dataset() -> Path:
     if (root / "dataset.json").is_file():
         return root
     remove_stale(root.parent, f".{root.name}.tmp-*")
-    log.info("generating the default synthetic data set into %s (once)", root)
+    console.note(f"bench: generating the default synthetic data set into {root} (once)")
     try:
         return generate_dataset(root)
     except BenchError:
@@ -137,12 +134,13 @@ def _write_cases(
     root: Path, cases: int, test_cases: int, seed: int, size: tuple, spacing: tuple, progress: bool
 ) -> None:
     origin = tuple(-0.5 * (n - 1) * s for n, s in zip(reversed(size), reversed(spacing)))
-    for index in tqdm(range(cases + test_cases), desc="synthetic cases", unit="case", disable=not progress):
-        image, label = synth_case(seed, index, size)
-        images, labels = ("imagesTr", "labelsTr") if index < cases else ("imagesTs", "labelsTs")
-        case_id = f"case_{index:04d}"
-        write_image(make_image(image, spacing, origin), root / images / f"{case_id}_0000.nii.gz")
-        write_image(make_image(label, spacing, origin), root / labels / f"{case_id}.nii.gz")
+    with console.Progress(cases + test_cases, "synthetic cases", "cases", enabled=progress) as bar:
+        for index in bar.track(range(cases + test_cases)):
+            image, label = synth_case(seed, index, size)
+            images, labels = ("imagesTr", "labelsTr") if index < cases else ("imagesTs", "labelsTs")
+            case_id = f"case_{index:04d}"
+            write_image(make_image(image, spacing, origin), root / images / f"{case_id}_0000.nii.gz")
+            write_image(make_image(label, spacing, origin), root / labels / f"{case_id}.nii.gz")
     write_json(root / "dataset.json", dataset_json(cases, test_cases, seed, size, spacing))
 
 

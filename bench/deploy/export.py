@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,9 +100,9 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
     """Export the run, check and measure every variant; returns the record also written to ``export.json``."""
     import onnx
     import onnxruntime as ort
-    from tqdm import tqdm
 
     from bench.atomic import atomic_write_json
+    from bench.console import Progress
     from bench.deploy.onnx_export import export_onnx
     from bench.deploy.predict import OnnxNetwork, Segmenter, load_torch_model, ort_session
     from bench.deploy.quantize import calibration_patches, quantize_int8
@@ -119,11 +118,8 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
     reference = Segmenter(network, fp32_spec)
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = tqdm(
-        total=2 + 2 * bool(options.quantize), desc="export", unit="step", file=sys.stderr, disable=not progress
-    )
-
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:
+    steps = Progress(2 + 2 * bool(options.quantize), "export", "steps", enabled=progress)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp, steps:
         staged = {"fp32": Path(tmp) / "model.onnx"}
         export_onnx(network, spec.in_channels, spec.patch, staged["fp32"], options.opset)
         steps.update()

@@ -7,7 +7,6 @@ both go through the one sliding-window implementation (:mod:`bench.inference`) a
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,15 +133,15 @@ def _lap(seconds: dict[str, float], step: str, start: float) -> float:
 
 def predict_cases(segmenter: Segmenter, cases: list[Case], out_dir: Path, progress: bool = True) -> list[dict]:
     """Segment and write every case; one row of step timings per case. Masks are written atomically, one by one."""
-    from tqdm import tqdm
-
+    from bench.console import Progress
     from bench.errors import DataError
 
     rows = []
-    for case in tqdm(cases, desc="predict", unit="case", file=sys.stderr, disable=not progress):
-        try:
-            _, seconds = segmenter.segment(case, out_dir)
-        except DataError as err:  # an unreadable voxel block is the user's input, reported like other input errors
-            raise BenchError(str(err)) from None
-        rows.append({"case": case.case_id, "mask": output_name(case), **seconds})
+    with Progress(len(cases), "predict", "cases", enabled=progress) as bar:
+        for case in bar.track(cases):
+            try:
+                _, seconds = segmenter.segment(case, out_dir)
+            except DataError as err:  # an unreadable voxel block is the user's input, reported like other input errors
+                raise BenchError(str(err)) from None
+            rows.append({"case": case.case_id, "mask": output_name(case), **seconds})
     return rows

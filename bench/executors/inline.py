@@ -13,7 +13,7 @@ from bench.pipeline.inputs import FoldInputs
 def run_inline(grid: GridContext, inputs: dict[int, FoldInputs], cells: list[Cell], complete: set[str]) -> GridProgress:
     """Run every cell here (those in ``complete`` are skipped); returns the grid's progress, whose table summarises
     the runs. A failing cell stops the grid (what it completed is kept, and the same command resumes)."""
-    progress = GridProgress([c.planned for c in cells], complete, grid.say)
+    progress = GridProgress([c.planned for c in cells], complete)
     for cell in cells:
         run_cell(cell, inputs[cell.fold], grid, progress)
     return progress

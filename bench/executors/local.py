@@ -12,10 +12,11 @@ import contextlib
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
+from bench import console
 from bench.executors.jobs import write_job
 from bench.grid.plan import Cell
 from bench.grid.spec import GridSpec
@@ -68,9 +69,7 @@ def gpus_for(device: str) -> list[int]:
     return list(range(torch.cuda.device_count()))
 
 
-def run_local(
-    spec: GridSpec, cells: list[Cell], complete: set[str], say: Callable[[str], None], jobs: int
-) -> list[str]:
+def run_local(spec: GridSpec, cells: list[Cell], complete: set[str], jobs: int) -> list[str]:
     """Run the cells not in ``complete`` in ``jobs`` worker processes; returns the run ids that failed (with those
     that could not start because a cell they need failed)."""
     from dataclasses import replace
@@ -95,11 +94,11 @@ def run_local(
                 if any(n in failed for n in cell.needs):
                     pending.remove(cell)
                     failed.append(cell.run_id)
-                    say(f"not run {cell.run_id}: a cell it needs failed")
+                    console.warning(f"not run {cell.run_id}: a cell it needs failed")
                 elif len(running) < jobs and all(n in done for n in cell.needs):
                     pending.remove(cell)
                     running[pool.submit(_run, spec, cell)] = cell
-                    say(f"start {cell.label}  [{cell.run_id}]")
+                    console.note(f"bench run: start {cell.label}  [{cell.run_id}]")
             if not running:  # what is left waits for cells outside the plan: cannot happen with plan_cells
                 failed += [c.run_id for c in pending]
                 break
@@ -109,9 +108,10 @@ def run_local(
                 err = future.exception()
                 if err is None:
                     done.add(cell.run_id)
-                    say(f"done  {cell.label}")
+                    console.note(f"bench run: done  {cell.label}")
                 else:
                     failed.append(cell.run_id)
                     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                    say(f"FAILED {cell.label}: {first}  (see {ResultsLayout(spec.results).job(cell.run_id).dir})")
+                    where = ResultsLayout(spec.results).job(cell.run_id).dir
+                    console.warning(f"FAILED {cell.label}: {first}  (see {where})")
     return failed

@@ -12,9 +12,9 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from bench import console
 from bench.errors import BenchError
 from bench.executors.jobs import read_job, slurm_output, slurm_queue, write_job
 from bench.grid.plan import Cell
@@ -128,8 +128,7 @@ class CellJob:
         return submitit.helpers.DelayedSubmission(CellJob(replace(self.spec, force=False, restart=False), self.cell))
 
 
-def submit_slurm(spec: GridSpec, cells: list[Cell], complete: set[str], say: Callable[[str], None],
-                 options: SlurmOptions) -> dict[str, str]:  # fmt: skip
+def submit_slurm(spec: GridSpec, cells: list[Cell], complete: set[str], options: SlurmOptions) -> dict[str, str]:
     """Submit a job for each cell not complete and not queued or running already; returns run id -> job id of the
     cells that have a job now (new or live)."""
     import submitit
@@ -146,7 +145,7 @@ def submit_slurm(spec: GridSpec, cells: list[Cell], complete: set[str], say: Cal
         live = read_job(spec.results, cell.run_id).get("job_id")
         if live is not None and live in queue:
             jobs[cell.run_id] = live
-            say(f"queued already  {cell.label}: job {live}")
+            console.note(f"bench run: queued already  {cell.label}: job {live}")
             continue
         executor = submitit.SlurmExecutor(folder=ResultsLayout(spec.results).job(cell.run_id).dir, max_num_timeout=20)
         params: dict = {"job_name": f"segkd-{cell.run_id}"[:120]}
@@ -170,7 +169,8 @@ def submit_slurm(spec: GridSpec, cells: list[Cell], complete: set[str], say: Cal
             raise BenchError(f"sbatch refused the job of {cell.run_id}: {' '.join(str(err).split())[:400]}") from None
         jobs[cell.run_id] = str(job.job_id)
         write_job(spec.results, cell, index, "slurm", str(job.job_id))
-        say(f"submitted  {cell.label}: job {job.job_id}" + (f" (after {', '.join(after)})" if after else ""))
+        console.note(f"bench run: submitted  {cell.label}: job {job.job_id}"
+                     + (f" (after {', '.join(after)})" if after else ""))  # fmt: skip
     return jobs
 
 

@@ -8,8 +8,8 @@ is waited for, then found complete) and writes its run directory only (the SQLit
 from __future__ import annotations
 
 import os
-import sys
 
+from bench import console
 from bench.executors.jobs import clear_error, record_error
 from bench.grid.plan import Cell
 from bench.grid.spec import GridSpec
@@ -32,11 +32,12 @@ def run_cell_in_worker(spec: GridSpec, cell: Cell) -> str:
     from bench.pipeline.cell import run_cell
     from bench.pipeline.context import GridContext
 
+    console.configure()
     clear_error(spec.results, cell.run_id)
     try:
         grid = GridContext.open(spec, worker=True)
         inputs = grid.fold_inputs([cell.fold])[cell.fold]
-        progress = GridProgress([cell.planned], set(), lambda text: print(text, file=sys.stderr, flush=True))
+        progress = GridProgress([cell.planned], set())
         return run_cell(cell, inputs, grid, progress)
     except Exception as err:
         record_error(spec.results, cell.run_id, err)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tabulate import tabulate
+
+from bench.console import duration, note
 
 if TYPE_CHECKING:
     from bench.run_summary import RunSummary
@@ -50,16 +51,6 @@ class PlannedRun:
         return self.model, self.kd != "none"
 
 
-def duration(seconds: float) -> str:
-    """``42 s``, ``3m05s``, ``1h02m``."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 @dataclass
 class _Outcome:
     status: str
@@ -69,13 +60,12 @@ class _Outcome:
 
 
 class GridProgress:
-    """Tells the user where the grid stands; ``say`` writes one line (to stderr, on the main rank only)."""
+    """Tells the user where the grid stands, one note (``bench.console``) per run started, skipped or finished."""
 
-    def __init__(self, plan: list[PlannedRun], complete: set[str], say: Callable[[str], None]) -> None:
+    def __init__(self, plan: list[PlannedRun], complete: set[str]) -> None:
         self.plan = plan
         self.by_id = {p.run_id: i for i, p in enumerate(plan)}
         self.complete = set(complete)
-        self.say = say
         self.outcomes: dict[str, _Outcome] = {}
         self._started: dict[str, float] = {}
 
@@ -86,11 +76,11 @@ class GridProgress:
 
     def start(self, run_id: str) -> None:
         self._started[run_id] = time.perf_counter()
-        self.say(f"{self._prefix(run_id)} {self.plan[self.by_id[run_id]].label}")
+        note(f"{self._prefix(run_id)} {self.plan[self.by_id[run_id]].label}")
 
     def skipped(self, run_id: str, summary: RunSummary) -> None:
         self.outcomes[run_id] = _Outcome("complete, skipped", None, summary.dice_mean, summary.hd95_mean)
-        self.say(
+        note(
             f"{self._prefix(run_id)} {self.plan[self.by_id[run_id]].label}: complete, skipped "
             "(use --force to run it again)"
         )
@@ -99,7 +89,7 @@ class GridProgress:
         seconds = time.perf_counter() - self._started.pop(run_id)
         status = f"resumed at it. {resumed_from}" if resumed_from else "trained"
         self.outcomes[run_id] = _Outcome(status, seconds, summary.dice_mean, summary.hd95_mean)
-        self.say(
+        note(
             f"done in {duration(seconds)}: Dice {_num(summary.dice_mean, 4)}, "
             f"HD95 {_num(summary.hd95_mean, 2)} mm; {self.eta()}"
         )

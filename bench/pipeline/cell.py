@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import console
 from bench.grid.plan import Cell
 from bench.grid.progress import GridProgress
 from bench.pipeline.context import GridContext
@@ -30,7 +31,7 @@ def run_cell(cell: Cell, inputs: FoldInputs, grid: GridContext, progress: GridPr
     run_dir = grid.store.run_dir(cell.run_id)
     lock = RunLock(run_dir) if grid.dist.is_main else None
     if lock is not None:
-        lock.acquire(on_wait=lambda owner: grid.say(
+        lock.acquire(on_wait=lambda owner: console.note(
             f"wait {cell.run_id}: another process is running it ({owner or 'owner unknown'}); waiting for it to finish"
         ))  # fmt: skip
     grid.dist.barrier()

@@ -3,7 +3,6 @@ profiles measured so far."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -59,8 +58,7 @@ class GridContext:
         """The prepared data and splits of ``folds`` (default: the grid's), every case preprocessed (and cached)
         before the first cell runs. The dispatching process checks the data set first; a worker trusts that check."""
         spec = self.spec
-        dataset = load_checked_dataset(spec.data, spec.labels, check=not self.worker,
-                                       warn=lambda text: self.say(f"warning: {text}"))  # fmt: skip
+        dataset = load_checked_dataset(spec.data, spec.labels, check=not self.worker)
         root = self.store.root
         return {fold: prepare_fold(dataset, spec.config, fold, root, progress=not self.worker)
                 for fold in folds or spec.folds}  # fmt: skip
@@ -79,8 +77,3 @@ class GridContext:
     def complete(self, cells: list[Cell]) -> set[str]:
         """The run ids of ``cells`` that are complete in the store and will be skipped (none with ``force``)."""
         return set() if self.spec.force else {c.run_id for c in cells if self.store.is_complete(c.run_id)}
-
-    def say(self, text: str) -> None:
-        """A line for the user, on the main rank only."""
-        if self.dist.is_main:
-            print(text, file=sys.stderr, flush=True)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from bench import console
 from bench.errors import BenchError
 from bench.store_layout import ResultsLayout
 from bench.training.config import RunConfig
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,10 +42,9 @@ class FoldInputs:
     test: list  # Case (original files)
 
 
-def load_checked_dataset(data: Path | None, labels: Path | None, *, check: bool = True,
-                         warn: Callable[[str], None] = log.warning):  # fmt: skip
+def load_checked_dataset(data: Path | None, labels: Path | None, *, check: bool = True):
     """The data set at ``data`` (None: the built-in one, generated on first use), checked when ``check`` (an issue
-    stops here, before anything is written; ``warn`` reports each warning)."""
+    stops here, before anything is written; each warning is shown)."""
     from bench.data.layouts import load_dataset
     from bench.data.synth import ensure_default_dataset
     from bench.data.validate import check_dataset
@@ -58,7 +54,7 @@ def load_checked_dataset(data: Path | None, labels: Path | None, *, check: bool 
         report = check_dataset(dataset, workers=2)
         report.raise_for_issues()
         for warning in report.warnings:
-            warn(warning)
+            console.warning(warning)
     return dataset
 
 

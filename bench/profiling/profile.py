@@ -145,9 +145,7 @@ def profile_in_fresh_process(name: str, settings: ProfileSettings) -> dict:
     peak memory (on the CPU it is a resident-set increase, which memory already held by the allocator masks)."""
     import multiprocessing
 
-    from bench.interrupt import workers_ignore_sigint
+    from bench.interrupt import worker_pool
 
-    with workers_ignore_sigint():
-        pool = multiprocessing.get_context("spawn").Pool(1)
-    with pool:
+    with worker_pool(1, "profile", multiprocessing.get_context("spawn")) as pool:
         return pool.apply(profile_model, (name, settings))

@@ -8,8 +8,8 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
+from bench.console import Progress
 from bench.errors import BenchError
 from bench.report import plots as P
 from bench.report.ablation import ablation_plot, find_ablations
@@ -91,13 +91,8 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
 
 
 def _make_plots(report: Report, store: ResultsStore, case_dice: pd.DataFrame, progress: bool) -> None:
-    bar = tqdm(
-        total=sum(PLOTS_PER_GROUP + len(group.ablations) for group in report.groups),
-        desc="report figures",
-        unit="fig",
-        disable=None if progress else True,
-    )
-    with bar:
+    total = sum(PLOTS_PER_GROUP + len(group.ablations) for group in report.groups)
+    with Progress(total, "report figures", "figures", enabled=progress) as bar:
         for group in report.groups:
             stem = report.out_dir / "plots" / f"{slugify(group.dataset)}__{slugify(group.preset)}"
             labels = row_labels(group.agg)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from bench import console
 from bench.atomic import atomic_write_text
 from bench.device import amp_dtype, memory_format
 from bench.errors import BenchError
@@ -206,24 +205,20 @@ class Trainer:
     def fit(self) -> TrainResult:
         loop, rng_after_loader = self._restore()
         resumed_from = loop.iteration
-        if resumed_from and self.ctx.is_main:
-            tqdm.write(f"resuming {self.label} from iteration {resumed_from}", file=sys.stderr)
-        bar = tqdm(total=self.config.iterations, initial=loop.iteration, desc=self.label, unit="it",
-                   disable=not self.ctx.is_main, dynamic_ncols=True, leave=False)  # fmt: skip
+        if resumed_from:
+            console.note(f"resuming {self.label} from iteration {resumed_from}")
         interrupt = DeferredInterrupt()
         # What a checkpoint written now would hold as RNG state: None while the loader draws the batches a resumed
         # segment had already used (the checkpoint on disk stays valid, nothing is written then).
         loop.rng = (rng_state(), False)
-        try:
-            with interrupt:
-                try:
-                    self._loop(loop, rng_after_loader, bar, interrupt)
-                except KeyboardInterrupt:
-                    with interrupt.deferred():
-                        self._save_interrupted(loop)
-                    raise
-        finally:
-            bar.close()
+        bar = console.Progress(self.config.iterations, self.label, initial=loop.iteration, leave=False)
+        with bar, interrupt:
+            try:
+                self._loop(loop, rng_after_loader, bar, interrupt)
+            except KeyboardInterrupt:
+                with interrupt.deferred():
+                    self._save_interrupted(loop)
+                raise
         best_path = self.paths.checkpoint_best
         use_best = self.config.eval_checkpoint == "best" and best_path.exists()
         weights = best_path if use_best else self.paths.checkpoint_last
@@ -231,7 +226,9 @@ class Trainer:
             loop.iteration, loop.best, time.perf_counter() - loop.start, weights, self.first_step, resumed_from
         )
 
-    def _loop(self, loop: _LoopState, rng_after_loader: dict | None, bar: tqdm, interrupt: DeferredInterrupt) -> None:
+    def _loop(
+        self, loop: _LoopState, rng_after_loader: dict | None, bar: console.Progress, interrupt: DeferredInterrupt
+    ) -> None:
         from bench.data.sampler import make_patch_loader
 
         c = self.config
@@ -262,11 +259,11 @@ class Trainer:
                         if loop.iteration == 0:
                             self.first_step = dict(zip(("loss", "seg_loss", "kd_loss"), loop.window[-1]))
                         loop.iteration += 1
-                        bar.update(1)
                         if loop.iteration % log_every == 0 or loop.iteration == end:
                             loop.rows.append(self._log_row(loop.iteration, loop.window, lr, loop.start))
                             bar.set_postfix(loss=f"{loop.rows[-1]['loss']:.3f}", dice=f"{loop.val_dice:.3f}")
                             loop.window = []
+                        bar.update()
                 del loader
                 loop.pending_validation = True
             val_dice = self._validate() if self.ctx.is_main else math.nan
@@ -284,6 +281,7 @@ class Trainer:
                     loop.saved = loop.iteration
                     self._write_log(loop.rows)
                     bar.set_postfix(loss=f"{loop.rows[-1]['loss']:.3f}", dice=f"{val_dice:.3f}")
+                    console.detail(f"{self.label}: iteration {loop.iteration}, validation Dice {val_dice:.4f}")
             self.ctx.barrier()
 
     def _save_interrupted(self, loop: _LoopState) -> None:
@@ -297,6 +295,8 @@ class Trainer:
         payload = self._payload(loop, rng, loader_made and not loop.pending_validation)
         save_checkpoint(self.paths.checkpoint_last, payload)
         self._write_log(loop.rows)
+        last = self.paths.checkpoint_last
+        console.detail(f"{self.label}: interrupted at iteration {loop.iteration}, checkpoint {last}")
 
     def _set_lr(self, iteration: int) -> float:
         c = self.config

@@ -108,14 +108,13 @@ def test_run_cell_trains_a_teacher_then_a_kd_cell_from_its_weights_and_skips_a_c
     grid = GridContext.open(spec)
     inputs, cells = grid.prepare()
     assert [c.kd for c in cells] == ["none", "ca"] and cells[1].needs == (cells[0].run_id,)
-    lines: list[str] = []
-    progress = GridProgress([c.planned for c in cells], set(), lines.append)
+    progress = GridProgress([c.planned for c in cells], set())
     for cell in cells:
         run_cell(cell, inputs[cell.fold], grid, progress)
     by_kd = {s.kd: s for s in grid.store.summaries()}
     assert by_kd["ca"].teacher_run == cells[0].run_id and by_kd["ca"].first_step["kd_loss"] > 0
     assert grid.complete(cells) == {c.run_id for c in cells}
 
-    again = GridProgress([c.planned for c in cells], grid.complete(cells), lines.append)
+    again = GridProgress([c.planned for c in cells], grid.complete(cells))
     run_cell(cells[1], inputs[0], grid, again)
     assert again.outcomes[cells[1].run_id].status == "complete, skipped"

@@ -1,6 +1,6 @@
 """Grid progress: numbered lines, the estimate of the time left and the closing table."""
 
-from bench.grid.progress import GridProgress, PlannedRun, duration
+from bench.grid.progress import GridProgress, PlannedRun
 from bench.run_summary import RunSummary
 
 PLAN = [
@@ -18,12 +18,12 @@ def _finish(progress: GridProgress, run_id: str, seconds: float, dice: float) ->
     progress.finished(run_id, RunSummary.from_dict({"run_id": run_id, "dice_mean": dice, "hd95_mean": 10.0}))
 
 
-def test_estimate_uses_finished_runs_of_the_same_model_and_kind_and_skips_complete_ones():
-    lines: list[str] = []
-    progress = GridProgress(PLAN, complete={"c"}, say=lines.append)
+def test_estimate_uses_finished_runs_of_the_same_model_and_kind_and_skips_complete_ones(capsys):
+    progress = GridProgress(PLAN, complete={"c"})
     _finish(progress, "t", 100, 0.8)
     _finish(progress, "a", 20, 0.6)
     _finish(progress, "b", 30, 0.65)
+    lines = capsys.readouterr().err.splitlines()
     # left: c (complete, 0 s) and d (unet3d with KD: no finished run of that kind, so the mean of all three)
     assert (
         lines[-1] == "done in 30 s: Dice 0.6500, HD95 10.00 mm; 3/5 runs done, about 50 s left for 1 more "
@@ -31,12 +31,8 @@ def test_estimate_uses_finished_runs_of_the_same_model_and_kind_and_skips_comple
     )
     assert lines[0] == "[1/5] unet3d (teacher), seed 0" and lines[4] == "[3/5] lcovnet + ca from unet3d, seed 0"
     progress.skipped("c", RunSummary.from_dict({"run_id": "c", "dice_mean": 0.61, "hd95_mean": 11.0}))
-    assert lines[-1].startswith("[4/5] lcovnet + ms from unet3d, seed 0: complete, skipped")
+    assert capsys.readouterr().err.startswith("[4/5] lcovnet + ms from unet3d, seed 0: complete, skipped")
     table = progress.table().splitlines()
     assert table[0].split() == ["run", "status", "Dice", "HD95", "(mm)", "time"]
     assert table[2].split() == ["unet3d", "(teacher),", "seed", "0", "trained", "0.8000", "10.00", "1m40s"]
     assert table[-1].split()[-4:] == ["run", "-", "-", "-"]  # unet3d + ca: not run
-
-
-def test_duration_reads_as_seconds_minutes_or_hours():
-    assert [duration(s) for s in (42.4, 185, 3725)] == ["42 s", "3m05s", "1h02m"]

@@ -1,15 +1,18 @@
 """`bench run` end to end on a tiny synthetic set: store contents, skip/--force, resume after a kill, bad input."""
 
 import contextlib
+import fcntl
 import json
 import os
 import pathlib
-import re
+import pty
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -17,6 +20,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from bench.console import LINE_INTERVAL_S
+from bench.interrupt import SIGINT_AT_ENV
 from bench.store import ResultsStore
 from tests.bench.runutil import TINY_RUN, bench_cmd
 
@@ -67,6 +72,35 @@ def test_run_stores_summary_per_case_log_and_database(tiny_dataset, tmp_path):
     forced = _run(tiny_dataset, tmp_path / "res", "--force")
     assert forced.returncode == 0 and "skip" not in forced.stderr
     assert ResultsStore(tmp_path / "res").summaries()[0].created >= summary.created
+
+
+def test_quiet_run_prints_nothing_but_the_result_table(tiny_dataset, tmp_path):
+    args = bench_cmd("-q", "run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results",
+                     str(tmp_path / "res"), *TINY_RUN, "--set", "iterations=2", "--whole-volume", "none")  # fmt: skip
+    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)  # 2>&1
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    header, _, row = proc.stdout.splitlines()
+    assert header.split() == ["run", "status", "Dice", "HD95", "(mm)", "time"]
+    assert row.startswith("lcovnet, seed 0  trained")
+
+
+def test_run_log_in_a_file_is_plain_readable_lines_a_few_per_phase(tiny_dataset, tmp_path):
+    args = bench_cmd("run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results", str(tmp_path / "res"),
+                     *TINY_RUN, "--set", "iterations=4", "--set", "val_every=2", "--whole-volume", "none")  # fmt: skip
+    log = tmp_path / "log.txt"
+    start = time.monotonic()
+    with log.open("w") as stderr:
+        proc = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=stderr, timeout=600)
+    elapsed = time.monotonic() - start
+    text = log.read_text()
+    assert proc.returncode == 0, text[-2000:]
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert all(line.isprintable() for line in lines), text
+    assert any(line.startswith("lcovnet (seed 0): 4/4 it, loss ") for line in lines), text
+    # A closing line for each phase (intensity statistics, preprocessing, training, evaluation), the run's start and
+    # end, the closing note; and at most one line per LINE_INTERVAL_S of a phase in between.
+    assert len(lines) <= 7 + elapsed // LINE_INTERVAL_S, text
 
 
 @pytest.mark.slow
@@ -129,69 +163,109 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tiny_dat
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
 
 
-def _interrupt_when(
-    args: list[str], pattern: str, timeout: float = 300, appears: pathlib.Path | None = None
-) -> tuple[int, str]:
-    """Run ``args`` in a new process group, send SIGINT to the whole group (as Ctrl-C in a terminal does) once
-    ``pattern`` shows up on stderr (or, with ``appears``, once that path exists: progress bars reach a pipe only with
-    the next newline, too late for a phase that lasts a fraction of a second), and return the exit code and the
-    whole stderr."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")))
-    reader.start()
-    deadline = time.time() + timeout
-
-    # errors="replace": a read can end inside one of tqdm's multi-byte bar characters
-    def seen() -> bool:
-        if appears is not None:
-            return appears.exists()
-        return re.search(pattern, b"".join(chunks).decode(errors="replace")) is not None
-
-    while time.time() < deadline and proc.poll() is None and not seen():
-        time.sleep(0.005)
-    # What the process had done with SIGINT when it was sent (blocked, ignored, caught), for a failure's message.
-    sent = "SIGINT not sent: the process had ended"
-    if proc.poll() is None:
+def _group_processes(pgid: int) -> list[str]:
+    """The command lines of the live (not zombie) processes of process group ``pgid``."""
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
-            status = pathlib.Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-            masks = [line for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
-            sent = "SIGINT sent; " + " ".join(masks)
-        os.killpg(proc.pid, signal.SIGINT)
+            state, _, group = stat.read_text().rpartition(")")[2].split()[:3]
+            if int(group) == pgid and state != "Z":
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def _interrupted(args: list[str], point: str, terminal: bool = True, timeout: float = 300) -> tuple[int, str]:
+    """Run ``args`` in a new process group that sends itself SIGINT, as Ctrl-C in a terminal does, at the interrupt
+    point ``point`` (``SEGKD_SIGINT_AT``, see ``bench.interrupt``), with stderr on a pseudo-terminal (progress as tqdm
+    bars, as where a user presses Ctrl-C) or else a pipe (progress as plain lines). Returns the exit code and stderr
+    once every process of the group has ended; one left behind fails the test (and is killed)."""
+    env = {**os.environ, SIGINT_AT_ENV: point}
+    if terminal:
+        reader_fd, writer_fd = pty.openpty()
+        fcntl.ioctl(writer_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    else:
+        reader_fd, writer_fd = os.pipe()
+    # A shell's background job starts with SIGINT ignored, and an ignored signal stays ignored through exec: handled
+    # here while the command starts, it is reset to its default there and Python raises KeyboardInterrupt on it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        proc.wait(timeout=300)  # generous: a niced test on a busy 2-core machine can wait long for a CPU
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=writer_fd, env=env, start_new_session=True)
     finally:
-        if proc.poll() is None:
+        signal.signal(signal.SIGINT, previous)
+    os.close(writer_fd)
+    chunks: list[bytes] = []
+
+    def read() -> None:  # until every writer has closed (a pseudo-terminal then fails with EIO)
+        with contextlib.suppress(OSError):
+            while chunk := os.read(reader_fd, 4096):
+                chunks.append(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        returncode = proc.wait(timeout=timeout)
+        deadline = time.time() + 30  # the workers' SIGTERM and multiprocessing's resource tracker take a moment
+        while _group_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.05)
+        left = _group_processes(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    reader.join()
-    return proc.returncode, b"".join(chunks).decode(errors="replace") + f"\n[test: {sent}]"
+        reader.join(timeout=30)
+        os.close(reader_fd)
+    stderr = b"".join(chunks).decode(errors="replace")  # errors="replace": a bar's block characters span reads
+    assert not left, f"processes left after {point!r}: {left}\n{stderr[-2000:]}"
+    return returncode, stderr
 
 
-def test_ctrl_c_during_preprocessing_stops_every_process_without_a_traceback(tiny_dataset, tmp_path):
+def _assert_clean_interrupt(returncode: int, stderr: str, command: str = "run") -> None:
+    assert returncode == 130, stderr[-2000:]
+    assert f"bench {command}: interrupted" in stderr, stderr[-2000:]
+    for text in ("Traceback", "Exception ignored", "Error"):
+        assert text not in stderr, stderr[-2000:]
+
+
+# Where a Ctrl-C during preprocessing lands (bench.console.Progress, bench.interrupt.worker_pool): before, inside and
+# after the bar's construction, while the workers start, between two cases, during the pool's shutdown, and while the
+# bar is closed. An interrupt inside the construction of a tqdm bar once left a half-built object whose __del__
+# printed "Exception ignored in: <function tqdm.__del__>" with a traceback (issue 30).
+PREPROCESSING_POINTS = ["before bar", "inside bar", "after bar", "pool start", "step 1", "pool shutdown", "closing bar"]
+
+
+@pytest.mark.parametrize("stream", ["terminal", "terminal again", "log"])
+@pytest.mark.parametrize("point", PREPROCESSING_POINTS)
+def test_ctrl_c_during_preprocessing_stops_every_process_without_a_traceback(tiny_dataset, tmp_path, point, stream):
+    """Through `bench data prepare`: the preprocessing of `bench run` (bench.data.preprocess) without the seconds of
+    imports and checks `bench run` spends before it, so that each point runs more than once (twice at a terminal,
+    where progress is a tqdm bar, and once into a log)."""
+    args = bench_cmd("data", "prepare", "--data", str(tiny_dataset), "--out", str(tmp_path / "cache"),
+                     "--normalization", "zscore", "--workers", "2")  # fmt: skip
+    returncode, stderr = _interrupted(args, f"preprocessing: {point}", terminal=stream != "log")
+    _assert_clean_interrupt(returncode, stderr, command="data")
+
+
+def test_ctrl_c_while_bench_run_preprocesses_stops_every_process_without_a_traceback(tiny_dataset, tmp_path):
     args = bench_cmd("run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results", str(tmp_path / "res"),
                      *TINY_RUN, "--set", "iterations=2", "--set", "val_every=2")  # fmt: skip
-    returncode, stderr = _interrupt_when(args, "", appears=tmp_path / "res" / "cache")
-    assert returncode == 130, stderr[-2000:]
-    assert "bench run: interrupted" in stderr and "Traceback" not in stderr and "Error" not in stderr
+    _assert_clean_interrupt(*_interrupted(args, "preprocessing: step 1"))
 
 
 @pytest.mark.slow
 def test_ctrl_c_in_training_checkpoints_and_the_rerun_resumes_to_the_same_weights(tiny_dataset, tmp_path):
-    whole = _run(tiny_dataset, tmp_path / "whole", "--set", "val_every=3", iterations=6)
+    whole = _run(tiny_dataset, tmp_path / "whole", "--set", "val_every=3", "--whole-volume", "none", iterations=6)
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     args = bench_cmd("run", "--models", "lcovnet", "--data", str(tiny_dataset), "--results", str(tmp_path / "cut"),
-                     *TINY_RUN, "--set", "iterations=6", "--set", "val_every=3")  # fmt: skip
-    returncode, stderr = _interrupt_when(args, r"\| [1-5]/6 ")
-    assert returncode == 130, stderr[-2000:]
-    assert "bench run: interrupted" in stderr and "Traceback" not in stderr
+                     *TINY_RUN, "--set", "iterations=6", "--set", "val_every=3", "--whole-volume", "none")  # fmt: skip
+    # Ctrl-C during iteration 4: the step finishes, the checkpoint holds iteration 4 (mid-segment).
+    _assert_clean_interrupt(*_interrupted(args, "lcovnet (seed 0): step 4"))
     (run_dir,) = (tmp_path / "cut" / "runs").iterdir()
-    stopped = torch.load(run_dir / "checkpoint_last.pt", weights_only=False)["iteration"]
-    assert 1 <= stopped < 6 and not (run_dir / "summary.json").exists()
+    assert torch.load(run_dir / "checkpoint_last.pt", weights_only=False)["iteration"] == 4
+    assert not (run_dir / "summary.json").exists()
 
-    resumed = _run(tiny_dataset, tmp_path / "cut", "--set", "val_every=3", iterations=6)
+    resumed = _run(tiny_dataset, tmp_path / "cut", "--set", "val_every=3", "--whole-volume", "none", iterations=6)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resuming lcovnet (seed 0) from iteration {stopped}" in resumed.stderr
+    assert "resuming lcovnet (seed 0) from iteration 4" in resumed.stderr
     (a,) = ResultsStore(tmp_path / "whole").summaries()
     (b,) = ResultsStore(tmp_path / "cut").summaries()
     wa = torch.load(tmp_path / "whole" / "runs" / a.run_id / "weights.pt", weights_only=False)["model"]
