@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import console
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from bench.training.config import RunConfig
-
-log = logging.getLogger(__name__)
 
 
 def _factory_params(name: str) -> dict[str, inspect.Parameter]:
@@ -178,4 +176,4 @@ def _mismatch(expected: dict[str, Tensor], found: dict[str, Tensor], names: dict
 def note_format(what: str, path: Path, found: str) -> None:
     """Say which format ``path`` was read in, once per process: ``bench run`` loads ``--teacher-checkpoint`` once to
     check it before training and again for each KD run."""
-    log.info("%s %s: read as %s", what, path, found)
+    console.note(f"bench: {what} {path}: read as {found}")

@@ -58,7 +58,7 @@ class GridContext:
         """The prepared data and splits of ``folds`` (default: the grid's), every case preprocessed (and cached)
         before the first cell runs. The dispatching process checks the data set first; a worker trusts that check."""
         spec = self.spec
-        dataset = load_checked_dataset(spec.data, spec.labels, check=not self.worker)
+        dataset = load_checked_dataset(spec.data, spec.labels, check=not self.worker, warn=self.dist.is_main)
         root = self.store.root
         return {fold: prepare_fold(dataset, spec.config, fold, root, progress=not self.worker)
                 for fold in folds or spec.folds}  # fmt: skip

@@ -1,6 +1,5 @@
 """``bench.networks``: building a network by name, loading weights files of every format into it, checking patches."""
 
-import logging
 import subprocess
 from dataclasses import asdict
 
@@ -100,13 +99,14 @@ def test_plain_state_dict_and_our_checkpoint_load_and_say_so(tmp_path):
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values()))
 
 
-def test_the_format_read_is_noted_once_per_file(tmp_path, caplog):
+def test_the_format_read_is_noted_once_per_file(tmp_path, capsys):
     path = tmp_path / "official.pt"
     torch.save(_official("lcovnet").state_dict(), path)
-    with caplog.at_level(logging.INFO, logger="bench.networks"):
-        for _ in range(3):  # bench run loads --teacher-checkpoint to check it, then for every KD run
-            note_format("--teacher-checkpoint", path, load_model("lcovnet", 1, 3, path, "x", channels=WIDTHS)[1])
-    assert caplog.messages == [f"--teacher-checkpoint {path}: read as official LCOV-Net state dict"]
+    for _ in range(3):  # bench run loads --teacher-checkpoint to check it, then for every KD run
+        note_format("--teacher-checkpoint", path, load_model("lcovnet", 1, 3, path, "x", channels=WIDTHS)[1])
+    assert capsys.readouterr().err.splitlines() == [
+        f"bench: --teacher-checkpoint {path}: read as official LCOV-Net state dict"
+    ]
 
 
 def test_weights_of_an_unknown_format_are_one_clear_line(tmp_path):
