@@ -1,7 +1,6 @@
 """The typed run summary: summary.json files keep their bytes through it, and a value of the wrong type is named."""
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -113,17 +112,17 @@ def test_a_summary_that_is_no_json_object_is_refused_naming_the_file(tmp_path: P
         RunSummary.read(path)
 
 
-def test_the_store_leaves_out_a_run_whose_summary_holds_a_bad_value_and_names_file_and_key(tmp_path, caplog):
+def test_the_store_leaves_out_a_run_whose_summary_holds_a_bad_value_and_names_file_and_key(tmp_path, capsys):
     store = ResultsStore(tmp_path)
     store.record_run(RUN_ID, RunSummary.from_dict(todays_summary()), PER_CASE)
     bad_id = RUN_ID.replace("__s0__", "__s1__")
     store.record_run(bad_id, RunSummary.from_dict({**todays_summary(), "run_id": bad_id, "seed": 1}), PER_CASE)
     path = store.paths(bad_id).summary
     path.write_text(json.dumps({**json.loads(path.read_text()), "dice_mean": "abc"}))
-    with caplog.at_level(logging.WARNING, logger="bench.store"):
-        assert [s.run_id for s in ResultsStore(tmp_path).summaries()] == [RUN_ID]
-    (warning,) = [r.getMessage() for r in caplog.records]
-    assert f"run {bad_id} left out: {path}: key dice_mean holds 'abc'" in warning
+    capsys.readouterr()
+    assert [s.run_id for s in ResultsStore(tmp_path).summaries()] == [RUN_ID]
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert warning.startswith(f"warning: run {bad_id} left out: {path}: key dice_mean holds 'abc'")
     assert set(ResultsStore(tmp_path).per_case().run_id) == {RUN_ID}
 
 
