@@ -12,21 +12,28 @@ import torch
 from torch import nn
 
 
+def conv_bn_act(conv: nn.Module, channels: int, act: type[nn.Module], dropout: bool = True) -> nn.Sequential:
+    """The official blocks' ``Sequential(conv, BatchNorm3d, activation[, Dropout(0.2)])``, whose indices name the
+    state-dict keys (``conv1.0.weight``, ``conv1.1.running_mean``)."""
+    layers = [conv, nn.BatchNorm3d(channels), act(inplace=True)]
+    return nn.Sequential(*layers, nn.Dropout(p=0.2)) if dropout else nn.Sequential(*layers)
+
+
 class LCOVUnetBlockEncode(nn.Module):
     """``UnetBlock_Encode`` of lcovnet.py (LACB-H)."""
 
     def __init__(self, in_channels, out_channel):
         super().__init__()
-        self.conv1 = nn.Sequential(
+        self.conv1 = conv_bn_act(
             nn.Conv3d(in_channels, out_channel, kernel_size=(1, 1, 3), padding=(0, 0, 1)),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU6(inplace=True),
+            out_channel,
+            nn.ReLU6,
+            dropout=False,
         )
-        self.conv2_1 = nn.Sequential(
+        self.conv2_1 = conv_bn_act(
             nn.Conv3d(out_channel, out_channel, kernel_size=(3, 3, 1), padding=(1, 1, 0), groups=1),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU6(inplace=True),
-            nn.Dropout(p=0.2),
+            out_channel,
+            nn.ReLU6,
         )
         self.conv2_2 = nn.Sequential(
             nn.AvgPool3d(kernel_size=4, stride=2, padding=1),
@@ -47,23 +54,18 @@ class LCOVUnetBlockEncodeBottleNeck(nn.Module):
 
     def __init__(self, in_channels, out_channel):
         super().__init__()
-        self.conv1 = nn.Sequential(
+        self.conv1 = conv_bn_act(
             nn.Conv3d(in_channels, out_channel, kernel_size=(1, 1, 3), padding=(0, 0, 1)),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU6(inplace=True),
+            out_channel,
+            nn.ReLU6,
+            dropout=False,
         )
-        self.conv2_1 = nn.Sequential(
+        self.conv2_1 = conv_bn_act(
             nn.Conv3d(out_channel, out_channel, kernel_size=(3, 3, 1), padding=(1, 1, 0), groups=out_channel),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU6(inplace=True),
-            nn.Dropout(p=0.2),
+            out_channel,
+            nn.ReLU6,
         )
-        self.conv2_2 = nn.Sequential(
-            nn.Conv3d(out_channel, out_channel, kernel_size=1, padding=0),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU6(inplace=True),
-            nn.Dropout(p=0.2),
-        )
+        self.conv2_2 = conv_bn_act(nn.Conv3d(out_channel, out_channel, kernel_size=1, padding=0), out_channel, nn.ReLU6)
 
     def forward(self, x):
         x = self.conv1(x)
@@ -88,11 +90,8 @@ class LCOVUnetBlockUp(nn.Module):
 
     def __init__(self, in_channels, out_channel):
         super().__init__()
-        self.conv = self.conv1 = nn.Sequential(
-            nn.Conv3d(in_channels, out_channel, kernel_size=1, padding=0, groups=1),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU6(inplace=True),
-            nn.Dropout(p=0.2),
+        self.conv = self.conv1 = conv_bn_act(
+            nn.Conv3d(in_channels, out_channel, kernel_size=1, padding=0, groups=1), out_channel, nn.ReLU6
         )
         self.up = nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False)
 
@@ -157,18 +156,8 @@ class UNetKDBlockEncode(nn.Module):
 
     def __init__(self, in_channels, out_channel):
         super().__init__()
-        self.conv1 = nn.Sequential(
-            nn.Conv3d(in_channels, out_channel, kernel_size=3, padding=1),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=0.2),
-        )
-        self.conv2 = nn.Sequential(
-            nn.Conv3d(out_channel, out_channel, kernel_size=3, padding=1),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=0.2),
-        )
+        self.conv1 = conv_bn_act(nn.Conv3d(in_channels, out_channel, kernel_size=3, padding=1), out_channel, nn.ReLU)
+        self.conv2 = conv_bn_act(nn.Conv3d(out_channel, out_channel, kernel_size=3, padding=1), out_channel, nn.ReLU)
 
     def forward(self, x):
         return self.conv2(self.conv1(x))
@@ -179,11 +168,8 @@ class UNetKDBlockUp(nn.Module):
 
     def __init__(self, in_channels, out_channel):
         super().__init__()
-        self.up = nn.Sequential(
-            nn.ConvTranspose3d(in_channels, out_channel, kernel_size=2, stride=2),
-            nn.BatchNorm3d(out_channel),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=0.2),
+        self.up = conv_bn_act(
+            nn.ConvTranspose3d(in_channels, out_channel, kernel_size=2, stride=2), out_channel, nn.ReLU
         )
 
     def forward(self, x):
