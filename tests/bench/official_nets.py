@@ -19,10 +19,11 @@ def conv_bn_act(conv: nn.Module, channels: int, act: type[nn.Module], dropout: b
     return nn.Sequential(*layers, nn.Dropout(p=0.2)) if dropout else nn.Sequential(*layers)
 
 
-class LCOVUnetBlockEncode(nn.Module):
-    """``UnetBlock_Encode`` of lcovnet.py (LACB-H)."""
+class _LCOVAttentionBlock(nn.Module):
+    """What both lcovnet.py encoder blocks share: ``conv1``, then ``conv2_1(x) + sigmoid(conv2_2(x)) * x``; they
+    differ in ``conv2_1``'s groups and in the gate ``conv2_2``."""
 
-    def __init__(self, in_channels, out_channel):
+    def __init__(self, in_channels, out_channel, groups, gate):
         super().__init__()
         self.conv1 = conv_bn_act(
             nn.Conv3d(in_channels, out_channel, kernel_size=(1, 1, 3), padding=(0, 0, 1)),
@@ -31,47 +32,38 @@ class LCOVUnetBlockEncode(nn.Module):
             dropout=False,
         )
         self.conv2_1 = conv_bn_act(
-            nn.Conv3d(out_channel, out_channel, kernel_size=(3, 3, 1), padding=(1, 1, 0), groups=1),
+            nn.Conv3d(out_channel, out_channel, kernel_size=(3, 3, 1), padding=(1, 1, 0), groups=groups),
             out_channel,
             nn.ReLU6,
         )
-        self.conv2_2 = nn.Sequential(
+        self.conv2_2 = gate
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x1 = self.conv2_1(x)
+        x2 = torch.sigmoid(self.conv2_2(x))
+        return x1 + x2 * x
+
+
+class LCOVUnetBlockEncode(_LCOVAttentionBlock):
+    """``UnetBlock_Encode`` of lcovnet.py (LACB-H): a dense ``conv2_1`` and a pooled gate."""
+
+    def __init__(self, in_channels, out_channel):
+        gate = nn.Sequential(
             nn.AvgPool3d(kernel_size=4, stride=2, padding=1),
             nn.Conv3d(out_channel, out_channel, kernel_size=1, padding=0),
             nn.BatchNorm3d(out_channel),
             nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
         )
-
-    def forward(self, x):
-        x = self.conv1(x)
-        x1 = self.conv2_1(x)
-        x2 = torch.sigmoid(self.conv2_2(x))
-        return x1 + x2 * x
+        super().__init__(in_channels, out_channel, 1, gate)
 
 
-class LCOVUnetBlockEncodeBottleNeck(nn.Module):
-    """``UnetBlock_Encode_BottleNeck`` of lcovnet.py (LACB-L)."""
+class LCOVUnetBlockEncodeBottleNeck(_LCOVAttentionBlock):
+    """``UnetBlock_Encode_BottleNeck`` of lcovnet.py (LACB-L): a depthwise ``conv2_1`` and a point-wise gate."""
 
     def __init__(self, in_channels, out_channel):
-        super().__init__()
-        self.conv1 = conv_bn_act(
-            nn.Conv3d(in_channels, out_channel, kernel_size=(1, 1, 3), padding=(0, 0, 1)),
-            out_channel,
-            nn.ReLU6,
-            dropout=False,
-        )
-        self.conv2_1 = conv_bn_act(
-            nn.Conv3d(out_channel, out_channel, kernel_size=(3, 3, 1), padding=(1, 1, 0), groups=out_channel),
-            out_channel,
-            nn.ReLU6,
-        )
-        self.conv2_2 = conv_bn_act(nn.Conv3d(out_channel, out_channel, kernel_size=1, padding=0), out_channel, nn.ReLU6)
-
-    def forward(self, x):
-        x = self.conv1(x)
-        x1 = self.conv2_1(x)
-        x2 = torch.sigmoid(self.conv2_2(x))
-        return x1 + x2 * x
+        gate = conv_bn_act(nn.Conv3d(out_channel, out_channel, kernel_size=1, padding=0), out_channel, nn.ReLU6)
+        super().__init__(in_channels, out_channel, out_channel, gate)
 
 
 class UnetBlockDown(nn.Module):
