@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bench.atomic import atomic_write_json, atomic_write_text, to_jsonable
+from bench.atomic import atomic_write_json, atomic_write_text, refuse_links, to_jsonable
 from bench.errors import BenchError, disk_full_error
 from bench.path_names import slugify
 from bench.run_summary import SUMMARY_KEYS, RunSummary
@@ -173,6 +173,8 @@ class ResultsStore:
         return BenchError(f"results database {self.db_path} is unusable: {err}")
 
     def _open(self) -> sqlite3.Connection:
+        for path in (self.db_path, *(self.db_path.with_name(self.db_path.name + s) for s in ("-wal", "-shm"))):
+            refuse_links(path, itself=True)  # SQLite would write through a link
         try:
             conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -197,8 +199,9 @@ class ResultsStore:
         return self.layout.run(run_id)
 
     def run_dir(self, run_id: str) -> Path:
-        """``root/runs/<run_id>``, created if needed."""
+        """``root/runs/<run_id>``, created if needed (a link there is refused)."""
         path = self._to_write(run_id).dir
+        refuse_links(path, itself=True)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

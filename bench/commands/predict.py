@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from tabulate import tabulate
 
-    from bench.atomic import atomic_write_text
+    from bench.atomic import atomic_write_text, writable_folder
     from bench.deploy.inputs import find_inputs
     from bench.deploy.predict import STEPS, Segmenter, predict_cases
     from bench.device import resolve_device
@@ -54,10 +54,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     network, spec = load_network(args, device)
     cases = find_inputs(args.input, spec.in_channels)
-    if args.output.exists() and not args.output.is_dir():
-        from bench.errors import BenchError
-
-        raise BenchError(f"--output {args.output}: exists and is not a folder")
+    writable_folder(args.output, "--output")
     rows = predict_cases(Segmenter(network, spec, device), cases, args.output)
     frame = pd.DataFrame(rows)
     table = frame[["case", *STEPS, "total"]]

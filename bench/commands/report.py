@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.atomic import protect, refuse_links
     from bench.errors import BenchError, disk_full_as_error
     from bench.report import build_report
     from bench.store import ResultsStore
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"results store {results} does not exist; run `bench run` first or pass --results DIR")
     store = ResultsStore(results)
     out = Path(args.out) if args.out else ResultsLayout(results).report
+    if args.out:
+        protect(out)  # the folder the user named may be a link; nothing the report makes inside it is followed
+    refuse_links(out / "plots" / "x", itself=True)
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from bench.atomic import atomic_save_array
 from bench.data.files import remove_stale, write_json
 from bench.data.layouts import Case
 from bench.data.nifti import read_image, spacing_zyx
 from bench.data.parallel import parallel_map
-from bench.errors import BenchError, DataError, disk_full_as_error
+from bench.errors import BenchError, DataError, DiskFullError, disk_full_as_error, disk_full_error
 
 PREP_VERSION = 1
 NORMALIZATIONS = ("ct", "zscore", "window", "none")
@@ -347,17 +348,20 @@ class _Grid:
 
 
 def _write_case(folder: Path, image: np.ndarray, label: np.ndarray | None, meta: dict) -> None:
-    with disk_full_as_error(folder):
-        _write_case_files(folder, image, label, meta)
+    try:
+        with disk_full_as_error(folder):
+            _write_case_files(folder, image, label, meta)
+    except DiskFullError:  # named after the case's folder, not the temporary one it was written in
+        raise disk_full_error(folder) from None
 
 
 def _write_case_files(folder: Path, image: np.ndarray, label: np.ndarray | None, meta: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
-        np.save(tmp / "image.npy", np.ascontiguousarray(image, dtype=np.float32))
+        atomic_save_array(tmp / "image.npy", np.ascontiguousarray(image, dtype=np.float32))
         if label is not None:
-            np.save(tmp / "label.npy", np.ascontiguousarray(label, dtype=np.uint8))
-            np.save(tmp / "locations.npy", _class_locations(label, meta["case_id"]))
+            atomic_save_array(tmp / "label.npy", np.ascontiguousarray(label, dtype=np.uint8))
+            atomic_save_array(tmp / "locations.npy", _class_locations(label, meta["case_id"]))
             meta["class_locations"] = "locations.npy"
         write_json(tmp / "meta.json", meta)
         try:

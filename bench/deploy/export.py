@@ -103,7 +103,7 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
     import onnxruntime as ort
     from tqdm import tqdm
 
-    from bench.atomic import atomic_write_json
+    from bench.atomic import atomic_write_json, writable_folder
     from bench.deploy.onnx_export import export_onnx
     from bench.deploy.predict import OnnxNetwork, Segmenter, load_torch_model, ort_session
     from bench.deploy.quantize import calibration_patches, quantize_int8
@@ -117,8 +117,7 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
     network, _ = load_torch_model(spec, weights, deep_supervision=False)
     fp32_spec = dataclasses.replace(spec, amp="off")
     reference = Segmenter(network, fp32_spec)
-    out_dir = Path(options.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(options.out_dir, "--out")
     steps = tqdm(
         total=2 + 2 * bool(options.quantize), desc="export", unit="step", file=sys.stderr, disable=not progress
     )

@@ -87,9 +87,11 @@ def read_spec(path: Path, arg: str = "--preprocessing") -> DeploySpec:
 
 def run_spec(results: Path, run_id: str) -> tuple[DeploySpec, Path]:
     """The spec and the weights file of a complete run in the results store at ``results``."""
+    from bench.atomic import refuse_links
     from bench.store_layout import ResultsLayout
 
     run = ResultsLayout(results).run(run_id)
+    refuse_links(run.spec)  # a linked run folder would take the run, and export's record, from outside --results
     if not run.dir.is_dir():
         raise BenchError(f"--run {run_id}: no such run in {results} (see `bench report` for the stored runs)")
     if not run.weights.is_file():
