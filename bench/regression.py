@@ -55,6 +55,7 @@ from typing import Any
 
 from bench.atomic import atomic_write_json
 from bench.errors import BenchError
+from bench.nesting import too_deep_as_error
 from bench.run_summary import RunSummary
 
 FORMAT = "segkd-bench-baseline/2"
@@ -443,7 +444,8 @@ def load_baseline(path: Path) -> dict[str, Any]:
     """Read and validate a baseline file; any problem is a usage error naming the file and the key. A baseline
     that defines no check (no entries, or an entry without one) is refused: a gate that checks nothing passes."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        with too_deep_as_error(f"baseline {path}"):
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         hint = f"create it with `bench check --baseline {path} --update`"
         raise BenchError(f"baseline {path} does not exist; {hint}") from None
@@ -451,8 +453,6 @@ def load_baseline(path: Path) -> dict[str, Any]:
         raise BenchError(f"cannot read baseline {path}: {err}") from None
     except ValueError as err:
         raise BenchError(f"baseline {path} is not valid JSON: {err}") from None
-    except RecursionError:
-        raise BenchError(f"baseline {path} is not a baseline: its JSON is nested too deeply") from None
     if isinstance(data, dict) and data.get("format") == FORMAT_V1:
         raise BenchError(
             f"baseline {path} has the old format {FORMAT_V1} (no measured noise); write it again with "

@@ -170,7 +170,10 @@ class ResultsStore:
             return BenchError(
                 f"results database {self.db_path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s"
             )
-        return BenchError(f"results database {self.db_path} is unusable: {err}")
+        return BenchError(
+            f"results database {self.db_path} is unusable: {err}; it only indexes the run folders, so deleting it "
+            f"is safe: the next command rebuilds it from {self.layout.runs}"
+        )
 
     def _open(self) -> sqlite3.Connection:
         for path in (self.db_path, *(self.db_path.with_name(self.db_path.name + s) for s in ("-wal", "-shm"))):
@@ -180,7 +183,10 @@ class ResultsStore:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as err:
-            raise BenchError(f"cannot open results database {self.db_path}: {err}") from None
+            raise BenchError(
+                f"cannot open results database {self.db_path}: {err}; it only indexes the run folders, so deleting "
+                f"it is safe: the next command rebuilds it from {self.layout.runs}"
+            ) from None
         return conn
 
     @contextlib.contextmanager
@@ -422,4 +428,10 @@ class ResultsStore:
         if not {"iteration", "loss"} <= set(frame.columns):
             log.warning("training curve of run %s left out: %s lacks iteration/loss", run_id, path)
             return None
-        return frame
+        numeric = [c for c in TRAIN_LOG_COLUMNS if c in frame.columns]
+        values = frame[numeric].apply(pd.to_numeric, errors="coerce")
+        values = values.where(values.abs() != float("inf"))
+        bad = int((values.isna() & frame[numeric].notna()).sum().sum())
+        if bad:
+            log.warning("training curve of run %s: %d value(s) of %s are not numbers; left out", run_id, bad, path)
+        return frame.assign(**{c: values[c] for c in numeric})

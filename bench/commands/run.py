@@ -33,6 +33,7 @@ import logging
 from pathlib import Path
 
 from bench.components.syntax import parse_components
+from bench.grid.spec import check_grid_size
 from bench.list_args import parse_int_list
 
 
@@ -152,8 +153,11 @@ def _check_grid_names(args: argparse.Namespace) -> None:
         for model, _ in checked:
             names.check_patch_stride(model, config.patch, strides)
             names.check_patch_stride(model, config.eval_patch(), strides)
-    parse_int_list(args.seeds, "--seeds", positive=False)
-    _folds(args.folds, config.folds)
+    seeds = parse_int_list(args.seeds, "--seeds", positive=False)
+    teachers = parse_components(args.teacher or config.teacher, "model", "--teacher")
+    check_grid_size(len(parse_components(args.models, "model", "--models")), sum(kd.name != "none" for kd in kds),
+                    len(teachers), len(set(seeds)), len(_folds(args.folds, config.folds)),
+                    args.teacher_checkpoint is None)  # fmt: skip
 
 
 def _check_experiment_args(args: argparse.Namespace) -> None:
@@ -171,7 +175,10 @@ def _check_experiment_args(args: argparse.Namespace) -> None:
         raise BenchError(f"--experiment {args.experiment} holds the grid; drop {', '.join(given)} (or edit the file)")
     if not args.experiment.is_file():
         raise BenchError(f"--experiment {args.experiment} does not exist")
-    load_experiment(args.experiment, check=False)
+    experiment = load_experiment(args.experiment, check=False)
+    kds = sum(kd.name != "none" for kd in experiment.kd_components())
+    check_grid_size(len(experiment.model_components()), kds, len(experiment.teacher_components()),
+                    len(experiment.seeds), len(experiment.folds), args.teacher_checkpoint is None)  # fmt: skip
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

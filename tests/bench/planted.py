@@ -46,8 +46,11 @@ def index_rows(results: Path) -> list:
         return []
     # immutable=1 for a store on a read-only mount, where SQLite cannot create the WAL's shared-memory file
     mode = "mode=ro" if os.access(results, os.W_OK) else "immutable=1"
-    with sqlite3.connect(f"file:{db}?{mode}", uri=True) as conn:
-        return sorted(conn.execute("SELECT run_id, summary_sha1 FROM runs").fetchall())
+    try:
+        with sqlite3.connect(f"file:{db}?{mode}", uri=True) as conn:
+            return sorted(conn.execute("SELECT run_id, summary_sha1 FROM runs").fetchall())
+    except sqlite3.DatabaseError:  # a planted corrupt index: it must stay as unreadable as it was
+        return [("<unreadable>", "")]
 
 
 def copy_store(source: Path, dest: Path) -> Path:
