@@ -37,6 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError, disk_full_error, is_disk_full
 
+if TYPE_CHECKING:
+    import numpy as np
+
 # Free space below which a write that failed without an errno, or wrote a short file, is taken for a full disk: a
 # library that hides the errno leaves its temporary file holding what fitted, so the file system is at or near 0.
 DISK_FULL_MARGIN = 1 << 20
@@ -44,9 +47,6 @@ DISK_FULL_MARGIN = 1 << 20
 _UNWRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
                       errno.ENAMETOOLONG, errno.ELOOP}  # fmt: skip
 _PROTECTED: set[str] = set()
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 def protect(folder: Path | str) -> None:

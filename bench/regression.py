@@ -117,7 +117,7 @@ def parse_tolerance(text: str) -> dict[str, float]:
 def _number(value: Any) -> float | None:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 
@@ -348,7 +348,10 @@ class _BadValueError(Exception):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number; an integer past 64 bits (``1`` and 400 zeros) is not one a run writes."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) < 2**63 if isinstance(value, int) else math.isfinite(value)
 
 
 def _want(ok: bool, where: str, what: str, value: Any) -> None:

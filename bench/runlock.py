@@ -124,7 +124,7 @@ class RunLock:
             job = data.get("job")
             owner = LockOwner(str(data["host"]), int(data["pid"]), str(data["started"]))
             return owner if job is None else replace(owner, job=str(job))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def __enter__(self) -> RunLock:

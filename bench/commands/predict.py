@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 def load_network(args: argparse.Namespace, device):
     """(network, deployment spec) from --run, --weights or --onnx."""
-    from bench.deploy.predict import OnnxNetwork, load_torch_model, ort_session
+    from bench.deploy.predict import OnnxNetwork, check_window, load_torch_model, ort_session
     from bench.deploy.spec import read_spec, run_spec
     from bench.errors import BenchError
     from bench.networks import note_format
@@ -95,4 +95,5 @@ def load_network(args: argparse.Namespace, device):
     require_onnx("bench predict --onnx")
     sidecar = args.preprocessing or args.onnx.with_name(args.onnx.name + ".json")
     spec = read_spec(sidecar, "--preprocessing" if args.preprocessing else "--onnx sidecar")
+    check_window(spec)
     return OnnxNetwork(ort_session(args.onnx, device)), spec

@@ -140,13 +140,16 @@ def _check_grid_names(args: argparse.Namespace) -> None:
     # against the chosen preset again after the imports.
     config, _ = _configs(args.preset or "smoke", args)
     strides, kd_names = names.model_strides(), names.kd_method_names()
-    checked = [(m.name, "--models") for m in parse_components(args.models, "model", "--models")]
+    models = parse_components(args.models, "model", "--models")
+    checked = [(m.name, "--models") for m in models]
     kds = parse_components(args.kd, "kd", "--kd")
     for kd in kds:
         names.check_kd_name(kd.name, "--kd", kd_names)
+    teachers = []
     if any(kd.name != "none" for kd in kds):
         arg = "--teacher" if args.teacher else "preset key teacher"
-        checked += [(t.name, arg) for t in parse_components(args.teacher or config.teacher, "model", arg)]
+        teachers = parse_components(args.teacher or config.teacher, "model", arg)
+        checked += [(t.name, arg) for t in teachers]
     for model, arg in checked:
         names.check_model_name(model, arg, strides)
     if args.preset is not None:
@@ -154,10 +157,8 @@ def _check_grid_names(args: argparse.Namespace) -> None:
             names.check_patch_stride(model, config.patch, strides)
             names.check_patch_stride(model, config.eval_patch(), strides)
     seeds = parse_int_list(args.seeds, "--seeds", positive=False)
-    teachers = parse_components(args.teacher or config.teacher, "model", "--teacher")
-    check_grid_size(len(parse_components(args.models, "model", "--models")), sum(kd.name != "none" for kd in kds),
-                    len(teachers), len(set(seeds)), len(_folds(args.folds, config.folds)),
-                    args.teacher_checkpoint is None)  # fmt: skip
+    check_grid_size(len(models), sum(kd.name != "none" for kd in kds), max(1, len(teachers)), len(set(seeds)),
+                    len(_folds(args.folds, config.folds)), args.teacher_checkpoint is None)  # fmt: skip
 
 
 def _check_experiment_args(args: argparse.Namespace) -> None:

@@ -51,11 +51,15 @@ def find_prepared(results: Path, spec: DeploySpec, case_ids: list[str]) -> list[
     for case_id in case_ids:
         matches = []
         for meta_path in cache.glob(f"{case_id}-*/meta.json"):
-            meta = json.loads(meta_path.read_text())
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError, RecursionError):
+                continue  # a damaged cached case is not the one asked for; `bench run` builds it again
             if (
-                meta["case_id"] == case_id
-                and meta["settings"] == spec.preprocessing
-                and meta["ct_stats"] == spec.ct_stats
+                isinstance(meta, dict)
+                and meta.get("case_id") == case_id
+                and meta.get("settings") == spec.preprocessing
+                and meta.get("ct_stats") == spec.ct_stats
             ):
                 matches.append(meta_path)
         if not matches:

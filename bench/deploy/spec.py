@@ -10,6 +10,7 @@ int8 calibration and the export's accuracy check).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,10 @@ class DeploySpec:
             ("model_kwargs", isinstance(self.model_kwargs, dict), "an object"),
             ("preprocessing", _is_spacing(self.settings().target_spacing, MIN_SPACING_MM, MAX_SPACING_MM),
              f"settings with a target_spacing of null or three numbers in [{MIN_SPACING_MM:g}, {MAX_SPACING_MM:g}] mm"),
+            ("preprocessing", _is_orientation(self.settings().orientation),
+             'settings with an orientation of one letter from each of "LR", "PA" and "SI", e.g. "LPS"'),
+            ("ct_stats", self.settings().normalization != "ct" or _is_ct_stats(self.ct_stats, self.in_channels),
+             'the training set\'s statistics, {"channels": [{"mean", "std", "p00_5", "p99_5"} per input channel]}'),
         ]  # fmt: skip
         for key, ok, expected in checks:
             if not ok:
@@ -108,6 +113,24 @@ class DeploySpec:
 def _is_spacing(value: Any, low: float, high: float) -> bool:
     numbers = value is not None and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
     return value is None or (numbers and len(value) == 3 and all(low <= v <= high for v in value))
+
+
+def _is_orientation(value: Any) -> bool:
+    return isinstance(value, str) and sorted(value.upper().translate(str.maketrans("RAI", "LPS"))) == ["L", "P", "S"]
+
+
+def _is_ct_stats(value: Any, channels: Any) -> bool:
+    """The ``ct`` normalisation's statistics, one finite set per input channel."""
+    found = value.get("channels") if isinstance(value, dict) else None
+
+    def finite(stats: Any, key: str) -> bool:
+        number = stats.get(key) if isinstance(stats, dict) else None
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            return False
+        return abs(number) < 2**63 if isinstance(number, int) else math.isfinite(number)
+
+    keys = ("mean", "std", "p00_5", "p99_5")
+    return isinstance(found, list) and len(found) == channels and all(finite(c, k) for c in found for k in keys)
 
 
 def read_spec(path: Path, arg: str = "--preprocessing") -> DeploySpec:

@@ -120,7 +120,7 @@ def test_a_read_only_output_folder_is_one_line_naming_it(results, data, tmp_path
         ("patch=[2048, 32, 32]", "patch"),
         ("batch_size=1000000", "batch_size"),
         ("overlap=0.99", "overlap"),
-        ("lr=1e30", "lr"),
+        ("lr=inf", "lr"),
         ("window=[-1e9, 1e9]", "window"),
         ("folds=1000", "folds"),
     ],
@@ -280,3 +280,44 @@ def test_report_into_a_folder_never_replaces_a_report_of_the_user(results, tmp_p
     proc = _bench(*args)
     assert proc.returncode == 2 and "or was edited since" in proc.stderr
     assert files(out) == before
+
+
+# -- found by the fuzzer (tests/bench/fuzz.py) ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"ct_stats": {"channels": []}}, "ct_stats must be the training set's statistics"),
+        ({"ct_stats": {"channels": [1.5]}}, "ct_stats must be"),
+        ({"ct_stats": {"channels": [{"mean": 10**400, "std": 1, "p00_5": 0, "p99_5": 1}]}}, "ct_stats must be"),
+        ({"patch": [16, 16, 32]}, "does not suit lcovnet"),
+        ({"model_kwargs": {"base_channels": "many"}}, "base_channels must be an integer"),
+        ({"model_kwargs": {"base_channels": 10**20}}, "base_channels holds a number past"),
+    ],
+)
+def test_a_deployment_spec_that_no_run_writes_is_one_line(results, data, tmp_path, changes, words):
+    spec = results / "runs" / _run_id(results) / "preprocessing.json"
+    spec.write_text(json.dumps(_spec(results, **changes)))
+    args = ["predict", "--run", _run_id(results), "--results", str(results), "--input", str(data / "imagesTs"),
+            "--output", str(tmp_path / "masks")]  # fmt: skip
+    run_planted(tmp_path, results, args, 2, [words])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--kd", "ms:norm=1979-05-27"], "'1979-05-27' is not a value"),
+        (["--models", "lcovnet:dropout={a=1}"], "'{a=1}' is not a value"),
+        (["--models", "lcovnet:base_channels=100000000000000000000"], "base_channels holds a number past"),
+        (["--set", "model_kwargs={lcovnet={dropout=1979-05-27}}"], "preset key model_kwargs must be"),
+    ],
+)
+def test_an_argument_value_the_syntax_cannot_hold_is_one_line(results, data, tmp_path, args, words):
+    base = ["run", "--data", str(data), "--results", str(results), "--dry-run", "--preset", "smoke", "--device", "cpu"]
+    models = [] if "--models" in args else ["--models", "lcovnet"]
+    run_planted(tmp_path, results, [*base, *models, *args], 2, [words])
+
+
+def test_an_export_record_nested_too_deeply_is_one_line(results, tmp_path):
+    (results / "runs" / _run_id(results) / "export.json").write_text("[" * 50_000 + "]" * 50_000)
+    args = ["report", "--results", str(results), "--out", str(tmp_path / "out")]
+    run_planted(tmp_path, results, args, 2, ["export.json", "cannot read"])
