@@ -140,13 +140,22 @@ def check_component(component: Component, kind: Kind, arg: str) -> Component:
         ok, typed = _coerce(expected, value)
         if not ok:
             raise BenchError(f"{arg}: {component.name}: {key} must be {_describe(expected)}, got "
-                             f"{format_value(value)} ({_VALUE_KINDS.get(type(value), type(value).__name__)}); "
+                             f"{_shown(value)} ({_VALUE_KINDS.get(type(value), type(value).__name__)}); "
                              f"{_listing(component.name, valid)}")  # fmt: skip
         if _too_large(typed):
             raise BenchError(f"{arg}: {component.name}: {key} holds a number past {MAX_ARGUMENT:.0e} "
                              "(no network or KD method argument needs one)")  # fmt: skip
         kwargs[key] = typed
     return Component(component.name, kwargs)
+
+
+def _shown(value: Any) -> str:
+    """``value`` in the component syntax, or as Python writes it where the syntax has no form for it (a table from
+    a deployment spec's JSON)."""
+    try:
+        return format_value(value)
+    except TypeError:
+        return repr(value)
 
 
 def _too_large(value: Any) -> bool:

@@ -292,6 +292,7 @@ def test_report_into_a_folder_never_replaces_a_report_of_the_user(results, tmp_p
         ({"patch": [16, 16, 32]}, "does not suit lcovnet"),
         ({"model_kwargs": {"base_channels": "many"}}, "base_channels must be an integer"),
         ({"model_kwargs": {"base_channels": 10**20}}, "base_channels holds a number past"),
+        ({"model_kwargs": {"dropout": {"x": 1}}}, "dropout must be a number, got {'x': 1}"),
     ],
 )
 def test_a_deployment_spec_that_no_run_writes_is_one_line(results, data, tmp_path, changes, words):
