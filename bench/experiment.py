@@ -34,6 +34,7 @@ from typing import Any
 
 from bench.components.syntax import Component, Kind, Sweep, parse_sweeps, unique
 from bench.errors import BenchError
+from bench.nesting import check_nesting, too_deep_as_error
 from bench.training.config import RUN_PRESETS, RunConfig, load_config_with
 
 if sys.version_info >= (3, 11):
@@ -148,7 +149,8 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BenchError(f"experiment file {path} does not exist")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        with too_deep_as_error(str(path)):
+            return check_nesting(tomllib.loads(path.read_text(encoding="utf-8")), str(path))
     except UnicodeDecodeError as err:
         raise BenchError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except tomllib.TOMLDecodeError as err:

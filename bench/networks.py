@@ -79,6 +79,9 @@ def build_model(name: str, in_channels: int, classes: int, **kwargs) -> nn.Modul
         return models.create_model(name, in_channels=in_channels, num_classes=classes, **kwargs)
     except ImportError as err:
         raise BenchError(f"model {name} needs an optional dependency: {err}") from None
+    except (RuntimeError, ValueError, TypeError, OverflowError) as err:  # arguments the factory cannot build with
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BenchError(f"model {name} cannot be built with {kwargs or 'its defaults'}: {first[:200]}") from None
 
 
 def _patch_error(name: str, patch: tuple[int, ...] | list[int], problem: str) -> BenchError:

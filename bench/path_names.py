@@ -13,6 +13,9 @@ import re
 from bench.errors import BenchError
 
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+# File systems allow 255 bytes per name; segkd-bench adds up to about 50 to a name (a cache key, a temporary name's
+# process id and random part, a file ending), so a longer name fails deep in a run (ENAMETOOLONG).
+MAX_NAME_BYTES = 200
 
 
 def slugify(text: str) -> str:
@@ -23,15 +26,22 @@ def slugify(text: str) -> str:
 
 def is_path_component(name: str) -> bool:
     """True when ``name`` names one file or folder inside its parent: not empty, not ``.``/``..``, no separator or
-    control character, no drive prefix."""
-    return bool(name) and name not in {".", ".."} and not _UNSAFE.search(name) and not re.match(r"^[A-Za-z]:", name)
+    control character, no drive prefix, at most :data:`MAX_NAME_BYTES` bytes."""
+    return (
+        bool(name)
+        and name not in {".", ".."}
+        and not _UNSAFE.search(name)
+        and not re.match(r"^[A-Za-z]:", name)
+        and len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES
+    )
 
 
 def path_component(name: str, what: str) -> str:
     """``name`` unchanged when it is a safe single file or folder name, else a BenchError naming ``what``."""
     if not isinstance(name, str) or not is_path_component(name):
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:60] + "..."
         raise BenchError(
-            f"{what} {name!r} cannot be used as a file name (it must not be empty, '.', '..', or hold "
-            "'/', '\\\\' or control characters)"
+            f"{what} {shown} cannot be used as a file name (it must not be empty, '.', '..', longer than "
+            f"{MAX_NAME_BYTES} bytes, or hold '/', '\\\\' or control characters)"
         )
     return name

@@ -67,7 +67,9 @@ def write_reference(run_dir: Path, baseline: Path, data: Path | None) -> dict[st
     built-in set): the baseline's ``reference`` object."""
     import shutil
 
+    from bench.atomic import atomic_path
     from bench.store_layout import RunPaths
+    from bench.training.checkpoint import zip_intact
 
     run = RunPaths(run_dir)
     run_id = run.run_id
@@ -78,8 +80,8 @@ def write_reference(run_dir: Path, baseline: Path, data: Path | None) -> dict[st
     if config.get("kd") != "none" or not run.weights.is_file():
         raise BenchError(f"--reference {run_dir}: needs a complete run without KD (with {run.weights.name})")
     weights = reference_weights_path(baseline)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run.weights, weights)
+    with atomic_path(weights, verify=zip_intact) as tmp:
+        shutil.copyfile(run.weights, tmp)
     reference = {"run_id": run_id, "model": config["model"], "preset": config["preset"], "config": config["config"],
                  "data": None if data is None else str(Path(data).absolute()), "weights": weights.name}  # fmt: skip
     reference["per_case"] = evaluate_reference(reference, weights)

@@ -55,6 +55,7 @@ from typing import Any
 
 from bench.atomic import atomic_write_json
 from bench.errors import BenchError
+from bench.nesting import too_deep_as_error
 from bench.run_summary import RunSummary
 
 FORMAT = "segkd-bench-baseline/2"
@@ -116,7 +117,7 @@ def parse_tolerance(text: str) -> dict[str, float]:
 def _number(value: Any) -> float | None:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 
@@ -342,24 +343,112 @@ def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
 
 
 # -- reading ------------------------------------------------------------------------------------------------------
-def _valid_entry(entry: Any) -> bool:
-    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ENTRY_KEY):
+class _BadValueError(Exception):
+    """A value of the baseline that is not what ``bench check --update`` writes; its message names the key."""
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number; an integer past 64 bits (``1`` and 400 zeros) is not one a run writes."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    stat = entry.get("statistical")
-    return (
-        isinstance(entry.get("exact"), dict)
-        and isinstance(stat, dict)
-        and all(
-            isinstance(v, dict) and _number(v.get("value")) is not None and _number(v.get("tolerance")) is not None
-            for v in stat.values()
-        )
-    )
+    return abs(value) < 2**63 if isinstance(value, int) else math.isfinite(value)
+
+
+def _want(ok: bool, where: str, what: str, value: Any) -> None:
+    if not ok:
+        shown = json.dumps(value)
+        raise _BadValueError(f"{where} must be {what}, got {shown if len(shown) <= 40 else shown[:40] + '...'}")
+
+
+def _object(value: Any, where: str, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """``value`` as a JSON object, every key known (a misspelt key would silently drop its check)."""
+    _want(isinstance(value, dict), where, "an object", value)
+    unknown = [k for k in value if keys is not None and k not in keys]
+    if unknown:
+        raise _BadValueError(f"{where} has the unknown key {unknown[0]!r} (known: {', '.join(keys or ())})")
+    return value
+
+
+def _optional_number(value: Any, where: str, minimum: float | None = None) -> None:
+    ok = value is None or (_is_number(value) and (minimum is None or value >= minimum))
+    _want(ok, where, "a finite number" + ("" if minimum is None else f" >= {minimum:g}") + " or null", value)
+
+
+def _check_exact(exact: Any, where: str) -> int:
+    """Validate an entry's ``exact`` object; the number of checks it defines."""
+    exact = _object(exact, where, ("params", "gmacs", "first_step", "first_step_rel"))
+    params = exact.get("params")
+    _want(params is None or (isinstance(params, int) and not isinstance(params, bool) and 0 < params < 2**63),
+          f"{where}.params", "a positive integer or null", params)  # fmt: skip
+    _optional_number(exact.get("gmacs"), f"{where}.gmacs", 0)
+    first_step = _object(exact.get("first_step") or {}, f"{where}.first_step")
+    for seed, values in first_step.items():
+        values = _object(values, f"{where}.first_step.{seed}", FIRST_STEP_KEYS)
+        for name in FIRST_STEP_KEYS:
+            _want(_is_number(values.get(name)), f"{where}.first_step.{seed}.{name}", "a finite number",
+                  values.get(name))  # fmt: skip
+    for name, rel in _object(exact.get("first_step_rel") or {}, f"{where}.first_step_rel", FIRST_STEP_KEYS).items():
+        _want(_is_number(rel) and rel >= 0, f"{where}.first_step_rel.{name}", "a finite number >= 0", rel)
+    return (params is not None) + (exact.get("gmacs") is not None) + len(FIRST_STEP_KEYS) * len(first_step)
+
+
+def _check_statistical(statistical: Any, where: str) -> int:
+    statistical = _object(statistical, where, tuple(m.metric for m in STAT_METRICS))
+    for name, stat in statistical.items():
+        stat = _object(stat, f"{where}.{name}", ("value", "spread", "tolerance", "samples"))
+        for key in ("value", "tolerance"):
+            _want(_is_number(stat.get(key)) and (key == "value" or stat[key] >= 0), f"{where}.{name}.{key}",
+                  "a finite number" + (" >= 0" if key == "tolerance" else ""), stat.get(key))  # fmt: skip
+        _optional_number(stat.get("spread"), f"{where}.{name}.spread", 0)
+        samples = stat.get("samples")
+        _want(isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1, f"{where}.{name}.samples",
+              "a whole number >= 1", samples)  # fmt: skip
+    return len(statistical)
+
+
+_ENTRY_KEYS = (*ENTRY_KEY, "seeds", "runs", "latency_device", "exact", "statistical", "informational")
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    """Validate one entry: the types ``bench check --update`` writes, and at least one check."""
+    entry = _object(entry, where, _ENTRY_KEYS)
+    for key in ENTRY_KEY:
+        _want(isinstance(entry.get(key), str), f"{where}.{key}", "a string", entry.get(key))
+    where = f"{where} ({key_text(entry)})"
+    for key in ("seeds", "runs"):
+        _want(isinstance(entry.get(key, []), list), f"{where}.{key}", "a list", entry.get(key))
+    _want(isinstance(entry.get("latency_device"), str | None), f"{where}.latency_device", "a string or null",
+          entry.get("latency_device"))  # fmt: skip
+    checks = _check_exact(entry.get("exact"), f"{where}.exact")
+    checks += _check_statistical(entry.get("statistical"), f"{where}.statistical")
+    informational = _object(entry.get("informational") or {}, f"{where}.informational", ("latency_ms_median",))
+    _optional_number(informational.get("latency_ms_median"), f"{where}.informational.latency_ms_median", 0)
+    if not checks:
+        raise _BadValueError(f"{where} defines no check (no params, gmacs, first_step or statistical metric)")
+
+
+def _check_reference(reference: Any) -> None:
+    reference = _object(reference, "reference")
+    for key in ("run_id", "model", "weights"):
+        _want(isinstance(reference.get(key), str), f"reference.{key}", "a string", reference.get(key))
+    _object(reference.get("config"), "reference.config")
+    per_case = reference.get("per_case")
+    _want(isinstance(per_case, list) and per_case != [], "reference.per_case", "a non-empty list", per_case)
+    for i, row in enumerate(per_case):
+        row = _object(row, f"reference.per_case[{i}]", ("case", "label", "dice", "hd95"))
+        _want(isinstance(row.get("case"), str), f"reference.per_case[{i}].case", "a string", row.get("case"))
+        _want(isinstance(row.get("label"), int) and not isinstance(row.get("label"), bool),
+              f"reference.per_case[{i}].label", "a whole number", row.get("label"))  # fmt: skip
+        for key in ("dice", "hd95"):
+            _optional_number(row.get(key), f"reference.per_case[{i}].{key}")
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
-    """Read and validate a baseline file; any problem is a usage error naming the file."""
+    """Read and validate a baseline file; any problem is a usage error naming the file and the key. A baseline
+    that defines no check (no entries, or an entry without one) is refused: a gate that checks nothing passes."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        with too_deep_as_error(f"baseline {path}"):
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         hint = f"create it with `bench check --baseline {path} --update`"
         raise BenchError(f"baseline {path} does not exist; {hint}") from None
@@ -375,11 +464,20 @@ def load_baseline(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BenchError(f'baseline {path} is not a {FORMAT} file (its "format" field is missing or different)')
     entries = data.get("entries")
-    if not isinstance(entries, list) or not all(_valid_entry(e) for e in entries):
+    if not isinstance(entries, list):
+        raise BenchError(f'baseline {path}: "entries" must be a list of entry objects')
+    if not entries:
         raise BenchError(
-            f'baseline {path}: "entries" must be a list of objects with {", ".join(ENTRY_KEY)}, "exact" and '
-            '"statistical" (each metric with a numeric "value" and "tolerance")'
+            f"baseline {path} has no entries, so it checks nothing; write it with `bench check --baseline {path} "
+            "--update` from complete runs"
         )
+    try:
+        for i, entry in enumerate(entries):
+            _check_entry(entry, f"entries[{i}]")
+        if data.get("reference") is not None:
+            _check_reference(data["reference"])
+    except _BadValueError as err:
+        raise BenchError(f"baseline {path}: {err}") from None
     return data
 
 
@@ -448,7 +546,7 @@ def _exact_rows(key: str, exact: dict, current: dict[Any, RunSummary]) -> list[C
     rows = []
     runs = [current[s] for s in sorted(current, key=_seed_order)]
     params = exact.get("params")
-    if isinstance(params, int):
+    if params is not None:
         now = runs[0].params
         ok = now == params
         rows.append(Comparison(key, "exact", "params", params, now, "== baseline", "ok" if ok else "CHANGED", not ok,

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.atomic import to_jsonable
 from bench.errors import BenchError
+from bench.nesting import too_deep_as_error
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +108,8 @@ class RunSummary:
         BenchError naming the file."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            with too_deep_as_error(str(path)):
+                data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as err:  # invalid JSON or UTF-8
             raise BenchError(f"cannot read {path}: {err}") from None
         return cls.from_dict(data, str(path), run_id)
@@ -138,7 +140,12 @@ def _hints() -> dict[str, Any]:
 
 def _check(source: str, name: str, value: Any, hint: Any) -> None:
     if not _matches(value, hint):
-        raise BenchError(f"{source}: key {name} holds {value!r}, not {_describe(hint)}")
+        raise BenchError(f"{source}: key {name} holds {_shown(value)}, not {_describe(hint)}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        # what the SQLite index stores; a count this large was not written by a run
+        raise BenchError(f"{source}: key {name} holds {_shown(value)}, beyond a 64-bit integer")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and infinities are written as null
+        raise BenchError(f"{source}: key {name} holds {value!r}, not a finite number")
     low, high = _RANGES.get(name, (None, None))
     if value is not None and low is not None and not low <= value <= high:
         raise BenchError(f"{source}: key {name} holds {value!r}, outside [{low:g}, {high:g}]")
@@ -163,6 +170,11 @@ def _matches(value: Any, hint: Any) -> bool:
     if origin is dict:
         return isinstance(value, dict)
     return isinstance(value, hint)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 _NAMES = {str: "text", int: "an integer", float: "a number", bool: "a boolean", type(None): "null"}

@@ -4,7 +4,8 @@ The owner holds an ``fcntl.flock`` on ``<run dir>/.lock`` and writes itself into
 and, in a SLURM job, the job id) so that anyone else can say who holds the run. The kernel drops the lock when the
 owner's process ends, even by SIGKILL or a crash, so a lock file left behind by a dead owner is stale by
 construction: the next process simply takes it over (and overwrites the owner). flock works across processes of one
-host and, on Linux, on NFS (where it is mapped to POSIX locks).
+host and, on Linux, on NFS (where it is mapped to POSIX locks). A ``.lock`` that is a symbolic link is refused, not
+followed: taking the lock truncates the file.
 
 Use :meth:`RunLock.try_acquire` to skip runs that someone else holds (a pool of workers sharing one results store),
 or :meth:`RunLock.acquire` to wait for them.
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.atomic import open_in_place
 from bench.store_layout import RunPaths
 
 
@@ -81,8 +83,8 @@ class RunLock:
         if self._fd is not None:
             return self._read()
         try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # none yet, or a link that _lock refuses
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -97,7 +99,7 @@ class RunLock:
     def _lock(self, blocking: bool) -> bool:
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_in_place(self.path, os.O_RDWR | os.O_CREAT)  # never through a link: it is truncated below
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -122,7 +124,7 @@ class RunLock:
             job = data.get("job")
             owner = LockOwner(str(data["host"]), int(data["pid"]), str(data["started"]))
             return owner if job is None else replace(owner, job=str(job))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def __enter__(self) -> RunLock:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bench import console
-from bench.atomic import atomic_write_json, atomic_write_text, to_jsonable
+from bench.atomic import atomic_write_json, atomic_write_text, refuse_links, to_jsonable
 from bench.errors import BenchError, disk_full_error
 from bench.path_names import slugify
 from bench.run_summary import SUMMARY_KEYS, RunSummary
@@ -168,15 +168,23 @@ class ResultsStore:
             return BenchError(
                 f"results database {self.db_path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s"
             )
-        return BenchError(f"results database {self.db_path} is unusable: {err}")
+        return BenchError(
+            f"results database {self.db_path} is unusable: {err}; it only indexes the run folders, so deleting it "
+            f"is safe: the next command rebuilds it from {self.layout.runs}"
+        )
 
     def _open(self) -> sqlite3.Connection:
+        for path in (self.db_path, *(self.db_path.with_name(self.db_path.name + s) for s in ("-wal", "-shm"))):
+            refuse_links(path, itself=True)  # SQLite would write through a link
         try:
             conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as err:
-            raise BenchError(f"cannot open results database {self.db_path}: {err}") from None
+            raise BenchError(
+                f"cannot open results database {self.db_path}: {err}; it only indexes the run folders, so deleting "
+                f"it is safe: the next command rebuilds it from {self.layout.runs}"
+            ) from None
         return conn
 
     @contextlib.contextmanager
@@ -195,8 +203,9 @@ class ResultsStore:
         return self.layout.run(run_id)
 
     def run_dir(self, run_id: str) -> Path:
-        """``root/runs/<run_id>``, created if needed."""
+        """``root/runs/<run_id>``, created if needed (a link there is refused)."""
         path = self._to_write(run_id).dir
+        refuse_links(path, itself=True)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -417,4 +426,10 @@ class ResultsStore:
         if not {"iteration", "loss"} <= set(frame.columns):
             console.warning(f"training curve of run {run_id} left out: {path} lacks iteration/loss")
             return None
-        return frame
+        numeric = [c for c in TRAIN_LOG_COLUMNS if c in frame.columns]
+        values = frame[numeric].apply(pd.to_numeric, errors="coerce")
+        values = values.where(values.abs() != float("inf"))
+        bad = int((values.isna() & frame[numeric].notna()).sum().sum())
+        if bad:
+            console.warning(f"training curve of run {run_id}: {bad} value(s) of {path} are not numbers; left out")
+        return frame.assign(**{c: values[c] for c in numeric})

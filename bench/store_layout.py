@@ -21,7 +21,9 @@ Layout under ``ROOT`` (``--results DIR``, ``results/`` by default)::
     ROOT/report/                            `bench report`'s default output
 
 Run ids, data set and experiment names become folder or file names here, so each is checked to be one path
-component (:func:`bench.names.path_component`) before a path is made from it.
+component (:func:`bench.path_names.path_component`) before a path is made from it. Nothing below ROOT is written
+through a symbolic link (:func:`bench.atomic.protect`): a linked ``report/``, run folder or ``.lock`` could
+otherwise make a command write or empty a file outside the store.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.atomic import protect
 from bench.path_names import path_component
 
 
@@ -125,10 +128,12 @@ class JobPaths:
 
 
 class ResultsLayout:
-    """Every path of a results store under ``root`` (see the module docstring); nothing is created here."""
+    """Every path of a results store under ``root`` (see the module docstring); nothing is created here, and from
+    here on this process writes nothing below ``root`` through a link."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        protect(self.root)
 
     @property
     def index(self) -> Path:

@@ -12,7 +12,9 @@ standard deviation of that entry over the runs the baseline was written from (se
 why it passed or failed ("Dice 0.5710 vs baseline 0.5750 ± 0.0120 (...): within noise"). Latency is informational
 unless --latency-ratio R is given (then now / baseline <= R on the same device).
 
-Exit status: 0 all hold, 1 on any regression, 2 on a usage error or when a baseline entry has no matching run.
+Exit status: 0 all hold, 1 on any regression, 2 on a usage error, when a baseline entry has no matching run, or
+when the baseline checks nothing (no entries, an entry without a check) or holds a value of the wrong type. The
+last lines say how many checks of each kind ran (exact, statistical, reference, latency).
 
 --update writes the baseline from every complete run in the given results stores instead: pass several --results
 (e.g. one per seed set or CPU setting) so that the spread is measured (file format: see bench/regression.py).
@@ -131,14 +133,42 @@ def run(args: argparse.Namespace) -> int:
     where = ", ".join(map(str, stores))
     if result.missing:
         raise BenchError(f"no results for baseline entries: {'; '.join(result.missing)} (in {where})")
+    counts = _check_counts(result.rows)
+    if not counts:
+        raise BenchError(f"baseline {baseline_path}: no check could be run against the results in {where}")
+    print(f"\nran {', '.join(f'{n} {kind}' for kind, n in counts.items())} check(s)" + _informational(result.rows))
     failed = result.regressions
     if failed:
         print(f"\nFAIL: {len(failed)} regression(s) against {baseline_path}:")
         for r in failed:
             print(f"  {r.key} {r.metric}: {r.verdict}")
         return 1
-    print(f"\nOK: {len(result.rows)} checks against {baseline_path} hold")
+    print(f"\nOK: {sum(counts.values())} checks against {baseline_path} hold")
     return 0
+
+
+def _check_counts(rows: list) -> dict[str, int]:
+    """Checks run per kind: exact, statistical, reference, and latency under --latency-ratio; informational rows
+    (latency without it, or on another device) are not checks: they never fail."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        kind = _kind(row)
+        if kind != "informational":
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _kind(row) -> str:
+    if row.metric == "reference evaluation":
+        return "reference"
+    if row.kind == "informational" and row.status in ("ok", "SLOWER"):
+        return "latency"
+    return row.kind
+
+
+def _informational(rows: list) -> str:
+    shown = sum(_kind(r) == "informational" for r in rows)
+    return f" (and {shown} informational row(s), not checks)" if shown else ""
 
 
 def _torch_version(summaries: list[RunSummary]) -> str | None:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from tabulate import tabulate
 
-    from bench.atomic import atomic_write_text
+    from bench.atomic import atomic_write_text, writable_folder
     from bench.deploy.inputs import find_inputs
     from bench.deploy.predict import STEPS, Segmenter, predict_cases
     from bench.device import resolve_device
@@ -54,10 +54,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     network, spec = load_network(args, device)
     cases = find_inputs(args.input, spec.in_channels)
-    if args.output.exists() and not args.output.is_dir():
-        from bench.errors import BenchError
-
-        raise BenchError(f"--output {args.output}: exists and is not a folder")
+    writable_folder(args.output, "--output")
     rows = predict_cases(Segmenter(network, spec, device), cases, args.output)
     frame = pd.DataFrame(rows)
     table = frame[["case", *STEPS, "total"]]
@@ -70,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 def load_network(args: argparse.Namespace, device):
     """(network, deployment spec) from --run, --weights or --onnx."""
-    from bench.deploy.predict import OnnxNetwork, load_torch_model, ort_session
+    from bench.deploy.predict import OnnxNetwork, check_window, load_torch_model, ort_session
     from bench.deploy.spec import read_spec, run_spec
     from bench.errors import BenchError
     from bench.networks import note_format
@@ -98,4 +95,5 @@ def load_network(args: argparse.Namespace, device):
     require_onnx("bench predict --onnx")
     sidecar = args.preprocessing or args.onnx.with_name(args.onnx.name + ".json")
     spec = read_spec(sidecar, "--preprocessing" if args.preprocessing else "--onnx sidecar")
+    check_window(spec)
     return OnnxNetwork(ort_session(args.onnx, device)), spec

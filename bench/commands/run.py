@@ -33,6 +33,7 @@ from pathlib import Path
 
 from bench import console
 from bench.components.syntax import parse_components
+from bench.grid.spec import check_grid_size
 from bench.list_args import parse_int_list
 
 
@@ -139,21 +140,25 @@ def _check_grid_names(args: argparse.Namespace) -> None:
     # against the chosen preset again after the imports.
     config, _ = _configs(args.preset or "smoke", args)
     strides, kd_names = names.model_strides(), names.kd_method_names()
-    checked = [(m.name, "--models") for m in parse_components(args.models, "model", "--models")]
+    models = parse_components(args.models, "model", "--models")
+    checked = [(m.name, "--models") for m in models]
     kds = parse_components(args.kd, "kd", "--kd")
     for kd in kds:
         names.check_kd_name(kd.name, "--kd", kd_names)
+    teachers = []
     if any(kd.name != "none" for kd in kds):
         arg = "--teacher" if args.teacher else "preset key teacher"
-        checked += [(t.name, arg) for t in parse_components(args.teacher or config.teacher, "model", arg)]
+        teachers = parse_components(args.teacher or config.teacher, "model", arg)
+        checked += [(t.name, arg) for t in teachers]
     for model, arg in checked:
         names.check_model_name(model, arg, strides)
     if args.preset is not None:
         for model, _ in checked:
             names.check_patch_stride(model, config.patch, strides)
             names.check_patch_stride(model, config.eval_patch(), strides)
-    parse_int_list(args.seeds, "--seeds", positive=False)
-    _folds(args.folds, config.folds)
+    seeds = parse_int_list(args.seeds, "--seeds", positive=False)
+    check_grid_size(len(models), sum(kd.name != "none" for kd in kds), max(1, len(teachers)), len(set(seeds)),
+                    len(_folds(args.folds, config.folds)), args.teacher_checkpoint is None)  # fmt: skip
 
 
 def _check_experiment_args(args: argparse.Namespace) -> None:
@@ -171,7 +176,10 @@ def _check_experiment_args(args: argparse.Namespace) -> None:
         raise BenchError(f"--experiment {args.experiment} holds the grid; drop {', '.join(given)} (or edit the file)")
     if not args.experiment.is_file():
         raise BenchError(f"--experiment {args.experiment} does not exist")
-    load_experiment(args.experiment, check=False)
+    experiment = load_experiment(args.experiment, check=False)
+    kds = sum(kd.name != "none" for kd in experiment.kd_components())
+    check_grid_size(len(experiment.model_components()), kds, len(experiment.teacher_components()),
+                    len(experiment.seeds), len(experiment.folds), args.teacher_checkpoint is None)  # fmt: skip
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

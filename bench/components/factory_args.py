@@ -31,6 +31,9 @@ _PAPER = re.compile(r"\s*\[paper:\s*([^\]]*)\]")
 _UNIONS = (typing.Union, types.UnionType)
 _VALUE_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
 _ENTRY = re.compile(r"(\w+)(?:\s*\([^)]*\))?:\s*(.*)\Z")
+# Widths, sizes and weights of networks and losses stay far below this; a value past it (10^20 channels) would fail
+# deep inside torch instead.
+MAX_ARGUMENT = 1e6
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,28 @@ def check_component(component: Component, kind: Kind, arg: str) -> Component:
         ok, typed = _coerce(expected, value)
         if not ok:
             raise BenchError(f"{arg}: {component.name}: {key} must be {_describe(expected)}, got "
-                             f"{format_value(value)} ({_VALUE_KINDS.get(type(value), type(value).__name__)}); "
+                             f"{_shown(value)} ({_VALUE_KINDS.get(type(value), type(value).__name__)}); "
                              f"{_listing(component.name, valid)}")  # fmt: skip
+        if _too_large(typed):
+            raise BenchError(f"{arg}: {component.name}: {key} holds a number past {MAX_ARGUMENT:.0e} "
+                             "(no network or KD method argument needs one)")  # fmt: skip
         kwargs[key] = typed
     return Component(component.name, kwargs)
+
+
+def _shown(value: Any) -> str:
+    """``value`` in the component syntax, or as Python writes it where the syntax has no form for it (a table from
+    a deployment spec's JSON)."""
+    try:
+        return format_value(value)
+    except TypeError:
+        return repr(value)
+
+
+def _too_large(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_too_large(v) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT
 
 
 def resolve_sweeps(text: str, kind: Kind, arg: str) -> list[Sweep]:

@@ -22,6 +22,7 @@ ids: ``format`` after ``parse`` gives the canonical text, and ``parse`` after ``
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.errors import BenchError
+from bench.nesting import check_nesting, too_deep_as_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +42,9 @@ NO_KD = "none"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\Z")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BARE = re.compile(r"[A-Za-z0-9_./-]+\Z")  # a bare word (no quotes, brackets, spaces or separators)
+# The most components one sweep may expand to: each is a training run, and the grid's bound is the same
+# (bench.grid.spec.MAX_CELLS); past it the sweep is refused before it is expanded.
+MAX_SWEEP = 10_000
 
 
 @dataclass(frozen=True)
@@ -107,12 +112,23 @@ def parse_value(raw: str, where: str) -> Any:
     if not text:
         raise BenchError(f"{where}: no value after '='")
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        with too_deep_as_error(where):
+            value = check_nesting(tomllib.loads(f"v = {text}")["v"], where)
     except tomllib.TOMLDecodeError:
         if _BARE.match(text):
             return text
+        value = None
+    if not _is_argument(value):  # not TOML, or TOML this syntax cannot write back (a date, an inline table)
         raise BenchError(f"{where}: {text!r} is not a value (a number, true/false, a word, a \"quoted string\" "
-                         "or a [list])") from None  # fmt: skip
+                         "or a [list])")  # fmt: skip
+    return value
+
+
+def _is_argument(value: Any) -> bool:
+    """A value :func:`format_value` writes: a number, a boolean, a string, or a list of them."""
+    if isinstance(value, list):
+        return all(_is_argument(v) for v in value)
+    return isinstance(value, bool | int | float | str)
 
 
 def parse_sweeps(text: str, kind: Kind, arg: str) -> list[Sweep]:
@@ -164,7 +180,8 @@ def make_sweep(components: list[Component]) -> Sweep:
 
 
 def _parse_item(item: str, kind: Kind, arg: str) -> Sweep:
-    where = f"{arg} {item.strip()!r}"
+    shown = item.strip() if len(item.strip()) <= 80 else item.strip()[:60] + "..."  # an error stays one short line
+    where = f"{arg} {shown!r}"
     if not item.strip():
         raise BenchError(f"{arg}: empty entry in the list (two commas, or a comma at an end)")
     parts = [_parse_part(part, where) for part in _split_parts(item, where)]
@@ -176,6 +193,10 @@ def _parse_item(item: str, kind: Kind, arg: str) -> Sweep:
     if NO_KD in names and (kind == "model" or len(parts) > 1 or parts[0][1]):
         raise BenchError(f"{where}: 'none' (no KD) takes no arguments and joins nothing")
     axes = [((name, key), values) for name, fields in parts for key, values in sorted(fields.items())]
+    count = math.prod(len(values) for _, values in axes)
+    if count > MAX_SWEEP:
+        raise BenchError(f"{where}: the sweep makes {count:,} runs; at most {MAX_SWEEP:,} in one grid (each is a "
+                         "training run); narrow it or split it over several commands")  # fmt: skip
     components = []
     for choice in itertools.product(*(values for _, values in axes)):
         kwargs: dict[str, dict[str, Any]] = {name: {} for name in names}

@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.data.nifti import image_suffix, strip_suffix
 from bench.errors import BenchError
+from bench.nesting import too_deep_as_error
 from bench.path_names import is_path_component, path_component
 
 WORD_LABELS: dict[int, str] = {
@@ -176,7 +177,8 @@ def labels_from_json(obj: Any, where: str) -> dict[int, str]:
 
 def _read_json(path: Path) -> dict:
     try:
-        obj = json.loads(Path(path).read_text())
+        with too_deep_as_error(str(path)):
+            obj = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BenchError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(obj, dict):

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
 import zlib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from bench.atomic import atomic_path
-from bench.errors import DataError, disk_full_as_error, disk_full_error
+from bench.atomic import WriteFailedError, atomic_path
+from bench.errors import DataError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 
@@ -150,14 +150,21 @@ def _nifti_header(head: bytes) -> tuple[int, int, np.dtype] | None:
 
 
 def write_image(image: sitk.Image, path: Path, compress: bool = True) -> None:
-    """Write ``image`` to ``path`` atomically (temporary file, then rename)."""
-    with disk_full_as_error(path), atomic_path(path, suffix=image_suffix(path) or "") as tmp:
+    """Write ``image`` to ``path`` atomically, read back before it is put in place: SimpleITK's NIfTI writer
+    reports a short write only on stderr (``** ERROR: NWAD``), leaving a cut-off or empty file behind."""
+    with atomic_path(path, suffix=image_suffix(path) or "", verify=partial(_same_image, image)) as tmp:
         try:
             sitk.WriteImage(image, str(tmp), compress)
-        except RuntimeError as err:  # ITK hides the errno; a short write is a full disk more often than not
-            if shutil.disk_usage(Path(path).parent).free < (1 << 20):
-                raise disk_full_error(path) from None
-            raise DataError(f"{path}: cannot write image ({_first_line(err)})") from None
+        except RuntimeError as err:  # ITK hides the errno: atomic_path tells a full disk by its free space
+            raise WriteFailedError(_first_line(err)) from None
+
+
+def _same_image(image: sitk.Image, written: Path) -> None:
+    """Raise unless ``written`` holds ``image``'s grid and all its voxel bytes (a NIfTI file is scanned whole)."""
+    header = read_header(written)
+    if header["size"] != tuple(image.GetSize()) or header["components"] != image.GetNumberOfComponentsPerPixel():
+        raise DataError(f"reads back with size {header['size']}, written {tuple(image.GetSize())}")
+    scan_nifti(written)
 
 
 def make_image(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -31,11 +32,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from bench import console
+from bench.atomic import atomic_save_array, writable_folder
+from bench.data.cache_check import files_record, reusable
 from bench.data.files import remove_stale, write_json
 from bench.data.layouts import Case
 from bench.data.nifti import read_image, spacing_zyx
 from bench.data.parallel import parallel_map
-from bench.errors import BenchError, DataError, disk_full_as_error
+from bench.errors import BenchError, DataError, DiskFullError, disk_full_as_error, disk_full_error
 
 PREP_VERSION = 1
 NORMALIZATIONS = ("ct", "zscore", "window", "none")
@@ -44,6 +47,8 @@ DEFAULT_WINDOW = (-175.0, 250.0)
 BODY_HU = -500.0
 FG_SAMPLES_TOTAL = 10**7  # nnU-Net's budget of foreground voxels for the intensity statistics
 LOCATIONS_PER_CLASS = 10_000
+# A whole abdominal CT at 0.5 mm is about 600x700x700 = 3e8 voxels; 2^30 (4 GiB as float32) is over three times that.
+MAX_RESAMPLED_VOXELS = 2**30
 _STATS_SEED = 1234
 
 
@@ -107,21 +112,22 @@ def prepare_cases(
     workers: int = 1,
     fit_cases: list[Case] | None = None,
     progress: bool = True,
+    thorough: bool = False,
 ) -> list[PreparedCase]:
-    """Preprocess ``cases`` into ``cache_root`` (cases already there are reused) and return them in order.
+    """Preprocess ``cases`` into ``cache_root`` (whole cases already there are reused, damaged ones built again:
+    :mod:`bench.data.cache_check`, checksums compared with ``thorough``) and return them in order.
 
     ``fit_cases`` are the cases whose foreground defines the ``ct`` normalisation statistics: pass the training
     cases, so the test set does not leak into preprocessing (default: the labelled ones among ``cases``).
     """
-    cache_root = Path(cache_root).expanduser().absolute()
-    cache_root.mkdir(parents=True, exist_ok=True)
+    cache_root = writable_folder(Path(cache_root).expanduser().absolute(), "cache folder")
     remove_stale(cache_root, ".*.tmp-*")
     stats = None
     if settings.normalization == "ct":
         fit = [c for c in (fit_cases if fit_cases is not None else cases) if c.label is not None]
         stats = ct_intensity_stats(fit, cache_root, workers, progress)
     folders = [cache_root / f"{c.case_id}-{_case_key(c, settings, stats)[:16]}" for c in cases]
-    todo = [(c, f) for c, f in zip(cases, folders) if not (f / "meta.json").is_file()]
+    todo = [(c, f) for c, f in zip(cases, folders) if not reusable(f, thorough)]
     console.detail(f"preprocessing: {len(cases) - len(todo)} of {len(cases)} cases found in the cache {cache_root}")
     fn = partial(_prepare_one, settings=settings, stats=stats)
     parallel_map(fn, todo, workers, desc="preprocessing", progress=progress)
@@ -260,6 +266,7 @@ def preprocess_images(
     if settings.target_spacing is not None and not np.allclose(spacing, settings.target_spacing, rtol=1e-4):
         grid = _Grid(spacing, origin, direction)
         new = grid.resampled(arr.shape[1:], settings.target_spacing)
+        _check_resampled_size(case, spacing, settings.target_spacing, new.shape, len(arr))
         interp = INTERPOLATIONS[settings.interpolation]
         arr = np.stack([new.resample(grid.image(c), interp, float(c.min())) for c in arr]).astype(np.float32)
         if lab is not None:
@@ -285,6 +292,18 @@ def preprocess_images(
         "source": {"images": [str(p) for p in case.images], "label": str(case.label) if case.label else None},
     }
     return arr, lab, meta
+
+
+def _check_resampled_size(case: Case, spacing: Any, target: Any, shape: tuple[int, ...], channels: int) -> None:
+    """A DataError before allocating a resampled volume that no CT needs (a header's spacing in metres, say)."""
+    voxels = math.prod(shape) * channels
+    if voxels > MAX_RESAMPLED_VOXELS:
+        mm = "x".join(f"{s:g}" for s in spacing)
+        raise DataError(
+            f"{case.images[0]}: resampling its {mm} mm voxels to {'x'.join(f'{t:g}' for t in target)} mm would make "
+            f"{'x'.join(map(str, shape))} voxels ({voxels:.2g}, more than {MAX_RESAMPLED_VOXELS:.2g}); check the "
+            "spacing in its header and the preset's spacing"
+        )
 
 
 def _crop_box(arr: np.ndarray, lab: np.ndarray | None, settings: PreprocessSettings) -> list[tuple[int, int]]:
@@ -349,18 +368,22 @@ class _Grid:
 
 
 def _write_case(folder: Path, image: np.ndarray, label: np.ndarray | None, meta: dict) -> None:
-    with disk_full_as_error(folder):
-        _write_case_files(folder, image, label, meta)
+    try:
+        with disk_full_as_error(folder):
+            _write_case_files(folder, image, label, meta)
+    except DiskFullError:  # named after the case's folder, not the temporary one it was written in
+        raise disk_full_error(folder) from None
 
 
 def _write_case_files(folder: Path, image: np.ndarray, label: np.ndarray | None, meta: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
-        np.save(tmp / "image.npy", np.ascontiguousarray(image, dtype=np.float32))
+        atomic_save_array(tmp / "image.npy", np.ascontiguousarray(image, dtype=np.float32))
         if label is not None:
-            np.save(tmp / "label.npy", np.ascontiguousarray(label, dtype=np.uint8))
-            np.save(tmp / "locations.npy", _class_locations(label, meta["case_id"]))
+            atomic_save_array(tmp / "label.npy", np.ascontiguousarray(label, dtype=np.uint8))
+            atomic_save_array(tmp / "locations.npy", _class_locations(label, meta["case_id"]))
             meta["class_locations"] = "locations.npy"
+        meta["files"] = files_record(tmp)
         write_json(tmp / "meta.json", meta)
         try:
             os.rename(tmp, folder)

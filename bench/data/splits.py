@@ -99,7 +99,7 @@ def _read(path: Path, dataset: Dataset, seed: int, by_id: dict[str, Case]) -> di
         splits = json.loads(path.read_text())
         folds = splits["folds"]
         named = {i for f in folds for part in ("train", "val", "test") for i in f[part]}
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise BenchError(f"splits file {path} is not a valid splits.json ({err}); delete it to re-split") from None
     if splits.get("seed") != seed:
         raise BenchError(

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import console
+from bench.atomic import writable_folder
 from bench.data.defaults import (
     DATA_DIR_ENV,
     DEFAULT_CASES,
@@ -67,7 +68,7 @@ def generate_dataset(
     out = Path(out).expanduser().absolute()
     test_cases = default_test_cases(cases) if test_cases is None else test_cases
     _validate(out, cases, test_cases, size, spacing, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(out.parent, "cannot write the data set into")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         _write_cases(tmp, cases, test_cases, seed, tuple(size), tuple(spacing), progress)

@@ -50,11 +50,15 @@ def find_prepared(results: Path, spec: DeploySpec, case_ids: list[str]) -> list[
     for case_id in case_ids:
         matches = []
         for meta_path in cache.glob(f"{case_id}-*/meta.json"):
-            meta = json.loads(meta_path.read_text())
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError, RecursionError):
+                continue  # a damaged cached case is not the one asked for; `bench run` builds it again
             if (
-                meta["case_id"] == case_id
-                and meta["settings"] == spec.preprocessing
-                and meta["ct_stats"] == spec.ct_stats
+                isinstance(meta, dict)
+                and meta.get("case_id") == case_id
+                and meta.get("settings") == spec.preprocessing
+                and meta.get("ct_stats") == spec.ct_stats
             ):
                 matches.append(meta_path)
         if not matches:
@@ -101,7 +105,7 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
     import onnx
     import onnxruntime as ort
 
-    from bench.atomic import atomic_write_json
+    from bench.atomic import atomic_write_json, writable_folder
     from bench.console import Progress
     from bench.deploy.onnx_export import export_onnx
     from bench.deploy.predict import OnnxNetwork, Segmenter, load_torch_model, ort_session
@@ -116,8 +120,7 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
     network, _ = load_torch_model(spec, weights, deep_supervision=False)
     fp32_spec = dataclasses.replace(spec, amp="off")
     reference = Segmenter(network, fp32_spec)
-    out_dir = Path(options.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(options.out_dir, "--out")
     steps = Progress(2 + 2 * bool(options.quantize), "export", "steps", enabled=progress)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp, steps:
         staged = {"fp32": Path(tmp) / "model.onnx"}

@@ -8,10 +8,11 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from bench.data.layouts import Case, load_dataset
-from bench.data.nifti import image_suffix, strip_suffix
+from bench.data.nifti import image_suffix, read_image, scan_nifti, strip_suffix
 from bench.errors import BenchError
 
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -87,8 +88,23 @@ def check_case(case: Case, in_channels: int) -> None:
                 "expected 1 (give each channel as its own file)"
             )
         sizes.add(tuple(reader.GetSize()))
+        nonfinite = _nonfinite_voxels(path)
+        if nonfinite:
+            raise BenchError(
+                f"{path}: {nonfinite} NaN or inf voxel(s); a CT to segment must hold numbers only (`bench data "
+                "check` reports them as errors too)"
+            )
     if len(sizes) > 1:
         raise BenchError(f"case {case.case_id}: its channel files differ in size {sorted(sizes)}")
+
+
+def _nonfinite_voxels(path: Path) -> int:
+    """NaN and inf voxels of an image file: NIfTI scanned as stored (SimpleITK reads them as 0), other formats read
+    whole (a truncated file is a DataError naming it)."""
+    if image_suffix(path) in (".nii", ".nii.gz"):
+        return scan_nifti(path)
+    array = sitk.GetArrayViewFromImage(read_image(path))
+    return 0 if np.issubdtype(array.dtype, np.integer) else int(array.size - np.count_nonzero(np.isfinite(array)))
 
 
 def output_name(case: Case) -> str:

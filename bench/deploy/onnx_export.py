@@ -8,15 +8,13 @@ its ONNX files matched PyTorch to < 1e-4 on volumes of another size than the tra
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from bench.errors import BenchError
+from bench.atomic import atomic_path
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -37,28 +35,24 @@ def export_onnx(network: nn.Module, in_channels: int, patch: list[int], path: Pa
     """Trace ``network`` (eval mode) on a ``[1, in_channels, *patch]`` input into ``path``, with the batch and the
     three spatial axes dynamic, and check the file with ``onnx.checker`` (full check, shape inference included).
 
-    The file appears under ``path`` only once it passed the check.
+    The file appears under ``path`` only once it passed the check (``bench.atomic``: a graph failing it is one
+    line naming the file).
     """
-    import onnx
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     axes = {0: "batch", 2: "depth", 3: "height", 4: "width"}
     wrapper = MainLogits(network).eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on Python-side shape arithmetic and on the exporter
-            torch.onnx.export(
-                wrapper, (torch.zeros(1, in_channels, *patch),), str(tmp), dynamo=False, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
-            )  # fmt: skip
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as err:
-            raise BenchError(f"the exported ONNX graph fails onnx's checker: {str(err).splitlines()[0]}") from None
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    with atomic_path(path, verify=check_onnx) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python-side shape arithmetic and on the exporter
+        torch.onnx.export(
+            wrapper, (torch.zeros(1, in_channels, *patch),), str(tmp), dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+        )  # fmt: skip
+
+
+def check_onnx(path: Path, full_check: bool = True) -> None:
+    """onnx's check of the file at ``path`` (with ``full_check``, shape inference included): it reads the whole
+    file back."""
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=full_check)

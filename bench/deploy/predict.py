@@ -31,11 +31,27 @@ def load_torch_model(
     that does not fit is one line starting with ``what``)."""
     from bench.networks import load_model
 
+    check_window(spec, model)
     name = model or spec.model
     kwargs = spec.model_kwargs if name == spec.model else {}
     net, found = load_model(name, spec.in_channels, spec.num_classes, weights, what,
                             deep_supervision=deep_supervision, **kwargs)  # fmt: skip
     return net.eval(), found
+
+
+def check_window(spec: DeploySpec, model: str | None = None) -> None:
+    """The spec's network arguments and sliding window against the network (shapes only, on the meta device): an
+    argument of the wrong type or a window the network's pooling cannot take is one line, not a traceback from the
+    first case."""
+    from bench.components.factory_args import check_component
+    from bench.components.syntax import Component
+    from bench.networks import check_patch, check_runs_on_patch
+
+    name = model or spec.model
+    kwargs = check_component(Component(name, spec.model_kwargs if name == spec.model else {}), "model",
+                             "the deployment spec's model_kwargs").kwargs  # fmt: skip
+    check_patch(name, tuple(spec.patch))
+    check_runs_on_patch(name, tuple(spec.patch), train=False, **kwargs)
 
 
 def ort_providers(device: torch.device | None) -> list[str]:

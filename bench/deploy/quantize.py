@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from bench.atomic import atomic_path
 from bench.data.preprocess import PreparedCase
-from bench.deploy.onnx_export import INPUT_NAME
+from bench.deploy.onnx_export import INPUT_NAME, check_onnx
 from bench.errors import BenchError
 
 CALIBRATION_SEED = 0
@@ -57,4 +59,5 @@ def quantize_int8(float_path: Path, int8_path: Path, patches: Iterator[np.ndarra
             )  # fmt: skip
         except StopIteration:
             raise BenchError("int8 calibration got no patches") from None
-        os.replace(out, int8_path)
+        with atomic_path(int8_path, verify=partial(check_onnx, full_check=False)) as staged:
+            os.replace(out, staged)

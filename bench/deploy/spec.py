@@ -10,11 +10,13 @@ int8 calibration and the export's accuracy check).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.nesting import too_deep_as_error
 
 SPEC_FORMAT = "segkd-bench-deploy/1"
 
@@ -65,12 +67,70 @@ class DeploySpec:
             spec.settings()
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise BenchError(f"{source}: incomplete or malformed deployment spec ({err})") from None
+        problem = spec.problem()
+        if problem:
+            raise BenchError(f"{source}: {problem}")
         return spec
+
+    def problem(self) -> str | None:
+        """What makes the spec unusable (a value no run writes: a zero window, an overlap of 1), or None."""
+        from bench.training.config import MAX_OVERLAP, MAX_PATCH, MAX_SPACING_MM, MIN_SPACING_MM
+
+        def whole(value: Any, low: int, high: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+        checks = [
+            ("model", isinstance(self.model, str) and bool(self.model), "a model name"),
+            ("in_channels", whole(self.in_channels, 1, 64), "a whole number from 1 to 64"),
+            ("num_classes", whole(self.num_classes, 2, 256), "a whole number from 2 to 256 (label values are 8-bit)"),
+            ("patch", isinstance(self.patch, list) and len(self.patch) == 3
+             and all(whole(p, 1, MAX_PATCH) for p in self.patch), f"three sizes from 1 to {MAX_PATCH} voxels"),
+            ("overlap", isinstance(self.overlap, int | float) and 0 <= self.overlap <= MAX_OVERLAP,
+             f"a number in [0, {MAX_OVERLAP:g}]"),
+            ("sw_batch_size", whole(self.sw_batch_size, 1, 1024), "a whole number from 1 to 1024"),
+            ("amp", self.amp in ("bf16", "fp16", "off"), "bf16, fp16 or off"),
+            ("labels", all(0 <= k < 256 for k in self.labels), "label values from 0 to 255"),
+            ("model_kwargs", isinstance(self.model_kwargs, dict), "an object"),
+            ("preprocessing", _is_spacing(self.settings().target_spacing, MIN_SPACING_MM, MAX_SPACING_MM),
+             f"settings with a target_spacing of null or three numbers in [{MIN_SPACING_MM:g}, {MAX_SPACING_MM:g}] mm"),
+            ("preprocessing", _is_orientation(self.settings().orientation),
+             'settings with an orientation of one letter from each of "LR", "PA" and "SI", e.g. "LPS"'),
+            ("ct_stats", self.settings().normalization != "ct" or _is_ct_stats(self.ct_stats, self.in_channels),
+             'the training set\'s statistics, {"channels": [{"mean", "std", "p00_5", "p99_5"} per input channel]}'),
+        ]  # fmt: skip
+        for key, ok, expected in checks:
+            if not ok:
+                shown = json.dumps(getattr(self, key), default=str)
+                return f"{key} must be {expected}, got {shown[:60]}"
+        return None
 
     def write(self, path: Path) -> None:
         from bench.atomic import atomic_write_json
 
         atomic_write_json(path, self.to_json())
+
+
+def _is_spacing(value: Any, low: float, high: float) -> bool:
+    numbers = value is not None and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    return value is None or (numbers and len(value) == 3 and all(low <= v <= high for v in value))
+
+
+def _is_orientation(value: Any) -> bool:
+    return isinstance(value, str) and sorted(value.upper().translate(str.maketrans("RAI", "LPS"))) == ["L", "P", "S"]
+
+
+def _is_ct_stats(value: Any, channels: Any) -> bool:
+    """The ``ct`` normalisation's statistics, one finite set per input channel."""
+    found = value.get("channels") if isinstance(value, dict) else None
+
+    def finite(stats: Any, key: str) -> bool:
+        number = stats.get(key) if isinstance(stats, dict) else None
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            return False
+        return abs(number) < 2**63 if isinstance(number, int) else math.isfinite(number)
+
+    keys = ("mean", "std", "p00_5", "p99_5")
+    return isinstance(found, list) and len(found) == channels and all(finite(c, k) for c in found for k in keys)
 
 
 def read_spec(path: Path, arg: str = "--preprocessing") -> DeploySpec:
@@ -79,7 +139,8 @@ def read_spec(path: Path, arg: str = "--preprocessing") -> DeploySpec:
     if not path.is_file():
         raise BenchError(f"{arg} {path}: no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with too_deep_as_error(f"{arg} {path}"):
+            data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BenchError(f"{arg} {path}: not valid JSON ({err})") from None
     return DeploySpec.from_json(data, f"{arg} {path}")
@@ -87,9 +148,11 @@ def read_spec(path: Path, arg: str = "--preprocessing") -> DeploySpec:
 
 def run_spec(results: Path, run_id: str) -> tuple[DeploySpec, Path]:
     """The spec and the weights file of a complete run in the results store at ``results``."""
+    from bench.atomic import refuse_links
     from bench.store_layout import ResultsLayout
 
     run = ResultsLayout(results).run(run_id)
+    refuse_links(run.spec)  # a linked run folder would take the run, and export's record, from outside --results
     if not run.dir.is_dir():
         raise BenchError(f"--run {run_id}: no such run in {results} (see `bench report` for the stored runs)")
     if not run.weights.is_file():

@@ -41,7 +41,7 @@ def write_job(results: Path, cell: Cell, index: int, executor: str, job_id: str 
 def read_job(results: Path, run_id: str) -> dict:
     try:
         job = json.loads(ResultsLayout(results).job(run_id).record.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return job if isinstance(job, dict) else {}
 

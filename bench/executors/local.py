@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 
 from bench import console
+from bench.atomic import open_in_place
 from bench.executors.jobs import write_job
 from bench.grid.plan import Cell
 from bench.grid.spec import GridSpec
@@ -41,12 +42,12 @@ def _run(spec: GridSpec, cell: Cell) -> str:
 
 @contextlib.contextmanager
 def _output_to(path: Path) -> Iterator[None]:
-    """File descriptors 1 and 2 (this process and the profiling subprocess it starts) into ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """File descriptors 1 and 2 (this process and the profiling subprocess it starts) appended to ``path``, never
+    through a link."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(path, "ab") as log:
+    with open(open_in_place(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:

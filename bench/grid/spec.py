@@ -5,7 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.errors import BenchError
 from bench.training.config import RunConfig
+
+# The most cells (training runs) one command plans: each trains a network (minutes on the smoke preset, hours to days
+# on the paper's), so 10,000 is years of compute already; `--dry-run` of 9,100 cells took 10 s on two CPU cores.
+MAX_CELLS = 10_000
+
+
+def check_grid_size(models: int, kds: int, teachers: int, seeds: int, folds: int, trains_teachers: bool) -> int:
+    """The number of cells of a grid at most (``kds`` counts the KD methods other than none; runs that two axes
+    share are planned once, so there may be fewer), or a BenchError when it exceeds :data:`MAX_CELLS`. Counted, never
+    enumerated, so that a grid of 10^6 cells is refused at once."""
+    per_seed = (teachers if trains_teachers and kds else 0) + models * (1 + kds * teachers)
+    count = per_seed * seeds * folds
+    if count > MAX_CELLS:
+        raise BenchError(
+            f"the grid has {count:,} cells (runs): {models} model(s), {kds} KD method(s) besides none, {teachers} "
+            f"teacher(s), {seeds} seed(s), {folds} fold(s); at most {MAX_CELLS:,} in one command (each cell trains a "
+            "network); narrow the sweeps or split the grid"
+        )
+    return count
 
 
 @dataclass

@@ -60,7 +60,8 @@ class GridContext:
         spec = self.spec
         dataset = load_checked_dataset(spec.data, spec.labels, check=not self.worker, warn=self.dist.is_main)
         root = self.store.root
-        return {fold: prepare_fold(dataset, spec.config, fold, root, progress=not self.worker)
+        thorough = spec.force and not self.worker  # --force: the dispatching process checks every cached array
+        return {fold: prepare_fold(dataset, spec.config, fold, root, progress=not self.worker, thorough=thorough)
                 for fold in folds or spec.folds}  # fmt: skip
 
     def prepare(self) -> tuple[dict[int, FoldInputs], list[Cell]]:

@@ -58,9 +58,12 @@ def load_checked_dataset(data: Path | None, labels: Path | None, *, check: bool 
     return dataset
 
 
-def prepare_fold(dataset, config: RunConfig, fold: int, root: Path, *, progress: bool = True) -> FoldInputs:
+def prepare_fold(
+    dataset, config: RunConfig, fold: int, root: Path, *, progress: bool = True, thorough: bool = False
+) -> FoldInputs:
     """``dataset`` split for ``fold`` and preprocessed for ``config`` under the results root ``root`` (the split in
-    ``splits/``, the prepared cases cached in ``cache/``)."""
+    ``splits/``, the prepared cases cached in ``cache/``; with ``thorough``, as for ``--force``, every cached array
+    is compared with its checksum before it is reused)."""
     from bench.data.preprocess import PreprocessSettings, load_prepared, prepare_cases
     from bench.data.splits import split_cases
 
@@ -81,7 +84,7 @@ def prepare_fold(dataset, config: RunConfig, fold: int, root: Path, *, progress:
     )
     cases = train + val + test
     prepared = prepare_cases(cases, settings, layout.cache, workers=min(2, len(cases)), fit_cases=train,
-                             progress=progress)  # fmt: skip
+                             progress=progress, thorough=thorough)  # fmt: skip
     by_id = {p.case_id: p for p in prepared}
     val = val[: config.val_cases]
     prepared_data = PreparedData(

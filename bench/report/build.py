@@ -175,8 +175,8 @@ def _export_records(store: ResultsStore, summaries: list[RunSummary]) -> dict[st
             records[summary.run_id] = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             continue
-        except (OSError, ValueError) as err:
-            raise BenchError(f"cannot read {path}: {err}") from None
+        except (OSError, ValueError, RecursionError) as err:
+            raise BenchError(f"cannot read {path}: {str(err) or type(err).__name__}") from None
     return records
 
 

@@ -13,7 +13,7 @@ def is_missing(value: Any) -> bool:
         return True
     try:
         return not math.isfinite(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return True
 
 

@@ -6,7 +6,7 @@ import contextlib
 import pickle
 import random
 import re
-import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,7 @@ import numpy as np
 import torch
 
 from bench.atomic import atomic_path
-from bench.errors import BenchError, disk_full_error, is_disk_full
-
-# Free space below which a failed write is taken for a full disk (torch's zip writer hides the errno).
-DISK_FULL_MARGIN = 1 << 20
+from bench.errors import BenchError
 
 
 class CheckpointError(BenchError):
@@ -47,25 +44,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` written atomically (``bench.atomic``); a full disk is a DiskFullError."""
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-    except RuntimeError as err:
-        if _is_write_failure(err, Path(path).parent):
-            raise disk_full_error(path) from None
-        raise
+    """``torch.save`` written atomically (``bench.atomic``) and read back: every record of its zip archive against
+    its CRC. torch's zip writer hides the errno of a full disk ("unexpected pos"); the writer tells it by the free
+    space left."""
+    with atomic_path(path, verify=zip_intact) as tmp:
+        torch.save(payload, tmp)
 
 
-def _is_write_failure(err: BaseException, folder: Path) -> bool:
-    """A full disk: an ENOSPC ``OSError``, or torch's zip writer failing (it reports only "file write failed")
-    while the file system has no room left."""
-    if is_disk_full(err):
-        return True
-    if isinstance(err, RuntimeError) and "write" in str(err).lower():
-        with contextlib.suppress(OSError):
-            return shutil.disk_usage(folder).free < DISK_FULL_MARGIN
-    return False
+def zip_intact(path: Path) -> None:
+    """Raise unless every record of the torch (zip) file at ``path`` is whole and matches its CRC."""
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise zipfile.BadZipFile(f"record {bad} fails its CRC check")
 
 
 def safe_load(path: Path, what: str, hint: str = "") -> Any:

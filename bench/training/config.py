@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.nesting import check_nesting, too_deep_as_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,6 +25,44 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 RUN_PRESETS = ("smoke", "default", "paper")
+
+# The bounds of the preset's numbers, each with its reason (the error message gives it).
+MAX_PATCH = 1024
+MAX_HU = 100_000.0
+MAX_OVERLAP = 0.9
+MIN_SPACING_MM, MAX_SPACING_MM = 0.1, 100.0
+_INT_LIMITS: dict[str, tuple[int, int, str]] = {  # key -> (lowest, highest, what the low end means)
+    "base_channels": (0, 512, "0 (each model's own width) or a width"),
+    "batch_size": (1, 1024, "at least 1"),
+    "iterations": (1, 10_000_000, "at least 1"),
+    "val_every": (1, 10_000_000, "at least 1"),
+    "val_cases": (0, 100_000, "0 or more"),
+    "sw_batch_size": (1, 1024, "at least 1"),
+    "workers": (0, 256, "0 (load in the training process) or more"),
+    "profile_warmup": (0, 1000, "0 or more"),
+    "profile_runs": (1, 10_000, "at least 1"),
+    "folds": (1, 100, "at least 1"),
+}
+LIMITS = {
+    "patch": "a float patch of 1024^3 voxels is 4 GiB before the network's first layer",
+    "base_channels": "nnU-Net's first level has 32 channels and deeper levels double it; at 512 one level of a "
+    "3-D network no longer fits a GPU",
+    "batch_size": "1024 patches of the smallest useful size (32^3) fill a GPU before the network runs",
+    "iterations": "670 times the paper's 15,000: weeks of a GPU",
+    "val_every": "the bound of iterations",
+    "val_cases": "more cases than any public CT data set holds",
+    "sw_batch_size": "as batch_size",
+    "workers": "more loader processes than the cores of any machine",
+    "profile_warmup": "a few passes warm the kernels; 1000 only cost time",
+    "profile_runs": "the median of 10,000 passes is as stable as it gets",
+    "folds": "with 100 folds a fold of any public data set holds one or two cases",
+    "lr": "no upper bound: a rate that diverges is stopped at the first non-finite loss, naming the iteration and "
+    "keeping the last good checkpoint",
+    "weight_decay": "a decay above 1 removes more than the whole weight each step",
+    "window": "CT values lie within about -1024 to 30,000 HU, metal included",
+    "overlap": "at 0.9 every voxel lies in 1000 windows already; closer to 1 the window count has no bound",
+    "spacing": "CT voxels are 0.3 to 10 mm; 0.1 mm is three times finer than any clinical scanner",
+}
 
 
 @dataclass
@@ -73,57 +112,61 @@ class RunConfig:
         """Raise BenchError naming the first key whose value is out of range.
 
         Everything a run would otherwise discover after training (profiling settings included) is checked here,
-        when the preset is loaded.
+        when the preset is loaded. Every number has an upper bound too (:data:`LIMITS`, each with its reason): an
+        absurd value (a 23-digit width, 10^20 iterations) would otherwise fail deep inside torch or run forever.
         """
         checks = [
-            ("patch", len(self.patch) == 3 and all(p > 0 for p in self.patch), "three positive sizes"),
+            ("patch", _is_patch(self.patch), f"three sizes from 1 to {MAX_PATCH} voxels ({LIMITS['patch']})"),
             (
                 "inference_patch",
-                not self.inference_patch
-                or (len(self.inference_patch) == 3 and all(p > 0 for p in self.inference_patch)),
-                "empty or three positive sizes",
+                not self.inference_patch or _is_patch(self.inference_patch),
+                f"empty or three sizes from 1 to {MAX_PATCH} voxels ({LIMITS['patch']})",
             ),
-            ("base_channels", self.base_channels >= 0, "0 (each model's own width) or a positive width"),
-            ("batch_size", self.batch_size >= 1, "at least 1"),
-            ("iterations", self.iterations >= 1, "at least 1"),
-            ("val_every", self.val_every >= 1, "at least 1"),
-            ("val_cases", self.val_cases >= 0, "0 or more"),
+            *(_bounded(self, key) for key in _INT_LIMITS),
             ("optimizer", self.optimizer in ("sgd", "adam"), "sgd or adam"),
             ("schedule", self.schedule in ("poly", "cosine", "constant"), "poly, cosine or constant"),
-            ("lr", self.lr > 0 and math.isfinite(self.lr), "positive"),
-            ("weight_decay", 0 <= self.weight_decay < math.inf, "0 or more"),
+            ("lr", 0 < self.lr < math.inf, f"positive and finite ({LIMITS['lr']})"),
+            ("weight_decay", 0 <= self.weight_decay <= 1, f"in [0, 1] ({LIMITS['weight_decay']})"),
             ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
             ("grad_clip", 0 <= self.grad_clip < math.inf, "0 (no clipping) or positive"),
             ("normalization", self.normalization in ("ct", "zscore", "window"), "ct, zscore or window"),
-            ("window", len(self.window) == 2 and self.window[0] < self.window[1], "[low, high] with low < high"),
+            (
+                "window",
+                _is_window(self.window),
+                f"[low, high] with low < high, within ±{MAX_HU:g} HU ({LIMITS['window']})",
+            ),
             ("amp", self.amp in ("bf16", "fp16", "off"), "bf16, fp16 or off"),
-            ("overlap", 0 <= self.overlap < 1, "in [0, 1)"),
-            ("sw_batch_size", self.sw_batch_size >= 1, "at least 1"),
+            ("overlap", 0 <= self.overlap <= MAX_OVERLAP, f"in [0, {MAX_OVERLAP:g}] ({LIMITS['overlap']})"),
             ("fg_fraction", 0 <= self.fg_fraction <= 1, "in [0, 1]"),
             (
                 "flip_axes",
                 set(self.flip_axes) <= {"z", "y", "x"} and len(set(self.flip_axes)) == len(self.flip_axes),
                 'distinct axes among "z", "y" and "x"',
             ),
-            ("workers", self.workers >= 0, "0 (load in the training process) or more"),
-            ("profile_warmup", self.profile_warmup >= 0, "0 or more"),
-            ("profile_runs", self.profile_runs >= 1, "at least 1"),
             ("kd_init", self.kd_init in ("scratch", "student"), "scratch or student"),
             ("eval_checkpoint", self.eval_checkpoint in ("best", "last"), "best or last"),
-            ("model_kwargs", _is_kwargs_table(self.model_kwargs), "a table of tables, e.g. [model_kwargs.unet3d]"),
+            (
+                "model_kwargs",
+                _is_kwargs_table(self.model_kwargs),
+                "a table of tables of numbers, booleans, strings and lists, e.g. [model_kwargs.unet3d]",
+            ),
             ("teacher", bool(self.teacher.strip()), "a model name"),
-            ("folds", self.folds >= 1, "at least 1"),
             (
                 "organs",
                 all(_is_organ_list(names) for names in self._organ_lists()),
                 "a list of distinct organ names (empty: every organ of the data set), or a table of such lists by "
                 "data set name",
             ),
-            ("spacing", self.spacing in ("keep", "median") or _is_spacing(self.spacing), '"keep", "median" or [z,y,x]'),
+            (
+                "spacing",
+                self.spacing in ("keep", "median") or _is_spacing(self.spacing),
+                f'"keep", "median" or [z,y,x] in mm, each from {MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} '
+                f"({LIMITS['spacing']})",
+            ),
         ]
         for key, ok, expected in checks:
             if not ok:
-                raise BenchError(f"preset key {key} must be {expected}, got {getattr(self, key)!r}")
+                raise BenchError(f"preset key {key} must be {expected}, got {_shown(getattr(self, key))}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,7 +192,30 @@ class RunConfig:
 
 
 def _is_spacing(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 3 and all(isinstance(v, int | float) and v > 0 for v in value)
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int | float) and MIN_SPACING_MM <= v <= MAX_SPACING_MM for v in value)
+    )
+
+
+def _is_window(value: list[float]) -> bool:
+    return len(value) == 2 and value[0] < value[1] and all(abs(v) <= MAX_HU for v in value)
+
+
+def _is_patch(value: list[int]) -> bool:
+    return len(value) == 3 and all(1 <= p <= MAX_PATCH for p in value)
+
+
+def _bounded(config: RunConfig, key: str) -> tuple[str, bool, str]:
+    """A check of an integer key against its range in :data:`_INT_LIMITS`."""
+    low, high, meaning = _INT_LIMITS[key]
+    return key, low <= getattr(config, key) <= high, f"{meaning}, at most {high:,} ({LIMITS[key]})"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:50] + "..."
 
 
 def _is_organ_list(value: Any) -> bool:
@@ -162,8 +228,17 @@ def _is_organ_list(value: Any) -> bool:
 
 def _is_kwargs_table(value: Any) -> bool:
     return isinstance(value, dict) and all(
-        isinstance(v, dict) and all(isinstance(k, str) for k in v) for v in value.values()
+        isinstance(v, dict) and all(isinstance(k, str) and _is_plain(x) for k, x in v.items()) for v in value.values()
     )
+
+
+def _is_plain(value: Any) -> bool:
+    """A factory argument TOML can hold and JSON write back (the run's hash): no date or time."""
+    if isinstance(value, list):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return isinstance(value, bool | int | float | str)
 
 
 def valid_keys() -> list[str]:
@@ -172,7 +247,8 @@ def valid_keys() -> list[str]:
 
 def _read_toml(text: str, source: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        with too_deep_as_error(source):
+            return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise BenchError(f"{source} is not valid TOML: {err}") from None
 
@@ -195,6 +271,7 @@ def _apply(config: RunConfig, values: dict[str, Any], source: str) -> None:
     for key, value in values.items():
         if key not in valid_keys():
             raise BenchError(f"unknown preset key {key!r} in {source}; valid keys: {', '.join(valid_keys())}")
+        check_nesting(value, f"preset key {key} in {source}")
         expected = type(getattr(defaults, key))
         if key in ("spacing", "organs"):  # several shapes; validate() names what is allowed
             setattr(config, key, value)
@@ -217,7 +294,8 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise BenchError(f"--set takes key=value, got {item!r}")
     key, raw = (s.strip() for s in item.split("=", 1))
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        with too_deep_as_error(f"--set {key}"):
+            value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return key, value

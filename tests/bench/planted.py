@@ -6,12 +6,15 @@ traceback, write nothing outside the results folder, and leave every file alread
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.bench.runutil import TINY_RUN, bench_cmd
 
@@ -43,8 +46,11 @@ def index_rows(results: Path) -> list:
         return []
     # immutable=1 for a store on a read-only mount, where SQLite cannot create the WAL's shared-memory file
     mode = "mode=ro" if os.access(results, os.W_OK) else "immutable=1"
-    with sqlite3.connect(f"file:{db}?{mode}", uri=True) as conn:
-        return sorted(conn.execute("SELECT run_id, summary_sha1 FROM runs").fetchall())
+    try:
+        with sqlite3.connect(f"file:{db}?{mode}", uri=True) as conn:
+            return sorted(conn.execute("SELECT run_id, summary_sha1 FROM runs").fetchall())
+    except sqlite3.DatabaseError:  # a planted corrupt index: it must stay as unreadable as it was
+        return [("<unreadable>", "")]
 
 
 def copy_store(source: Path, dest: Path) -> Path:
@@ -97,3 +103,22 @@ class Evil:
         import os
 
         return os.system, (f"touch {self.marker}",)
+
+
+@contextlib.contextmanager
+def mounted(target: Path, *options: str):
+    """A real file system mounted at ``target`` (root only; skips the test where mounting is not allowed)."""
+    target.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", *options, str(target)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a file system here: {proc.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill ``folder``'s file system up to ``leave`` free bytes."""
+    stat = os.statvfs(folder)
+    (folder / "filler").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))

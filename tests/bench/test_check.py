@@ -159,7 +159,7 @@ def test_healthy_seed_0_run_passes_and_every_statistical_row_explains_its_verdic
     assert expected in proc.stdout
     assert "latency x1.000 of baseline (informational" in proc.stdout
     assert proc.stdout.count(" ok ") == 3 * (2 + 3 + 2)  # params, gmacs, 3 first-step losses, Dice, HD95
-    assert "OK: 24 checks" in proc.stdout
+    assert "OK: 21 checks" in proc.stdout  # latency is shown, not checked
 
 
 def test_dice_drop_beyond_the_noise_fails_naming_entry_and_numbers(tmp_path, noise) -> None:
@@ -293,3 +293,54 @@ def test_baseline_entry_without_a_run_exits_2_naming_it(tmp_path, noise) -> None
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.startswith("bench check: error: no results for baseline entries: synthetic/smoke/lcovnet/kd=ms")
     assert "synthetic/smoke/unet3d/kd=none" in proc.stdout  # the rest is still compared and shown
+
+
+def _edit_baseline(baseline: Path, edit) -> None:
+    data = json.loads(baseline.read_text())
+    edit(data)
+    baseline.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda d: d.update(entries=[]), "has no entries, so it checks nothing"),
+        (lambda d: d["entries"][0].update(exact={}, statistical={}), "(synthetic/smoke/lcovnet/kd=ca) defines no"),
+        (lambda d: d["entries"][0]["exact"].update(params="1020000"),
+         'entries[0] (synthetic/smoke/lcovnet/kd=ca).exact.params must be a positive integer or null, got "1020000"'),
+        (lambda d: d["entries"][1]["statistical"]["dice_mean"].update(tolerance="0.01"),
+         "statistical.dice_mean.tolerance must be a finite number >= 0"),
+        (lambda d: d["entries"][0]["exact"].update(parms=1), "exact has the unknown key 'parms'"),
+        (lambda d: d["entries"][0]["exact"]["first_step"]["0"].update(loss=None), "first_step.0.loss must be a finite"),
+        (lambda d: d["entries"][2].update(statistical={"dice": {"value": 0.8}}), "unknown key 'dice'"),
+        (lambda d: d["entries"][2].update(model=["unet3d"]), "entries[2].model must be a string"),
+    ],
+)  # fmt: skip
+def test_a_baseline_that_checks_nothing_or_holds_a_wrong_type_exits_2_naming_the_key(tmp_path, noise, edit, words):
+    _, baseline = noise
+    _edit_baseline(baseline, edit)
+    proc = _bench("--baseline", str(baseline), "--results", str(_fresh_run(tmp_path)))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"bench check: error: baseline {baseline}")
+    assert proc.stderr.count("\n") == 1 and words in proc.stderr and "OK" not in proc.stdout
+
+
+def test_a_baseline_nested_too_deeply_exits_2(tmp_path) -> None:
+    baseline = tmp_path / "deep.json"
+    baseline.write_text('{"format": "segkd-bench-baseline/2", "entries": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    proc = _bench("--baseline", str(baseline), "--results", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"bench check: error: baseline {baseline} nests lists or tables deeper than 16")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_check_says_how_many_checks_of_each_kind_it_ran(tmp_path, noise) -> None:
+    _, baseline = noise
+    now = _fresh_run(tmp_path)
+    proc = _bench("--baseline", str(baseline), "--results", str(now))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # 3 entries: params, gmacs and 3 first-step losses of seed 0 each; Dice and HD95 each; latency shown only
+    assert "ran 15 exact, 6 statistical check(s) (and 3 informational row(s), not checks)" in proc.stdout
+    assert "OK: 21 checks" in proc.stdout
+    proc = _bench("--baseline", str(baseline), "--results", str(now), "--latency-ratio", "2")
+    assert "ran 15 exact, 6 statistical, 3 latency check(s)\n" in proc.stdout

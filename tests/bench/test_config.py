@@ -48,7 +48,7 @@ def test_unknown_preset_key_lists_valid_keys():
         ("iterations=0", "iterations must be at least 1"),
         ("iterations=ten", "must be int"),
         ("optimizer=rmsprop", "optimizer must be sgd or adam"),
-        ("patch=[32, 32]", "patch must be three positive sizes"),
+        ("patch=[32, 32]", "patch must be three sizes from 1 to 1024"),
         ("spacing=[1, 2]", "spacing must be"),
         ("amp=fp8", "amp must be"),
         ("eval_checkpoint=worst", "eval_checkpoint must be best or last"),

@@ -1,6 +1,5 @@
 """Issue 11, cases 10 and 11: a full disk during a run or a report, broken run files, a read-only results folder."""
 
-import contextlib
 import json
 import os
 import shutil
@@ -8,27 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.bench.planted import copy_store, files, run_planted, tiny_run_args
+from tests.bench.planted import copy_store, files, fill, mounted, run_planted, tiny_run_args
 from tests.bench.runutil import bench_cmd
-
-
-@contextlib.contextmanager
-def _mounted(target, *options):
-    """A real file system mounted at ``target`` (root only; skips the test where mounting is not allowed)."""
-    target.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", *options, str(target)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a file system here: {proc.stderr.strip()}")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=True)
-
-
-def _fill(folder, leave):
-    """Fill ``folder``'s file system up to ``leave`` free bytes."""
-    stat = os.statvfs(folder)
-    (folder / "filler").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
 
 
 def _store_size(store):
@@ -38,9 +18,9 @@ def _store_size(store):
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_full_disk_during_a_run_is_one_line_naming_the_path_and_free_space(finished_store, tiny_dataset, tmp_path):
     size_kb = _store_size(finished_store) // 1024 + 1024
-    with _mounted(tmp_path / "disk", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs") as disk:
+    with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs") as disk:
         results = copy_store(finished_store, disk / "res")
-        _fill(disk, 40_000)  # room for config.json and env.json, not for a checkpoint
+        fill(disk, 40_000)  # room for config.json and env.json, not for a checkpoint
         args = tiny_run_args(tiny_dataset, results, "--set", "iterations=3")
         proc = run_planted(tmp_path, results, args, 3, ["no space left", str(results), "free"])
         assert "intact" in proc.stderr
@@ -49,9 +29,9 @@ def test_full_disk_during_a_run_is_one_line_naming_the_path_and_free_space(finis
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_full_disk_during_a_report_is_one_line_naming_the_path(finished_store, tmp_path):
     size_kb = _store_size(finished_store) // 1024 + 1024
-    with _mounted(tmp_path / "disk", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs") as disk:
+    with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs") as disk:
         results = copy_store(finished_store, disk / "res")
-        _fill(disk, 64_000)  # room for SQLite's shared-memory file, not for the figures
+        fill(disk, 64_000)  # room for SQLite's shared-memory file, not for the figures
         args = ["report", "--results", str(results)]
         run_planted(tmp_path, results, args, 3, ["no space left", str(results), "free"])
 
@@ -91,7 +71,7 @@ def test_read_only_results_folder_is_readable_by_report_and_check(finished_store
     proc = subprocess.run(bench_cmd("check", "--results", str(source), "--baseline", str(baseline), "--update"),
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with _mounted(tmp_path / "ro", "--bind", str(source)):
+    with mounted(tmp_path / "ro", "--bind", str(source)):
         subprocess.run(["mount", "-o", "remount,ro,bind", str(tmp_path / "ro")], check=True)
         results = tmp_path / "ro"
         report = subprocess.run(bench_cmd("report", "--results", str(results), "--out", str(tmp_path / "out")),

@@ -342,6 +342,7 @@ def test_cli_writes_the_chosen_formats_and_prints_a_table(tmp_path: Path, capsys
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
+        ".bench-report.json",  # what the report wrote, so that it never replaces a file of the user's
         "main_table.csv",
         "per_organ.csv",
         "runs.csv",
