@@ -79,7 +79,7 @@ class Experiment:
         return load_config_with(self.preset, self.overrides, "[overrides]")
 
     def teacher_config(self) -> RunConfig:
-        return load_config_with(self.teacher_preset, self.teacher_overrides, "[teacher.overrides]")
+        return load_config_with(self.teacher_preset, self.teacher_overrides, "[teacher.overrides]", teacher=True)
 
 
 def load_experiment(path: Path | str, check: bool = True) -> Experiment:

@@ -62,17 +62,21 @@ FORMAT = "segkd-bench-baseline/2"
 FORMAT_V1 = "segkd-bench-baseline/1"
 ENTRY_KEY = ("dataset", "preset", "model", "kd")
 NOISE_K = 4.0
-FLOORS = {"dice": 0.01, "hd95": 2.0}
+FLOORS = {"dice": 0.01, "hd95": 2.0, "gain": 0.01}
 FIRST_STEP_REL = 1e-4
 FIRST_STEP_ABS = 1e-7  # for a KD loss that is (numerically) zero at the first step
 GMACS_REL = 1e-6
 FIRST_STEP_KEYS = ("loss", "seg_loss", "kd_loss")
+# Also measured at the first step (bench.training.trainer), checked where the baseline has them: the KD term's gradient
+# norm on the student's weights (0 when the term is detached on its way into the loss) and the number of parameters
+# the optimiser updates (a KD method's adapters left out of it lower the count).
+PROBE_KEYS = ("kd_grad_norm", "optimized_params")
 # A KD run's first-step kd_loss (and so its loss) depends on the teacher, which is trained and therefore not the same
 # on every CPU. Measured on the smoke protocol, seed 0's teachers trained under AVX-512, AVX2 and generic kernels
 # gave first-step kd_loss values up to 1.0% apart and losses up to 2.3e-4 apart (relative); a baseline from fewer
 # kernel sets measures less than that. These floors leave 5x and 4x margin; a flipped or zeroed KD term still moves
 # kd_loss by 100% or more.
-TEACHER_FIRST_STEP_REL = {"loss": 1e-3, "kd_loss": 0.05}
+TEACHER_FIRST_STEP_REL = {"loss": 1e-3, "kd_loss": 0.05, "kd_grad_norm": 0.05}
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,10 @@ STAT_METRICS: tuple[StatMetric, ...] = (
     StatMetric("dice_mean", "dice", "Dice", True, 4),
     StatMetric("hd95_mean", "hd95", "HD95", False, 2),
 )
-TOLERANCE_ALIASES = {m.alias: m for m in STAT_METRICS}
+# A KD entry's gain: its Dice minus that of the same student without KD, paired by seed (and, when a baseline pools
+# several CPU settings, by kernel set and thread count). It is what distillation does; the gate fails when it shrinks.
+GAIN = StatMetric("kd_gain", "gain", "KD gain", True, 4)
+TOLERANCE_ALIASES = {m.alias: m for m in (*STAT_METRICS, GAIN)}
 
 
 def parse_tolerance(text: str) -> dict[str, float]:
@@ -150,11 +157,15 @@ def _mean(values: list[Any]) -> float | None:
 
 
 def _first_step(summary: RunSummary) -> dict[str, float] | None:
+    """The first-step values of a run: the three losses (None without them) and the probes it recorded."""
     raw = summary.first_step
-    if raw is None:
+    if not isinstance(raw, dict):
         return None
     values = {k: _number(raw.get(k)) for k in FIRST_STEP_KEYS}
-    return None if any(v is None for v in values.values()) else values  # type: ignore[return-value]
+    if any(v is None for v in values.values()):
+        return None
+    probes = {k: _number(raw.get(k)) for k in PROBE_KEYS}
+    return {**values, **{k: v for k, v in probes.items() if v is not None}}  # type: ignore[dict-item]
 
 
 def first_step_close(a: float, b: float, rel: float = FIRST_STEP_REL) -> bool:
@@ -193,18 +204,51 @@ def _exact_first_steps(samples: list[RunSummary]) -> tuple[dict[str, dict[str, f
         values = _first_step(summary)
         if values is not None:
             by_seed.setdefault(str(summary.seed), []).append(values)
+    # a probe is kept for a seed only where every run of that seed recorded it (runs of older versions did not)
+    shared = {seed: {k: v for k, v in runs[0].items() if all(k in r for r in runs)} for seed, runs in by_seed.items()}
+    names = [*FIRST_STEP_KEYS, *(k for k in PROBE_KEYS if any(k in v for v in shared.values()))]
     taught = any(summary.kd not in (None, "none") for summary in samples)
-    rel = {**dict.fromkeys(FIRST_STEP_KEYS, FIRST_STEP_REL), **(TEACHER_FIRST_STEP_REL if taught else {})}
+    rel = {**dict.fromkeys(names, FIRST_STEP_REL), **{k: v for k, v in TEACHER_FIRST_STEP_REL.items() if taught}}
+    rel = {k: v for k, v in rel.items() if k in names}
     for runs in by_seed.values():
-        for name in FIRST_STEP_KEYS:
-            values = [r[name] for r in runs]
-            scale = max(abs(v) for v in values)
+        for name in names:
+            values = [r[name] for r in runs if name in r]
+            scale = max((abs(v) for v in values), default=0.0)
             if scale > FIRST_STEP_ABS:
                 rel[name] = max(rel[name], NOISE_K * (max(values) - min(values)) / scale)
-    return {seed: runs[0] for seed, runs in sorted(by_seed.items())}, rel
+    return dict(sorted(shared.items())), rel
 
 
-def _build_entry(key: tuple[str, ...], samples: list[RunSummary], override: dict[str, float]) -> dict[str, Any]:
+def _pairing(summary: RunSummary) -> tuple:
+    """What a KD run and its run without KD must share for their difference to be a gain: the seed and the CPU
+    settings that decide the floating-point rounding."""
+    numerics = summary.numerics if isinstance(summary.numerics, dict) else {}
+    return str(summary.seed), numerics.get("cpu_capability"), numerics.get("threads")
+
+
+def _gains(samples: list[RunSummary], controls: list[RunSummary]) -> list[float]:
+    """Per KD run, its Dice minus the mean Dice of the runs without KD with the same :func:`_pairing`."""
+    control_dice: dict[tuple, list[float]] = {}
+    for control in controls:
+        dice = _number(control.dice_mean)
+        if dice is not None:
+            control_dice.setdefault(_pairing(control), []).append(dice)
+    gains = []
+    for sample in samples:
+        dice, base = _number(sample.dice_mean), control_dice.get(_pairing(sample))
+        if dice is not None and base:
+            gains.append(dice - sum(base) / len(base))
+    return gains
+
+
+def _control_key(key: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The entry key of the same student without KD; None for an entry that is itself without KD."""
+    return None if key[3] in ("none", "-") else (*key[:3], "none")
+
+
+def _build_entry(
+    key: tuple[str, ...], samples: list[RunSummary], override: dict[str, float], controls: list[RunSummary]
+) -> dict[str, Any]:
     samples = sorted(samples, key=lambda s: (_seed_order(s.seed), s.run_id))
     params = sorted({s.params for s in samples if s.params is not None})
     gmacs = _mean([s.gmacs for s in samples])
@@ -218,6 +262,10 @@ def _build_entry(key: tuple[str, ...], samples: list[RunSummary], override: dict
         stat = _stat_entry(values, FLOORS[metric.alias], override.get(metric.alias))
         if stat is not None:
             statistical[metric.metric] = stat
+    if _control_key(key) is not None:
+        gain = _stat_entry(_gains(samples, controls), FLOORS[GAIN.alias], override.get(GAIN.alias))
+        if gain is not None:
+            statistical[GAIN.metric] = gain
     return {
         **dict(zip(ENTRY_KEY, key)),
         "seeds": sorted({s.seed for s in samples}, key=_seed_order),
@@ -263,7 +311,9 @@ def build_baseline(
             "first_step_rel": FIRST_STEP_REL,
             "sources": _sources(summaries),
         },
-        "entries": [_build_entry(key, by_key[key], override) for key in sorted(by_key)],
+        "entries": [
+            _build_entry(key, by_key[key], override, by_key.get(_control_key(key) or (), [])) for key in sorted(by_key)
+        ],
     }
 
 
@@ -279,8 +329,10 @@ def _pooled_stat(a: dict[str, Any], b: dict[str, Any], floor: float, override: f
     return _stat(mean, spread, n, floor, override)
 
 
-def _pool_entry(entry: dict[str, Any], samples: list[RunSummary], override: dict[str, float]) -> dict[str, Any]:
-    new = _build_entry(tuple(entry[k] for k in ENTRY_KEY), samples, override)
+def _pool_entry(
+    entry: dict[str, Any], samples: list[RunSummary], override: dict[str, float], controls: list[RunSummary]
+) -> dict[str, Any]:
+    new = _build_entry(tuple(entry[k] for k in ENTRY_KEY), samples, override, controls)
     exact, new_exact = entry["exact"], new["exact"]
     if new_exact["params"] is not None and exact.get("params") not in (None, new_exact["params"]):
         raise BenchError(
@@ -299,7 +351,7 @@ def _pool_entry(entry: dict[str, Any], samples: list[RunSummary], override: dict
             if stored is not None and scale > FIRST_STEP_ABS:
                 rel[name] = max(rel.get(name, FIRST_STEP_REL), NOISE_K * abs(value - stored) / scale)
     statistical = dict(entry.get("statistical") or {})
-    for metric in STAT_METRICS:
+    for metric in (*STAT_METRICS, GAIN):
         added, old = new["statistical"].get(metric.metric), statistical.get(metric.metric)
         if added and old:
             added = _pooled_stat(old, added, FLOORS[metric.alias], override.get(metric.alias))
@@ -324,8 +376,11 @@ def pool_baseline(baseline: dict[str, Any], summaries: list[RunSummary], overrid
         by_key.setdefault(_key(summary), []).append(summary)
     entries = {tuple(e[k] for k in ENTRY_KEY): e for e in baseline["entries"]}
     for key, samples in by_key.items():
+        controls = by_key.get(_control_key(key) or (), [])
         entries[key] = (
-            _pool_entry(entries[key], samples, override) if key in entries else _build_entry(key, samples, override)
+            _pool_entry(entries[key], samples, override, controls)
+            if key in entries
+            else _build_entry(key, samples, override, controls)
         )
     sources = baseline.get("noise", {}).get("sources", {})
     added = _sources(summaries)
@@ -382,18 +437,19 @@ def _check_exact(exact: Any, where: str) -> int:
           f"{where}.params", "a positive integer or null", params)  # fmt: skip
     _optional_number(exact.get("gmacs"), f"{where}.gmacs", 0)
     first_step = _object(exact.get("first_step") or {}, f"{where}.first_step")
+    known = (*FIRST_STEP_KEYS, *PROBE_KEYS)
     for seed, values in first_step.items():
-        values = _object(values, f"{where}.first_step.{seed}", FIRST_STEP_KEYS)
-        for name in FIRST_STEP_KEYS:
+        values = _object(values, f"{where}.first_step.{seed}", known)
+        for name in (*FIRST_STEP_KEYS, *(k for k in PROBE_KEYS if k in values)):
             _want(_is_number(values.get(name)), f"{where}.first_step.{seed}.{name}", "a finite number",
                   values.get(name))  # fmt: skip
-    for name, rel in _object(exact.get("first_step_rel") or {}, f"{where}.first_step_rel", FIRST_STEP_KEYS).items():
+    for name, rel in _object(exact.get("first_step_rel") or {}, f"{where}.first_step_rel", known).items():
         _want(_is_number(rel) and rel >= 0, f"{where}.first_step_rel.{name}", "a finite number >= 0", rel)
-    return (params is not None) + (exact.get("gmacs") is not None) + len(FIRST_STEP_KEYS) * len(first_step)
+    return (params is not None) + (exact.get("gmacs") is not None) + sum(map(len, first_step.values()))
 
 
 def _check_statistical(statistical: Any, where: str) -> int:
-    statistical = _object(statistical, where, tuple(m.metric for m in STAT_METRICS))
+    statistical = _object(statistical, where, tuple(m.metric for m in (*STAT_METRICS, GAIN)))
     for name, stat in statistical.items():
         stat = _object(stat, f"{where}.{name}", ("value", "spread", "tolerance", "samples"))
         for key in ("value", "tolerance"):
@@ -557,15 +613,15 @@ def _exact_rows(key: str, exact: dict, current: dict[Any, RunSummary]) -> list[C
         ok = now is not None and abs(now - gmacs) <= GMACS_REL * abs(gmacs)
         rows.append(Comparison(key, "exact", "gmacs", gmacs, now, f"rel {GMACS_REL:g}", "ok" if ok else "CHANGED",
                                not ok, f"GMACs {now} vs {gmacs}"))  # fmt: skip
-    rel = {**dict.fromkeys(FIRST_STEP_KEYS, FIRST_STEP_REL), **(exact.get("first_step_rel") or {})}
+    rel = {**dict.fromkeys((*FIRST_STEP_KEYS, *PROBE_KEYS), FIRST_STEP_REL), **(exact.get("first_step_rel") or {})}
     for seed_text, base_values in sorted((exact.get("first_step") or {}).items()):
         run = next((r for s, r in current.items() if str(s) == seed_text), None)
         if run is None:
             continue
         now_values = _first_step(run)
-        for name in FIRST_STEP_KEYS:
+        for name in (*FIRST_STEP_KEYS, *(k for k in PROBE_KEYS if k in base_values)):
             base = float(base_values[name])
-            now = None if now_values is None else now_values[name]
+            now = None if now_values is None else now_values.get(name)
             ok = now is not None and first_step_close(base, now, float(rel[name]))
             rows.append(Comparison(
                 key, "exact", f"first_step.{name} (seed {seed_text})", base, now, f"rel {float(rel[name]):.2g}",
@@ -599,6 +655,17 @@ def _latency_row(key: str, entry: dict, current_runs: list[RunSummary],
     return row(f"<= x{latency_ratio:g}", "SLOWER" if failed else "ok", failed, text)
 
 
+def _gain_now(current: dict[Any, RunSummary], controls: dict[Any, RunSummary]) -> float | None:
+    """The mean over the seeds both have of (Dice with KD - Dice without); None without such a seed. The latest
+    runs of one results store share their CPU settings, so the seed pairs them."""
+    diffs = []
+    for seed, run in current.items():
+        kd, control = _number(run.dice_mean), _number(controls[seed].dice_mean) if seed in controls else None
+        if kd is not None and control is not None:
+            diffs.append(kd - control)
+    return sum(diffs) / len(diffs) if diffs else None
+
+
 def compare(baseline: dict[str, Any], summaries: list[RunSummary], override: dict[str, float] | None = None,
             latency_ratio: float | None = None) -> CheckResult:  # fmt: skip
     """Check the latest results against every baseline entry. ``override`` is by alias (``dice``, ``hd95``)."""
@@ -620,6 +687,10 @@ def compare(baseline: dict[str, Any], summaries: list[RunSummary], override: dic
             if stat is not None:
                 now = _mean([getattr(r, metric.metric) for r in runs])
                 rows.append(_statistical(text, metric, stat, now, override.get(metric.alias)))
+        gain = (entry.get("statistical") or {}).get(GAIN.metric)
+        if gain is not None:
+            controls = latest.get(_control_key(key) or (), {})
+            rows.append(_statistical(text, GAIN, gain, _gain_now(current, controls), override.get(GAIN.alias)))
         latency = _latency_row(text, entry, runs, latency_ratio)
         if latency is not None:
             rows.append(latency)

@@ -77,7 +77,7 @@ class RunSummary:
     train_seconds: float | None  # wall time of training, resumed segments added up
     iterations: int | None  # optimiser steps
     best_val_dice: float | None  # the best validation Dice (None: never validated)
-    first_step: dict[str, Any] | None  # loss, seg_loss, kd_loss of iteration 1, before any update (bench check)
+    first_step: dict[str, Any] | None  # iteration 1 before any update: losses, kd_grad_norm, optimized_params
     numerics: dict[str, Any] | None  # cpu_capability and threads: what decides floating-point rounding
     kd_hparams: dict[str, Any] | None  # the KD method's scalar settings (per part of a composition)
     model_kwargs: dict[str, Any] | None  # the network's factory arguments, the preset's and its own

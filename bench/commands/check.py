@@ -1,20 +1,25 @@
 """``bench check``: the regression gate. Compares the latest results with a committed baseline JSON.
 
-Exact checks (hold on any machine): params equal, GMACs to 1e-6 relative, and the losses of each run's first
-training step to 1e-4 relative (they catch a changed network, loss term or label mapping without training noise).
+Exact checks (hold on any machine): params equal, GMACs to 1e-6 relative, and each run's first training step to
+1e-4 relative: its losses, the norm of the gradient the KD term gives the student (0 when the term is detached) and
+the number of parameters the optimiser updates (a KD method's adapters included). They catch a changed network,
+loss term, label mapping or optimiser without training noise; a KD run's values depend on the trained teacher and
+get wider tolerances.
 When the baseline has a reference checkpoint (written with --update --reference RUN_ID), it is evaluated on the
 built-in test cases, and every case's per-organ Dice and HD95 must equal the committed ones to 1e-6: an exact check
 of preprocessing, inference and metrics.
 
 Statistical checks (trained accuracy): Dice may not drop, and HD95 may not rise, by more than the entry's
 tolerance, which the baseline derives from measured noise: tolerance = max(floor, 4 x spread), spread being the
-standard deviation of that entry over the runs the baseline was written from (seeds and CPU settings). Each row says
-why it passed or failed ("Dice 0.5710 vs baseline 0.5750 ± 0.0120 (...): within noise"). Latency is informational
+standard deviation of that entry over the runs the baseline was written from (seeds and CPU settings). A KD
+entry's gain (its Dice minus the same student's without KD, paired by seed) may not shrink by more than its own
+tolerance: a KD method that stops transferring anything fails here. Each row says why it passed or failed
+("Dice 0.5710 vs baseline 0.5750 ± 0.0120 (...): within noise"). Latency is informational
 unless --latency-ratio R is given (then now / baseline <= R on the same device).
 
 Exit status: 0 all hold, 1 on any regression, 2 on a usage error, when a baseline entry has no matching run, or
 when the baseline checks nothing (no entries, an entry without a check) or holds a value of the wrong type. The
-last lines say how many checks of each kind ran (exact, statistical, reference, latency).
+last lines say how many checks of each kind ran (exact, statistical, KD gain, reference, latency).
 
 --update writes the baseline from every complete run in the given results stores instead: pass several --results
 (e.g. one per seed set or CPU setting) so that the spread is measured (file format: see bench/regression.py).
@@ -52,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tolerance",
         metavar="LIST",
-        help="override the allowed drop in Dice / rise in HD95 (mm) of every entry, e.g. dice=0.02,hd95=3 "
+        help="override the allowed drop in Dice / rise in HD95 (mm) / drop in KD gain of every entry, e.g. "
+        "dice=0.02,hd95=3,gain=0.05 "
         "(default: each entry's tolerance derived from its measured noise)",
     )
     p.add_argument(
@@ -161,6 +167,8 @@ def _check_counts(rows: list) -> dict[str, int]:
 def _kind(row) -> str:
     if row.metric == "reference evaluation":
         return "reference"
+    if row.metric == "kd_gain":
+        return "KD gain"
     if row.kind == "informational" and row.status in ("ok", "SLOWER"):
         return "latency"
     return row.kind

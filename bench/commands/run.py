@@ -187,15 +187,16 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _configs(preset: str, args: argparse.Namespace):
-    """The students' config and the teachers' own (None without ``--set teacher.KEY=VALUE``), both checked."""
+    """The students' config and the teachers' own (None without ``--set teacher.KEY=VALUE`` or a preset's
+    ``[teacher_protocol]``), both checked."""
     from bench.training.config import check_teacher_config, load_config, split_teacher_overrides
 
     shared, own = split_teacher_overrides(_overrides(args))
     config = load_config(preset, shared)
-    if not own:
+    if not own and not config.teacher_protocol:
         return config, None
-    teacher_config = load_config(preset, [*shared, *own])
-    check_teacher_config(config, teacher_config, "--set teacher.*")
+    teacher_config = load_config(preset, [*shared, *own], teacher=True)
+    check_teacher_config(config, teacher_config, "--set teacher.* or the preset's [teacher_protocol]")
     return config, teacher_config
 
 

@@ -12,7 +12,7 @@ from bench.training.config import check_teacher_config
 def check_grid(spec: GridSpec) -> None:
     """Every model (as a student, and as a teacher under each protocol it runs with) and KD method of ``spec``."""
     from bench.components.factory_args import check_component
-    from bench.components.syntax import parse_component
+    from bench.components.syntax import Component, parse_component
 
     names = [(m, "--models", spec.config) for m in spec.models]
     if spec.distils:
@@ -31,3 +31,6 @@ def check_grid(spec: GridSpec) -> None:
     for kd in spec.kds:
         if kd != "none":
             check_component(parse_component(kd, "kd", "--kd"), "kd", "--kd")
+    if spec.distils:
+        for name, kwargs in spec.config.kd_kwargs.items():
+            check_component(Component(name, kwargs), "kd", f"preset key kd_kwargs.{name}")

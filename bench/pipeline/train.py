@@ -41,11 +41,27 @@ def build_student(cell: Cell, config: RunConfig, data: PreparedData, teacher: Te
     if teacher is None:
         return Student(model, kwargs)
     method = kd_methods.create_kd_method(
-        cell.kd, model.feature_channels, teacher.model.feature_channels, data.num_classes, **cell.kd_kwargs
-    )
+        cell.kd, model.feature_channels, teacher.model.feature_channels, data.num_classes,
+        **own_kd_kwargs(cell.kd, config, cell.kd_kwargs),
+    )  # fmt: skip
     if cell.init_run:
         stored_weights(model, cell.model, store, cell.init_run, "--kd-init student weights")
     return Student(model, kwargs, method, kd_hparams(method))
+
+
+def own_kd_kwargs(name: str, config: RunConfig, own: dict) -> dict:
+    """The preset's ``[kd_kwargs.<method>]`` arguments of KD method ``name`` with the method's own
+    (``--kd name:key=value``) over them. A composition (``ca+ms``) gets each part's preset arguments scoped to that
+    part, less the keys its own arguments set for every part."""
+    if "+" not in name:
+        return {**config.kd_kwargs.get(name, {}), **own}
+    out = dict(own)
+    for part in (p.strip() for p in name.split("+")):
+        scoped = own.get(part) if isinstance(own.get(part), dict) else {}
+        preset = {k: v for k, v in config.kd_kwargs.get(part, {}).items() if k not in own}
+        if preset or scoped:
+            out[part] = {**preset, **scoped}
+    return out
 
 
 def train_student(

@@ -14,6 +14,7 @@ from bench.errors import BenchError
 from bench.report import plots as P
 from bench.report.ablation import ablation_plot, find_ablations
 from bench.report.content import GroupReport, Report
+from bench.report.kd_effect import effect_words, kd_effects
 from bench.report.stats import case_mean_dice
 from bench.report.tables import (
     GROUP,
@@ -52,6 +53,7 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
     case_dice = case_mean_dice(store.per_case())
     agg = aggregate(runs, case_dice)
     organs = organ_frame(summaries, runs)
+    effects = kd_effects(runs, case_dice)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     groups = agg.groupby(GROUP).ngroups
     header = (
@@ -71,6 +73,8 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
             if (w.dataset, w.preset) == (dataset, preset)
         ]
         group = GroupReport(dataset, preset, agg_g.reset_index(drop=True), organs_g, notes)
+        group.effects = effects[(effects.dataset == dataset) & (effects.preset == preset)].reset_index(drop=True)
+        group.effect_words = effect_words(group.effects)
         group.ablations = find_ablations(group.agg, dataset, preset)
         report.groups.append(group)
     if "md" in formats or "html" in formats:

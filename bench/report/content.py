@@ -10,19 +10,23 @@ from tabulate import tabulate
 
 from bench.report import plots as P
 from bench.report.ablation import Ablation
+from bench.report.kd_effect import effect_table
 from bench.report.tables import TERMINAL_COLUMNS, main_table
 
 
 @dataclass
 class GroupReport:
-    """The rows of one dataset/preset: the aggregated main table, per-organ values, the figures and the ablation
-    view of swept arguments."""
+    """The rows of one dataset/preset: the aggregated main table, per-organ values, what KD did (``effects``, one
+    row per student, teacher and method, and ``effect_words`` saying it), the figures and the ablation view of swept
+    arguments."""
 
     dataset: str
     preset: str
     agg: pd.DataFrame
     organs: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    effects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    effect_words: list[str] = field(default_factory=list)
     plots: list[P.Plot] = field(default_factory=list)
     ablations: list[Ablation] = field(default_factory=list)
 
@@ -39,12 +43,22 @@ class Report:
     deployment: tuple[list[str], list[list]] = ([], [])  # headers, rows: runs exported with `bench export`
 
     def terminal_table(self) -> str:
-        """A short table per dataset/preset for the terminal."""
+        """A short table per dataset/preset for the terminal, then what KD did: its table and its sentences."""
         blocks = []
         for group in self.groups:
             headers, rows = main_table(group.agg, columns=TERMINAL_COLUMNS)
-            blocks.append(
-                f"{group.dataset} / preset {group.preset}\n"
-                + tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+            block = f"{group.dataset} / preset {group.preset}\n" + tabulate(
+                rows, headers, tablefmt="simple", disable_numparse=True
             )
+            if len(group.effects):
+                block += "\n\nWhat KD did\n" + tabulate(
+                    *_swap(effect_table(group.effects)), tablefmt="simple", disable_numparse=True
+                )
+                block += "".join(f"\n{line}" for line in group.effect_words)
+            blocks.append(block)
         return "\n\n".join(blocks)
+
+
+def _swap(table: tuple[list[str], list[list]]) -> tuple[list[list], list[str]]:
+    headers, rows = table
+    return rows, headers

@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
 from bench.report import ablation as A
+from bench.report import kd_effect as E
 from bench.report.content import Report
 from bench.report.plots import Plot
 from bench.report.tables import main_csv_frame, main_table, organ_table, tex_escape
@@ -62,6 +63,10 @@ def write_markdown(report: Report, path: Path) -> None:
             lines += [*(f"- {note}" for note in group.notes), ""]
         lines += ["### Main table", ""]
         lines += [tabulate(*_swap(main_table(group.agg)), tablefmt="github", disable_numparse=True), ""]
+        if len(group.effects):
+            lines += ["### What KD did", "", E.NOTE, ""]
+            lines += [tabulate(*_swap(E.effect_table(group.effects)), tablefmt="github", disable_numparse=True), ""]
+            lines += [*(f"- {line}" for line in group.effect_words), ""]
         for metric, title in (("dice", "Per-organ Dice"), ("hd95", "Per-organ HD95 (mm)")):
             if len(group.organs):
                 lines += [f"### {title}", ""]
@@ -126,6 +131,15 @@ def write_html(report: Report, path: Path) -> None:
             "<h3>Main table</h3>",
             tabulate(*_swap(main_table(group.agg)), tablefmt="html", disable_numparse=True),
         ]
+        if len(group.effects):
+            parts += [
+                "<h3>What KD did</h3>",
+                f"<p>{esc(E.NOTE)}</p>",
+                tabulate(*_swap(E.effect_table(group.effects)), tablefmt="html", disable_numparse=True),
+                "<ul>",
+                *(f"<li>{esc(line)}</li>" for line in group.effect_words),
+                "</ul>",
+            ]
         for metric, title in (("dice", "Per-organ Dice"), ("hd95", "Per-organ HD95 (mm)")):
             if len(group.organs):
                 parts += [
@@ -163,10 +177,12 @@ def _html_figure(plot: Plot) -> str:
 
 
 def write_csv(report: Report, out_dir: Path) -> list[Path]:
-    """``main_table.csv`` (raw numbers, p-values), ``per_organ.csv`` (long), ``runs.csv`` (one row per run) and one
+    """``main_table.csv`` (raw numbers, p-values), ``kd_effect.csv`` (what KD did: gap, gain, share closed, paired
+    test), ``per_organ.csv`` (long), ``runs.csv`` (one row per run) and one
     ``ablation/<dataset>__<preset>__ablation__...csv`` per ablation table."""
     frames = {
         "main_table.csv": main_csv_frame(report.agg),
+        "kd_effect.csv": pd.concat([g.effects for g in report.groups if len(g.effects)] or [E.empty()]),
         "per_organ.csv": report.organs,
         "runs.csv": report.runs,
     }
@@ -193,6 +209,10 @@ def write_tex(report: Report, path: Path) -> None:
     for group in report.groups:
         title = tex_escape(_group_title(group))
         tables = [("Main results", main_table(group.agg, style="tex"))]
+        if len(group.effects):
+            headers, rows = E.effect_table(group.effects)
+            tables.append(("What KD did", ([tex_escape(h) for h in headers],
+                                           [[tex_escape(c) for c in row] for row in rows])))  # fmt: skip
         if len(group.organs):
             tables += [
                 ("Per-organ Dice", organ_table(group.organs, group.agg, "dice", style="tex")),

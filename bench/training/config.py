@@ -107,6 +107,10 @@ class RunConfig:
     # list) only for the data sets it names (see organs_for)
     organs: list[str] | dict[str, list[str]] = field(default_factory=list)
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name: factory arguments
+    # per KD method name: its arguments, under the method's own (``--kd ca:weight=...``); see the smoke preset
+    kd_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # preset keys for the teachers alone (their width, budget), applied before --set; see load_config
+    teacher_protocol: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise BenchError naming the first key whose value is out of range.
@@ -150,7 +154,18 @@ class RunConfig:
                 _is_kwargs_table(self.model_kwargs),
                 "a table of tables of numbers, booleans, strings and lists, e.g. [model_kwargs.unet3d]",
             ),
+            (
+                "kd_kwargs",
+                _is_kwargs_table(self.kd_kwargs),
+                "a table of tables of numbers, booleans, strings and lists, e.g. [kd_kwargs.ca]",
+            ),
             ("teacher", bool(self.teacher.strip()), "a model name"),
+            (
+                "teacher_protocol",
+                set(self.teacher_protocol) <= set(valid_keys()) - {*TEACHER_SHARED_KEYS, *_NOT_FOR_TEACHER},
+                "a table of preset keys for the teachers alone (not "
+                f"{', '.join((*TEACHER_SHARED_KEYS, *_NOT_FOR_TEACHER))})",
+            ),
             (
                 "organs",
                 all(_is_organ_list(names) for names in self._organ_lists()),
@@ -304,6 +319,7 @@ def parse_override(item: str) -> tuple[str, Any]:
 # Keys that decide the data every run of a grid sees (preprocessing, splits, validation cases): a teacher with its own
 # protocol (``--set teacher.KEY=VALUE``, an experiment's ``[teacher]`` table) keeps the students' values.
 TEACHER_SHARED_KEYS = ("spacing", "normalization", "window", "crop", "folds", "val_cases", "organs")
+_NOT_FOR_TEACHER = ("description", "teacher", "teacher_protocol", "kd_init")  # keys a teacher's protocol cannot set
 TEACHER_PREFIX = "teacher."
 
 
@@ -325,8 +341,12 @@ def check_teacher_config(students: RunConfig, teacher: RunConfig, source: str) -
             )
 
 
-def load_config(preset: str, overrides: list[str] | None = None) -> RunConfig:
-    """A shipped preset by name, or a TOML file by path, with ``key=value`` overrides applied and validated."""
+def load_config(preset: str, overrides: list[str] | None = None, teacher: bool = False) -> RunConfig:
+    """A shipped preset by name, or a TOML file by path, with ``key=value`` overrides applied and validated.
+
+    ``teacher=True`` gives the teachers' protocol: the preset's ``[teacher_protocol]`` table is applied after the
+    preset and before the overrides, so that ``--set iterations=2`` still shortens every run of a grid.
+    """
     if preset in RUN_PRESETS:
         text = resources.files("bench.presets").joinpath(f"{preset}.toml").read_text()
         source = f"preset {preset}"
@@ -342,15 +362,32 @@ def load_config(preset: str, overrides: list[str] | None = None) -> RunConfig:
             raise BenchError(f"--preset {path} cannot be read: {err.strerror or err}") from None
     config = RunConfig()
     _apply(config, _read_toml(text, source), source)
+    if teacher:
+        _apply_teacher_protocol(config, source)
     _apply(config, dict(parse_override(o) for o in overrides or []), "--set")
     config.validate()
     return config
 
 
-def load_config_with(preset: str, values: dict[str, Any], source: str) -> RunConfig:
+def _apply_teacher_protocol(config: RunConfig, source: str) -> None:
+    """Apply ``config.teacher_protocol`` to ``config`` itself (which becomes a teacher's protocol; the table is
+    emptied, so that it does not enter the teacher's hash twice)."""
+    table, config.teacher_protocol = config.teacher_protocol, {}
+    if not isinstance(table, dict):
+        raise BenchError(f"preset key teacher_protocol in {source} must be a table, got {_shown(table)}")
+    refused = sorted(set(table) & {*TEACHER_SHARED_KEYS, *_NOT_FOR_TEACHER})
+    if refused:
+        raise BenchError(
+            f"preset key teacher_protocol in {source} sets {', '.join(refused)}: a teacher's own protocol may change "
+            f"training keys only, not {', '.join((*TEACHER_SHARED_KEYS, *_NOT_FOR_TEACHER))}"
+        )
+    _apply(config, table, f"{source} [teacher_protocol]")
+
+
+def load_config_with(preset: str, values: dict[str, Any], source: str, teacher: bool = False) -> RunConfig:
     """:func:`load_config` with a table of preset keys applied (an experiment file's ``[overrides]``) and
-    validated; a bad key or value is an error naming ``source``."""
-    config = load_config(preset)
+    validated; a bad key or value is an error naming ``source``. ``teacher``: as for :func:`load_config`."""
+    config = load_config(preset, teacher=teacher)
     _apply(config, values, source)
     try:
         config.validate()

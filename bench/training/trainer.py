@@ -48,7 +48,8 @@ class TrainResult:
     best_val_dice: float | None
     train_seconds: float
     weights: Path  # the checkpoint to evaluate: best on validation or last, as config.eval_checkpoint says
-    first_step: dict[str, float]  # the losses of iteration 1, before any update: exact on any CPU (see bench check)
+    # iteration 1, before any update: its losses, the KD term's gradient norm, the parameters optimised (bench check)
+    first_step: dict[str, float]
     resumed_from: int = 0  # the iteration of the checkpoint this training resumed from (0: started afresh)
 
 
@@ -126,6 +127,7 @@ class Trainer:
             self.teacher = teacher.to(device=device, memory_format=self.mem_format).eval().requires_grad_(False)
         self.train_cases, self.val_cases = train_cases, val_cases
         self.first_step: dict[str, float] = {}
+        self._probe: dict[str, float] = {}
         self.seg_loss = MultiScaleSegLoss()
         self.seg_weight = getattr(kd, "seg_loss_weight", 1.0) if kd is not None else 1.0
         params = list(self.model.parameters()) + (list(self.kd.parameters()) if self.kd is not None else [])
@@ -257,7 +259,8 @@ class Trainer:
                         lr = self._set_lr(loop.iteration)
                         loop.window.append(self.train_step(batch, loop.iteration))
                         if loop.iteration == 0:
-                            self.first_step = dict(zip(("loss", "seg_loss", "kd_loss"), loop.window[-1]))
+                            self.first_step = {**dict(zip(("loss", "seg_loss", "kd_loss"), loop.window[-1])),
+                                               **self._probe}  # fmt: skip
                         loop.iteration += 1
                         if loop.iteration % log_every == 0 or loop.iteration == end:
                             loop.rows.append(self._log_row(loop.iteration, loop.window, lr, loop.start))
@@ -335,6 +338,8 @@ class Trainer:
                 f"CUDA out of memory training with patch {'x'.join(map(str, self.config.patch))} and batch "
                 f"{self.config.batch_size}; try --set patch=[...] with smaller sides or --set batch_size=1"
             ) from None
+        if iteration == 0:
+            self._probe = self._first_step_probe(loss, seg)
         if not torch.isfinite(loss):
             raise BenchError(
                 f"the loss became {loss.item()} at iteration {iteration + 1}; training stopped and the last good "
@@ -351,6 +356,23 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.item(), seg.item(), kd_loss.item()
+
+    def _first_step_probe(self, loss: torch.Tensor, seg: torch.Tensor) -> dict[str, float]:
+        """What the first step's losses cannot show, for ``bench check``'s exact checks: the norm of the gradient that
+        the KD term contributes to the student's weights as it enters the loss (0 when it is detached anywhere on its
+        way), and how many parameters the optimiser updates (the student's and a KD method's adapters).
+
+        The KD part is differentiated as ``loss - seg_weight * seg``: the supervised branch then receives exactly zero
+        (``w - w``), so no cancellation error hides a small KD gradient under the supervised one.
+        """
+        optimised = sum(p.numel() for group in self.optimizer.param_groups for p in group["params"])
+        kd_part = loss - self.seg_weight * seg
+        weights = [p for p in self.model.parameters() if p.requires_grad]
+        norm = 0.0
+        if self.kd is not None and kd_part.requires_grad:
+            grads = torch.autograd.grad(kd_part, weights, retain_graph=True, allow_unused=True)
+            norm = math.sqrt(sum(float(g.detach().float().pow(2).sum()) for g in grads if g is not None))
+        return {"kd_grad_norm": norm, "optimized_params": float(optimised)}
 
     def _log_row(self, iteration: int, window: list[tuple[float, float, float]], lr: float, start: float) -> dict:
         loss, seg, kd = (float(np.mean(col)) for col in zip(*window))

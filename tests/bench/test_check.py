@@ -25,7 +25,9 @@ NOISE = {("AVX512", 2, 0): 0.0, ("AVX2", 2, 0): 0.004, ("DEFAULT", 1, 0): -0.003
 def _first_step(model: str, kd: str, seed: int) -> dict:
     kd_loss = 0.0 if kd == "none" else 0.01 * (seed + 1)
     seg = 1.5 + 0.1 * seed + (0.2 if model == "unet3d" else 0.0)
-    return {"loss": seg + kd_loss, "seg_loss": seg, "kd_loss": kd_loss}
+    kd_grad_norm = 0.0 if kd == "none" else 0.3 * (seed + 1)
+    return {"loss": seg + kd_loss, "seg_loss": seg, "kd_loss": kd_loss, "kd_grad_norm": kd_grad_norm,
+            "optimized_params": float(MODELS[model][0])}  # fmt: skip
 
 
 def _summary(model: str, kd: str, seed: int, dice: float, created: str = "2026-01-01T10:00:00+00:00",
@@ -158,8 +160,9 @@ def test_healthy_seed_0_run_passes_and_every_statistical_row_explains_its_verdic
     )
     assert expected in proc.stdout
     assert "latency x1.000 of baseline (informational" in proc.stdout
-    assert proc.stdout.count(" ok ") == 3 * (2 + 3 + 2)  # params, gmacs, 3 first-step losses, Dice, HD95
-    assert "OK: 21 checks" in proc.stdout  # latency is shown, not checked
+    # params, gmacs, 3 first-step losses and 2 probes, Dice, HD95; the KD entry's gain
+    assert proc.stdout.count(" ok ") == 3 * (2 + 5 + 2) + 1
+    assert "OK: 28 checks" in proc.stdout  # latency is shown, not checked
 
 
 def test_dice_drop_beyond_the_noise_fails_naming_entry_and_numbers(tmp_path, noise) -> None:
@@ -168,10 +171,47 @@ def test_dice_drop_beyond_the_noise_fails_naming_entry_and_numbers(tmp_path, noi
     proc = _bench("--baseline", str(baseline), "--results", str(now))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     fail = proc.stdout.split("FAIL: ")[1]
-    assert fail.startswith("1 regression(s)")  # HD95 rose by 0.25 mm, within its 2 mm floor
+    assert fail.startswith("2 regression(s)")  # Dice and the KD gain; HD95 rose by 0.25 mm, within its 2 mm floor
     assert "synthetic/smoke/lcovnet/kd=ca dice_mean: Dice 0.6900 vs baseline 0.7404" in fail
+    assert "synthetic/smoke/lcovnet/kd=ca kd_gain: KD gain -0.0100 vs baseline 0.0400" in fail
     assert "beyond the noise" in fail
-    assert main(["check", "--baseline", str(baseline), "--results", str(now), "--tolerance", "dice=0.06,hd95=1"]) == 0
+    tolerances = "dice=0.06,hd95=1,gain=0.06"
+    assert main(["check", "--baseline", str(baseline), "--results", str(now), "--tolerance", tolerances]) == 0
+
+
+def test_a_kd_gain_that_shrinks_fails_while_every_dice_holds(tmp_path, noise) -> None:
+    """The student without KD gets better by as much as the KD run: no Dice check fails, the KD effect is gone."""
+    _, baseline = noise
+    now = _fresh_run(tmp_path, {("lcovnet", "none"): 0.03})
+    proc = _bench("--baseline", str(baseline), "--results", str(now))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fail = proc.stdout.split("FAIL: ")[1]
+    assert fail.startswith("1 regression(s)")
+    assert "synthetic/smoke/lcovnet/kd=ca kd_gain: KD gain 0.0100 vs baseline 0.0400 ± 0.0100" in fail
+    entry = load_baseline(baseline)["entries"][0]
+    # every noise setting moved both runs alike: the paired gain has no spread, so the floor is the tolerance
+    assert entry["statistical"]["kd_gain"] == {"value": pytest.approx(0.04), "spread": pytest.approx(0.0, abs=1e-12),
+                                               "tolerance": 0.01, "samples": 5}  # fmt: skip
+
+
+def test_a_kd_gain_is_paired_by_seed_and_cpu_setting_not_across_them() -> None:
+    runs = [_typed(_summary("lcovnet", "ca", 0, 0.74, numerics=("AVX2", 2)), "ca-avx2"),
+            _typed(_summary("lcovnet", "ca", 0, 0.76, numerics=("AVX512", 2)), "ca-avx512"),
+            _typed(_summary("lcovnet", "none", 0, 0.70, numerics=("AVX2", 2)), "none-avx2"),
+            _typed(_summary("lcovnet", "none", 0, 0.71, numerics=("AVX512", 2)), "none-avx512"),
+            _typed(_summary("lcovnet", "ca", 1, 0.90, numerics=("AVX2", 2)), "ca-seed1-unpaired")]  # fmt: skip
+    entry = next(e for e in build_baseline(runs, {}, None)["entries"] if e["kd"] == "ca")
+    gain = entry["statistical"]["kd_gain"]
+    assert gain["samples"] == 2 and gain["value"] == pytest.approx((0.04 + 0.05) / 2)
+    assert gain["spread"] == pytest.approx(statistics.stdev([0.04, 0.05]))
+
+
+def test_a_kd_entry_whose_student_without_kd_has_no_run_fails_its_gain(tmp_path, noise) -> None:
+    _, baseline = noise
+    summaries = [s for s in ResultsStore(_fresh_run(tmp_path)).summaries() if s.kd != "none"]
+    rows = {(r.key, r.metric): r for r in compare(load_baseline(baseline), summaries).rows}
+    row = rows[("synthetic/smoke/lcovnet/kd=ca", "kd_gain")]
+    assert row.failed and row.status == "missing"
 
 
 @pytest.mark.parametrize(
@@ -181,8 +221,12 @@ def test_dice_drop_beyond_the_noise_fails_naming_entry_and_numbers(tmp_path, noi
         ({"gmacs": 12.5 * (1 + 1e-5)}, "gmacs"),
         ({"first_step": {**_first_step("lcovnet", "ca", 0), "kd_loss": -0.01}}, "first_step.kd_loss (seed 0)"),
         ({"first_step": {**_first_step("lcovnet", "ca", 0), "seg_loss": 0.9}}, "first_step.seg_loss (seed 0)"),
+        ({"first_step": {**_first_step("lcovnet", "ca", 0), "kd_grad_norm": 0.0}},
+         "first_step.kd_grad_norm (seed 0)"),
+        ({"first_step": {**_first_step("lcovnet", "ca", 0), "optimized_params": 1_019_000.0}},
+         "first_step.optimized_params (seed 0)"),
     ],
-)
+)  # fmt: skip
 def test_exact_checks_fail_on_any_machine_for_a_changed_network_or_loss(tmp_path, noise, change, failed_check):
     _, baseline = noise
     now = _fresh_run(tmp_path, changes={("lcovnet", "ca"): change})
@@ -220,13 +264,15 @@ def test_teacher_dependent_first_step_losses_get_the_cross_cpu_floor_and_the_sup
     entries = build_baseline([_typed(_summary("lcovnet", "ca", 0, 0.74), "ca"),
                               _typed(_summary("lcovnet", "none", 0, 0.70), "none")], {}, None)  # fmt: skip
     rel = {e["kd"]: e["exact"]["first_step_rel"] for e in entries["entries"]}
-    assert rel["ca"] == {"loss": 1e-3, "seg_loss": 1e-4, "kd_loss": 0.05}
-    assert rel["none"] == {"loss": 1e-4, "seg_loss": 1e-4, "kd_loss": 1e-4}
+    assert rel["ca"] == {"loss": 1e-3, "seg_loss": 1e-4, "kd_loss": 0.05, "kd_grad_norm": 0.05,
+                         "optimized_params": 1e-4}  # fmt: skip
+    assert rel["none"] == dict.fromkeys(("loss", "seg_loss", "kd_loss", "kd_grad_norm", "optimized_params"), 1e-4)
     ca = next(e for e in entries["entries"] if e["kd"] == "ca")
     now = _summary("lcovnet", "ca", 0, 0.74)
-    now["first_step"] = {k: v * (1 + 5e-4) if k == "loss" else v * 1.01 if k == "kd_loss" else v
+    now["first_step"] = {k: v * (1 + 5e-4) if k == "loss" else v * 1.01 if k.startswith("kd_") else v
                          for k, v in now["first_step"].items()}  # fmt: skip
-    assert not any(r.failed for r in compare({"entries": [ca]}, [_typed(now)]).rows)
+    control = _typed(_summary("lcovnet", "none", 0, 0.70), "none")
+    assert not any(r.failed for r in compare({"entries": [ca]}, [_typed(now), control]).rows)
     now["first_step"]["seg_loss"] *= 1 + 5e-4  # the supervised loss does not depend on the teacher
     rows = {r.metric: r for r in compare({"entries": [ca]}, [_typed(now)]).rows}
     assert rows["first_step.seg_loss (seed 0)"].failed
@@ -252,8 +298,9 @@ def test_latest_run_per_seed_is_compared(tmp_path, noise) -> None:
     _record(store, _summary("lcovnet", "ca", 0, 0.60, created="2026-02-01T10:00:00+00:00"), tag="__rerun")
     _record(store, _summary("lcovnet", "none", 0, 0.10, created="2025-12-01T10:00:00+00:00"), tag="__older")
     failed = compare(load_baseline(baseline), store.summaries()).regressions
-    assert [(r.key, r.metric) for r in failed] == [("synthetic/smoke/lcovnet/kd=ca", "dice_mean")]
-    assert failed[0].now == pytest.approx(0.60)
+    assert [(r.key, r.metric) for r in failed] == [("synthetic/smoke/lcovnet/kd=ca", "dice_mean"),
+                                                   ("synthetic/smoke/lcovnet/kd=ca", "kd_gain")]  # fmt: skip
+    assert failed[0].now == pytest.approx(0.60) and failed[1].now == pytest.approx(0.60 - 0.70)
 
 
 def test_improvement_beyond_the_noise_passes_and_suggests_an_update(tmp_path, noise) -> None:
@@ -339,8 +386,9 @@ def test_check_says_how_many_checks_of_each_kind_it_ran(tmp_path, noise) -> None
     now = _fresh_run(tmp_path)
     proc = _bench("--baseline", str(baseline), "--results", str(now))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # 3 entries: params, gmacs and 3 first-step losses of seed 0 each; Dice and HD95 each; latency shown only
-    assert "ran 15 exact, 6 statistical check(s) (and 3 informational row(s), not checks)" in proc.stdout
-    assert "OK: 21 checks" in proc.stdout
+    # 3 entries: params, gmacs, 3 first-step losses and 2 probes of seed 0 each; Dice and HD95 each; the KD entry's
+    # gain; latency shown only
+    assert "ran 21 exact, 6 statistical, 1 KD gain check(s) (and 3 informational row(s), not checks)" in proc.stdout
+    assert "OK: 28 checks" in proc.stdout
     proc = _bench("--baseline", str(baseline), "--results", str(now), "--latency-ratio", "2")
-    assert "ran 15 exact, 6 statistical, 3 latency check(s)\n" in proc.stdout
+    assert "ran 21 exact, 6 statistical, 1 KD gain, 3 latency check(s)\n" in proc.stdout

@@ -4,9 +4,11 @@ Each bug is planted in every Python process of a real `bench run` (the CLI and i
 ``sitecustomize`` module on ``PYTHONPATH``, then `bench check` runs unmodified against a baseline written from a
 healthy run of the same tiny protocol; a bug in the evaluation path is planted in `bench check` itself, which
 evaluates the baseline's reference checkpoint. Two training iterations suffice: the exact checks compare the
-first-step losses, the parameter count, the MACs and the reference checkpoint's metrics, which need no training to
-converge, so these catches hold on any CPU.
-(That trained accuracy catches a 0.05 Dice drop is shown on the smoke protocol itself; see the README.)
+first-step values (losses, the KD term's gradient norm, the parameters optimised), the parameter count, the MACs and
+the reference checkpoint's metrics, which need no training to converge, so these catches hold on any CPU.
+The four KD bugs (a detached KD term, a teacher in train mode, adapters left out of the optimiser, a teacher of
+another seed) are also what the smoke protocol's KD-gain checks catch after training (see the README); here they
+fail the exact checks that any baseline has.
 """
 
 import json
@@ -22,7 +24,8 @@ from tests.bench.runutil import TINY_RUN, bench_cmd
 # One xdist worker runs the module, so its healthy run (the module fixture) is trained once.
 pytestmark = pytest.mark.xdist_group("gate-teeth")
 
-# name -> (planted code, the failing check it must produce, whether it is planted in `bench check` instead of `run`)
+# name -> (planted code, the failing check it must produce, where it is planted: "run" with the healthy teacher's
+# weights, "run+teacher" training the teacher too, or "check")
 BUGS = {
     "kd_sign_flipped": (
         """
@@ -31,7 +34,7 @@ BUGS = {
         ca.ClassAffinityKD.compute = lambda self, *args: -_compute(self, *args)
         """,
         "smoke/lcovnet/kd=ca first_step.kd_loss (seed 0)",
-        False,
+        "run",
     ),
     "dice_term_weighted_0": (
         """
@@ -40,7 +43,7 @@ BUGS = {
         losses.SoftDiceCELoss.__init__ = lambda self, dice_weight=1.0, ce_weight=1.0: _init(self, 0.0, ce_weight)
         """,
         "smoke/lcovnet/kd=none first_step.seg_loss (seed 0)",
-        False,
+        "run",
     ),
     "labels_off_by_one": (
         """
@@ -53,7 +56,7 @@ BUGS = {
         sampler._crop = _shifted
         """,
         "smoke/lcovnet/kd=none first_step.seg_loss (seed 0)",
-        False,
+        "run",
     ),
     "parameter_count_doubled": (
         """
@@ -67,7 +70,7 @@ BUGS = {
         registry._MODELS["lcovnet"] = registry.ModelInfo(**{**_info.__dict__, "factory": _doubled})
         """,
         "smoke/lcovnet/kd=none params",
-        False,
+        "run",
     ),
     "evaluation_labels_off_by_one": (
         """
@@ -78,14 +81,72 @@ BUGS = {
         metrics.evaluate_case = _shifted
         """,
         ") reference evaluation",
-        True,
+        "check",
+    ),
+    "kd_term_detached_in_the_trainer": (
+        """
+        import torch
+        import bench.training.trainer as trainer
+        class _Detached(torch.nn.Module):
+            def __init__(self, kd):
+                super().__init__()
+                self.inner, self.seg_loss_weight = kd, getattr(kd, "seg_loss_weight", 1.0)
+            def forward(self, *args):
+                return self.inner(*args).detach()
+        _init = trainer.Trainer.__init__
+        def _planted(self, *args, **kwargs):
+            _init(self, *args, **kwargs)
+            if self.kd is not None:
+                self.kd = _Detached(self.kd)
+        trainer.Trainer.__init__ = _planted
+        """,
+        "smoke/lcovnet/kd=ca first_step.kd_grad_norm (seed 0)",
+        "run",
+    ),
+    "teacher_left_in_train_mode": (
+        """
+        import bench.training.trainer as trainer
+        _init = trainer.Trainer.__init__
+        def _planted(self, *args, **kwargs):
+            _init(self, *args, **kwargs)
+            if self.teacher is not None:
+                self.teacher.train()
+        trainer.Trainer.__init__ = _planted
+        """,
+        "smoke/lcovnet/kd=ca first_step.kd_loss (seed 0)",
+        "run",
+    ),
+    "fitnet_adapters_not_optimised": (
+        """
+        import bench.training.trainer as trainer
+        _make = trainer.Trainer._make_optimizer
+        def _planted(self, params):
+            own = {id(p) for p in self.model.parameters()}
+            return _make(self, [p for p in params if id(p) in own])
+        trainer.Trainer._make_optimizer = _planted
+        """,
+        "smoke/lcovnet/kd=fitnet first_step.optimized_params (seed 0)",
+        "run",
+    ),
+    "teacher_of_another_seed": (
+        """
+        import dataclasses
+        import bench.pipeline.cell as cell
+        _run_owned = cell._run_owned
+        def _planted(c, *args, **kwargs):
+            return _run_owned(dataclasses.replace(c, seed=c.seed + 1) if c.is_teacher else c, *args, **kwargs)
+        cell._run_owned = _planted
+        """,
+        "smoke/lcovnet/kd=ca first_step.kd_loss (seed 0)",
+        "run+teacher",
     ),
 }
 
 
 def _run(data: Path, results: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """lcovnet without KD and with CA-KD, two iterations of the tiny protocol (no whole-CT time: no check uses it)."""
-    args = bench_cmd("run", "--data", str(data), "--results", str(results), "--models", "lcovnet", "--kd", "ca",
+    """lcovnet without KD, with CA-KD and with FitNet (adapters), two iterations of the tiny protocol (no whole-CT
+    time: no check uses it)."""
+    args = bench_cmd("run", "--data", str(data), "--results", str(results), "--models", "lcovnet", "--kd", "ca,fitnet",
                      *TINY_RUN, "--set", "iterations=2", "--set", "val_every=2", "--whole-volume", "none",
                      *extra)  # fmt: skip
     return subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
@@ -93,10 +154,10 @@ def _run(data: Path, results: Path, *extra: str, env: dict | None = None) -> sub
 
 @pytest.fixture(scope="module")
 def healthy(tiny_dataset, trained_run, tmp_path_factory) -> tuple[Path, Path, Path]:
-    """A healthy run of lcovnet with and without CA-KD, its baseline (students only: later runs reuse the teacher's
-    weights through --teacher-checkpoint instead of training it again), those weights and the healthy results. The
-    baseline's reference checkpoint is the session's ``trained_run``, which segments organs (after 2 iterations a
-    network predicts only background, and a shifted label map would go unseen)."""
+    """A healthy run of lcovnet without KD, with CA-KD and with FitNet, its baseline (students only: later runs reuse
+    the teacher's weights through --teacher-checkpoint instead of training it again), those weights and the healthy
+    results. The baseline's reference checkpoint is the session's ``trained_run``, which segments organs (after 2
+    iterations a network predicts only background, and a shifted label map would go unseen)."""
     root = tmp_path_factory.mktemp("healthy")
     proc = _run(tiny_dataset, root / "results")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -116,14 +177,16 @@ def healthy(tiny_dataset, trained_run, tmp_path_factory) -> tuple[Path, Path, Pa
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_planted_bug_fails_the_gate_naming_entry_and_check(bug, healthy, tiny_dataset, tmp_path) -> None:
     baseline, teacher, healthy_results = healthy
-    code, failed_check, in_check = BUGS[bug]
+    code, failed_check, where = BUGS[bug]
+    in_check = where == "check"
     (tmp_path / "plant").mkdir()
     (tmp_path / "plant" / "sitecustomize.py").write_text(textwrap.dedent(code))
     planted = {**os.environ, "PYTHONPATH": str(tmp_path / "plant")}
     results = healthy_results  # a bug planted in `bench check` is checked against the healthy runs
     if not in_check:
         results = tmp_path / "results"
-        proc = _run(tiny_dataset, results, "--teacher-checkpoint", str(teacher), env=planted)
+        teacher_args = [] if where == "run+teacher" else ["--teacher-checkpoint", str(teacher)]
+        proc = _run(tiny_dataset, results, *teacher_args, env=planted)
         assert proc.returncode == 0, proc.stderr[-3000:]
     check = subprocess.run(bench_cmd("check", "--baseline", str(baseline), "--results", str(results)),
                            capture_output=True, text=True, timeout=300, env=planted if in_check else None)  # fmt: skip

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench.deploy.spec import read_spec
+from bench.errors import BenchError
 from bench.grid.plan import plan_cells
 from bench.grid.progress import GridProgress
 from bench.grid.spec import GridSpec
@@ -20,7 +21,7 @@ from bench.pipeline.context import GridContext
 from bench.pipeline.evaluate import evaluate_test
 from bench.pipeline.inputs import load_checked_dataset, prepare_fold
 from bench.pipeline.record import kd_hparams, write_start_records
-from bench.pipeline.train import build_student, keep_final_weights, train_student
+from bench.pipeline.train import build_student, keep_final_weights, own_kd_kwargs, train_student
 from bench.store import ResultsStore
 from bench.training.config import load_config
 from bench.training.distributed import DistContext
@@ -113,8 +114,29 @@ def test_run_cell_trains_a_teacher_then_a_kd_cell_from_its_weights_and_skips_a_c
         run_cell(cell, inputs[cell.fold], grid, progress)
     by_kd = {s.kd: s for s in grid.store.summaries()}
     assert by_kd["ca"].teacher_run == cells[0].run_id and by_kd["ca"].first_step["kd_loss"] > 0
+    # the first step's probes: the KD term reaches the student's weights; the optimiser holds the student's parameters
+    assert by_kd["ca"].first_step["kd_grad_norm"] > 0 and by_kd["none"].first_step["kd_grad_norm"] == 0
+    assert by_kd["ca"].first_step["optimized_params"] == by_kd["ca"].params == by_kd["none"].params
     assert grid.complete(cells) == {c.run_id for c in cells}
 
     again = GridProgress([c.planned for c in cells], grid.complete(cells))
     run_cell(cells[1], inputs[0], grid, again)
     assert again.outcomes[cells[1].run_id].status == "complete, skipped"
+
+
+def test_a_kd_methods_preset_arguments_sit_under_its_own_and_reach_each_part_of_a_composition():
+    config = load_config("smoke", ['kd_kwargs={ca={weight=0.5}, ms={weight=2.0, norm="global"}}'])
+    assert own_kd_kwargs("ca", config, {}) == {"weight": 0.5}
+    assert own_kd_kwargs("ca", config, {"weight": 0.1}) == {"weight": 0.1}
+    assert own_kd_kwargs("kd", config, {"tau": 4.0}) == {"tau": 4.0}
+    assert own_kd_kwargs("ca+ms", config, {}) == {"ca": {"weight": 0.5}, "ms": {"weight": 2.0, "norm": "global"}}
+    # an argument given for every part overrides each part's preset value; a part's own scoped one overrides both
+    own = {"weight": 1.0, "ms": {"norm": "sample"}}
+    assert own_kd_kwargs("ca+ms", config, own) == {"weight": 1.0, "ms": {"norm": "sample"}}
+
+
+def test_a_preset_kd_argument_the_method_does_not_take_is_refused_before_training():
+    bad = load_config("smoke", [*TINY, "kd_kwargs={ca={wieght=0.5}}"])
+    spec = GridSpec(models=["lcovnet"], kds=["none", "ca"], config=bad, preset="smoke")
+    with pytest.raises(BenchError, match=r"preset key kd_kwargs.ca: ca: 'wieght' is not an argument; did you mean"):
+        check_grid(spec)
