@@ -31,8 +31,8 @@ def test_list_of_an_unknown_method_is_a_one_line_input_error():
     proc = subprocess.run(bench_cmd("list", "--kd", "cakd"), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "bench list: error: --kd: unknown KD method 'cakd'; registered methods: at, ca, cwd, dist, emkd, fitnet, "
-        "ifvd, kd, ms, skd"
+        "bench list: error: --kd: unknown KD method 'cakd'; registered methods: acf, at, ca, cirkd, cwd, dist, dkd, "
+        "emkd, fitnet, ft, ifvd, kd, ms, nkd, reviewkd, skd"
     ]
 
 
