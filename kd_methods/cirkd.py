@@ -42,6 +42,12 @@ def pool2(x: Tensor) -> Tensor:
     return F.avg_pool3d(x, kernel_size=2, stride=2, ceil_mode=True)
 
 
+def noise_queue(num_classes: int, size: int, channels: int) -> Tensor:
+    """[K, S, C] unit vectors of Gaussian noise, drawn in float64: a float32 ``randn`` gives other bits on CPUs
+    with and without AVX2/AVX-512 (see tests/kd_methods/kd_loss_cases.py), float64 draws are the same everywhere."""
+    return F.normalize(torch.randn(num_classes, size, channels, dtype=torch.float64), dim=2).float()
+
+
 class TeacherMemory(nn.Module):
     """Per-class queues of L2-normalised teacher voxel embeddings and region (class-mean) embeddings.
 
@@ -52,9 +58,9 @@ class TeacherMemory(nn.Module):
     def __init__(self, num_classes: int, channels: int, pixel_size: int, region_size: int, pixels_per_update: int):
         super().__init__()
         self.pixels_per_update = pixels_per_update
-        self.register_buffer("pixels", F.normalize(torch.randn(num_classes, pixel_size, channels), dim=2))
+        self.register_buffer("pixels", noise_queue(num_classes, pixel_size, channels))
         self.register_buffer("pixel_ptr", torch.zeros(num_classes, dtype=torch.long))
-        self.register_buffer("regions", F.normalize(torch.randn(num_classes, region_size, channels), dim=2))
+        self.register_buffer("regions", noise_queue(num_classes, region_size, channels))
         self.register_buffer("region_ptr", torch.zeros(num_classes, dtype=torch.long))
 
     @torch.no_grad()
@@ -71,7 +77,7 @@ class TeacherMemory(nn.Module):
                 ptr = int(self.region_ptr[k])
                 self.regions[k, ptr] = F.normalize(feat[:, idx].mean(dim=1), dim=0).to(self.regions.dtype)
                 self.region_ptr[k] = (ptr + 1) % region_size
-                n = min(idx.numel(), self.pixels_per_update)
+                n = min(idx.numel(), self.pixels_per_update, pixel_size)
                 chosen = feat[:, idx[torch.randperm(idx.numel(), device=idx.device)[:n]]].T
                 chosen = F.normalize(chosen, dim=1).to(self.pixels.dtype)
                 ptr = int(self.pixel_ptr[k])
