@@ -153,6 +153,7 @@ class ACFBCKD(KDMethod):
             raise KDMethodError(f"acf: eta_min must lie in [0, 1] and gamma be >= 0, got {eta_min}, {gamma}")
         self.scale = single_scale(student_channels, teacher_channels, scale, "acf")
         c_s = student_channels[self.scale]
+        self.ratio = int(ratio)
         self.attention = PixelWiseAttention(c_s, ratio)
         self.residual = nn.Conv3d(c_s, c_s, 1)
         self.alpha, self.beta, self.at_weight, self.tau = float(alpha), float(beta), float(at_weight), float(tau)

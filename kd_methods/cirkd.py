@@ -134,7 +134,8 @@ class CrossImageRelationalKD(KDMethod):
     image and present class: the class mean into the region queue and 16 random voxels into the pixel queue. So
     with batch 1 the cross-image relations come from the memory only (PAIR then compares the image with itself);
     the queues start as normalised noise, as officially, and fill at one region and 16 voxels per class and image.
-    The queues are buffers: saved in checkpoints, so a resumed run continues with the same memory. Under DDP every
+    The queues are buffers: saved in checkpoints, so a resumed run continues with the same memory (the pixel queue
+    is K x 20000 x C_T floats by default: 174 MB in each checkpoint at 17 classes and C_T = 128). Under DDP every
     rank keeps its own memory from its own images (the ACF port comments out CIRKD's all-gather; one rank's memory
     is what the checkpoint stores); the gradients of the projection head are averaged as for every KD adapter.
 
@@ -201,17 +202,23 @@ class CrossImageRelationalKD(KDMethod):
             nn.Conv3d(c_s, c_t, 1, bias=False), nn.BatchNorm3d(c_t), nn.ReLU(), nn.Conv3d(c_t, c_t, 1, bias=False)
         )
         self.memory = TeacherMemory(num_classes, c_t, pixel_memory_size, region_memory_size, pixels_per_update)
-        self.weights = (float(kd_weight), float(pair_weight), float(pixel_weight), float(region_weight))
+        self.kd_weight, self.pair_weight = float(kd_weight), float(pair_weight)
+        self.pixel_weight, self.region_weight = float(pixel_weight), float(region_weight)
+        self.pixel_memory_size, self.region_memory_size = int(pixel_memory_size), int(region_memory_size)
+        self.pixels_per_update = int(pixels_per_update)
         self.kd_tau, self.pair_tau = float(kd_tau), float(pair_tau)
         self.contrast_kd_tau, self.contrast_tau = float(contrast_kd_tau), float(contrast_tau)
         self.pixel_contrast_size, self.region_contrast_size = int(pixel_contrast_size), int(region_contrast_size)
         self.ignore_index = ignore_index
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight:g}, scale={self.scale}, weights={self.weights}, ignore_index={self.ignore_index}"
+        return (
+            f"weight={self.weight:g}, scale={self.scale}, kd_weight={self.kd_weight:g}, "
+            f"pair_weight={self.pair_weight:g}, pixel_weight={self.pixel_weight:g}, "
+            f"region_weight={self.region_weight:g}, ignore_index={self.ignore_index}"
+        )
 
     def compute(self, student_out: SegOutput, teacher_out: SegOutput, target: Tensor | None) -> Tensor:
-        kd_weight, pair_weight, pixel_weight, region_weight = self.weights
         ((z_s, z_t),) = paired(student_out.logits, teacher_out.logits, limit=1)
         kd = self.kd_tau**2 * voxel_kl(z_t, z_s, self.kd_tau)
         _, f_s, f_t = feature_pair_at(student_out.features, teacher_out.features, self.scale, "cirkd")
@@ -228,11 +235,11 @@ class CrossImageRelationalKD(KDMethod):
             anchors &= flat != self.ignore_index
         s_rows = s_emb.movedim(1, -1).reshape(-1, s_emb.shape[1])[anchors]
         t_rows = t_emb.movedim(1, -1).reshape(-1, t_emb.shape[1])[anchors]
-        loss = kd_weight * kd + pair_weight * pair
+        loss = self.kd_weight * kd + self.pair_weight * pair
         if s_rows.shape[0] == 0:
             return loss + 0.0 * s_emb.sum()
-        for w, queue, count in ((pixel_weight, self.memory.pixels, self.pixel_contrast_size),
-                                (region_weight, self.memory.regions, self.region_contrast_size)):  # fmt: skip
+        for w, queue, count in ((self.pixel_weight, self.memory.pixels, self.pixel_contrast_size),
+                                (self.region_weight, self.memory.regions, self.region_contrast_size)):  # fmt: skip
             bank = self.memory.sample(queue, count).to(s_rows.dtype)
             scores_s = s_rows @ bank.T / self.contrast_tau
             scores_t = t_rows @ bank.T / self.contrast_tau

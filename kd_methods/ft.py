@@ -93,6 +93,7 @@ class FactorTransfer(KDMethod):
             raise KDMethodError(f"ft: paraphraser_iterations must be >= 0, got {paraphraser_iterations}")
         self.scale = single_scale(student_channels, teacher_channels, scale, "ft")
         c_s, c_t = student_channels[self.scale], teacher_channels[self.scale]
+        self.rate = float(rate)
         f = max(1, round(rate * c_t))
         self.paraphraser = nn.ModuleDict(
             {"encoder": conv_stack([c_t, c_t, f, f]), "decoder": conv_stack([f, f, c_t, c_t], transpose=True)}

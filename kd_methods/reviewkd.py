@@ -112,6 +112,7 @@ class ReviewKD(KDMethod):
             n = min(n, num_scales)
         if n == 0:
             raise KDMethodError("reviewkd needs student_channels and teacher_channels")
+        self.mid_channels, self.num_scales = int(mid_channels), n
         self.fusions = nn.ModuleList(
             AttentionBasedFusion(student_channels[i], mid_channels, teacher_channels[i], fuse=i < n - 1)
             for i in range(n)
