@@ -37,6 +37,8 @@ GOLDEN_CONFIGS: dict[str, tuple[str, dict, tuple[tuple[int, int, int], ...]]] = 
     "ms": ("ms", {}, SIZES),
     "ms_global": ("ms", {"norm": "global"}, SIZES),
     "ms_none": ("ms", {"norm": "none"}, SIZES),
+    "ms_sample": ("ms", {"variant": "sample"}, SIZES),
+    "ms_pymic": ("ms", {"variant": "pymic"}, SIZES),
     "ca+ms": ("ca+ms", {}, SIZES),
     "ca+ms_anisotropic_teacher": ("ca+ms", {}, ANISOTROPIC_SIZES),
     "at_anisotropic_teacher": ("at", {}, ANISOTROPIC_SIZES),

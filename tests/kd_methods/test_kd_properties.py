@@ -34,6 +34,8 @@ VARIANTS = [
     ("ms", {"norm": "global"}),
     ("ms", {"norm": "none"}),
     ("ms", {"preset": "nnunet"}),
+    ("ms", {"variant": "pymic"}),
+    ("ms", {"variant": "sample"}),
     ("fitnet", {"num_scales": 4}),
 ]
 CASES = [(name, DISTILLING.get(name, {})) for name in METHODS] + VARIANTS
