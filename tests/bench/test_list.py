@@ -17,7 +17,9 @@ def test_list_kd_shows_each_argument_with_default_paper_value_and_meaning():
     assert tau.split()[:4] == ["tau_fn", "None", "2", "(FNKD)"]
     assert "temperature multiplying the normalised logits" in tau
     assert any(line.startswith("scale_weights  [0.4,0.2,0.2,0.2]") for line in lines)
-    assert lines[-1] == "set with: --kd ms:preset=pymic"
+    assert lines[-1] == "set with: --kd ms:variant=paper"
+    (variant,) = [line for line in lines if line.startswith("variant")]
+    assert variant.split()[:3] == ["variant", "paper", "paper"] and "whose formula" in variant
 
 
 def test_list_model_shows_its_factory_arguments_without_the_dataset_ones():
