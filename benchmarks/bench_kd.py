@@ -1,4 +1,5 @@
-"""Every KD method against no KD on the smoke protocol, over several seeds: what distillation does, per method.
+"""Every KD method against no KD on the kd_gap protocol (4-channel students, an 8-channel teacher), over several
+seeds: what distillation does, per method.
 
 Runs ``bench run`` (the real CLI, in a subprocess) for the students and KD methods over ``--seeds`` into one results
 store (complete runs are skipped, so an interrupted benchmark continues where it stopped), then prints per student
@@ -8,7 +9,7 @@ how stable the ranking of the best methods is across seeds (Kendall's tau betwee
 seeds agree on the top three).
 
     python benchmarks/bench_kd.py --results results/bench_kd [--seeds 0,1,2] [--models lcovnet,unet3d]
-        [--kd all] [--jobs 2] [--preset smoke]
+        [--kd all] [--jobs 2] [--preset kd_gap]
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--models", default="lcovnet,unet3d", help="the students")
     parser.add_argument("--kd", default="all", help="comma-separated KD methods, or all registered ones")
-    parser.add_argument("--preset", default="smoke")
+    parser.add_argument("--preset", default="kd_gap")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (the CPU cores are shared out)")
     parser.add_argument("--report-only", action="store_true", help="print the tables of the store; train nothing")
     args = parser.parse_args()

@@ -78,3 +78,24 @@ def require_features(student_features: Sequence[Tensor], teacher_features: Seque
     for side, feats in (("student", student_features), ("teacher", teacher_features)):
         if not feats:
             raise KDMethodError(f"{method} distils decoder features, but the {side} SegOutput has no `features`")
+
+
+def feature_pair_at(
+    student_features: Sequence[Tensor], teacher_features: Sequence[Tensor], scale: int, method: str
+) -> tuple[int, Tensor, Tensor]:
+    """``(s, student_s, teacher_s)`` for one decoder scale ``s = min(scale, common scales - 1)`` (full resolution
+    is 0), aligned as :func:`paired` does; for methods that tap a single decoder stage."""
+    require_features(student_features, teacher_features, method)
+    s = min(scale, common_scales(student_features, teacher_features) - 1)
+    ((f_s, f_t),) = paired(student_features[s : s + 1], teacher_features[s : s + 1])
+    return s, f_s, f_t
+
+
+def single_scale(student_channels: Sequence[int], teacher_channels: Sequence[int], scale: int, method: str) -> int:
+    """The scale index a single-stage method builds its adapter for: ``scale`` capped at the last paired scale."""
+    n = min(len(student_channels), len(teacher_channels))
+    if n == 0:
+        raise KDMethodError(f"{method} distils decoder features and needs student_channels and teacher_channels")
+    if scale < 0:
+        raise KDMethodError(f"{method}: scale must be >= 0 (0 = full resolution), got {scale}")
+    return min(scale, n - 1)

@@ -96,3 +96,18 @@ def region_means(features: Tensor, one_hot: Tensor, eps: float = 1e-6) -> tuple[
     counts = one_hot.sum(dim=2)
     sums = voxel_matmul(one_hot, features.flatten(2))
     return sums / (counts[..., None] + eps), counts
+
+
+def voxel_rows(logits: Tensor) -> Tensor:
+    """[B, K, D, H, W] -> [B N, K]: one row of class scores per voxel (classes moved last before reshaping)."""
+    return logits.movedim(1, -1).reshape(-1, logits.shape[1])
+
+
+def labelled_rows(student: Tensor, teacher: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-voxel rows of both logits and the [M, K] boolean target mask, for the M voxels whose label lies in
+    [0, K) (ignore labels dropped); ``labels`` [B, D, H, W] on the logits' grid."""
+    k = student.shape[1]
+    flat = labels.flatten()
+    valid = (flat >= 0) & (flat < k)
+    target = F.one_hot(flat[valid], k).bool()
+    return voxel_rows(student)[valid], voxel_rows(teacher)[valid], target

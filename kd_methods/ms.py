@@ -18,26 +18,49 @@ from kd_methods._registry import register_kd_method
 if TYPE_CHECKING:
     from models import SegOutput
 
-NORMS = ("sample", "voxel", "global", "none")
-# "sample": a batch element's RMS voxel norm is floored at this share of the whole batch's, so an element whose
-# features are (nearly) all zero cannot divide its logits by ~0.
+NORMS = ("voxel_floor", "sample", "voxel", "global", "none")
+# "sample", "voxel_floor": a norm is floored at this share of the whole batch's (sample) or the sample's (voxel_floor)
+# root-mean-square voxel norm, so an element or a voxel whose features are (nearly) all zero cannot divide its logits
+# by ~0.
 SAMPLE_FLOOR = 0.1
+# Named variants: whose formula each is, as (norm, tau_fn, weight preset). See the class docstring.
+VARIANTS: dict[str, tuple[str, float, str]] = {
+    "paper": ("voxel_floor", 2.0, "pymic"),
+    "pymic": ("global", 1.0, "pymic"),
+    "nnunet": ("global", 2.0, "nnunet"),
+    "sample": ("sample", 2.0, "pymic"),
+}
+
+
+def rms_voxel_norm(features: Tensor) -> Tensor:
+    """[B, 1, 1, 1, 1] root-mean-square over voxels of the channel norm ||f_v|| of each batch element."""
+    per_sample = features.pow(2).sum(dim=1).flatten(1).mean(dim=1).sqrt()
+    return per_sample.view(-1, *([1] * (features.dim() - 1)))
 
 
 def sample_norm(features: Tensor) -> Tensor:
-    """[B, 1, 1, 1, 1] root-mean-square over voxels of the channel norm ||f_v||, floored at ``SAMPLE_FLOOR`` times
-    the batch's; 1 where the whole batch's features are zero (the logits are then used unnormalised)."""
-    per_sample = features.pow(2).sum(dim=1).flatten(1).mean(dim=1).sqrt()
+    """[B, 1, 1, 1, 1] :func:`rms_voxel_norm`, floored at ``SAMPLE_FLOOR`` times the batch's; 1 where the whole
+    batch's features are zero (the logits are then used unnormalised)."""
+    per_sample = rms_voxel_norm(features)
     floored = per_sample.clamp_min(SAMPLE_FLOOR * per_sample.pow(2).mean().sqrt())
-    floored = torch.where(floored > 0, floored, torch.ones_like(floored))
-    return floored.view(-1, *([1] * (features.dim() - 1)))
+    return torch.where(floored > 0, floored, torch.ones_like(floored))
+
+
+def floored_voxel_norm(features: Tensor) -> Tensor:
+    """[B, 1, D, H, W] channel norm ||f_v|| of each voxel, floored at ``SAMPLE_FLOOR`` times its element's
+    :func:`rms_voxel_norm` (and at 1 where the element's features are all zero)."""
+    floor = SAMPLE_FLOOR * rms_voxel_norm(features)
+    floor = torch.where(floor > 0, floor, torch.ones_like(floor))
+    return torch.maximum(features.norm(dim=1, keepdim=True), floor)
 
 
 def feature_normalised(logits: Tensor, features: Tensor | None, norm: str, tau_fn: float, eps: float) -> Tensor:
-    """u = tau_fn * z / ||f||: per-sample RMS voxel norm ("sample"), per-voxel channel norm ("voxel"), one
-    whole-tensor norm ("global") or none."""
+    """u = tau_fn * z / ||f||: per-voxel channel norm with a floor ("voxel_floor") or without ("voxel"),
+    per-sample RMS voxel norm ("sample"), one whole-tensor norm ("global") or none."""
     if norm == "none":
         return tau_fn * logits
+    if norm == "voxel_floor":
+        return tau_fn * logits / floored_voxel_norm(features)
     if norm == "sample":
         return tau_fn * logits / sample_norm(features)
     if norm == "voxel":
@@ -54,30 +77,43 @@ def feature_normalised(logits: Tensor, features: Tensor | None, norm: str, tau_f
 class MultiScaleKD(KDMethod):
     """L = weight * sum_s w_s * MS-KD_s over the deep-supervision heads, s = full, 1/2, 1/4, 1/8 resolution.
 
-    MS-KD_s = (1/(B N_s)) sum_{b,v} KL(softmax(u_T,v) || softmax(u_S,v)), u_v = tau_fn * z_v / n_b, with f the
-    decoder feature feeding that scale's head and n_b the root-mean-square over voxels of its channel norm ||f_v||
-    in batch element b (the 3D analogue of FNKD's per-sample feature norm; ``norm="sample"``). Invariant to
-    L(a z_S, a f_S) = L(z_S, f_S) for a > 0 (norms "sample", "voxel" and "global").
+    MS-KD_s = (1/(B N_s)) sum_{b,v} KL(softmax(u_T,v) || softmax(u_S,v)), u_v = tau_fn * z_v / n, with f the decoder
+    feature feeding that scale's head and n its norm, which the variant chooses. Named variants, each saying whose
+    formula it is (``variant``; ``norm``, ``tau_fn`` and ``preset`` override single parts of it):
 
-    Why not the per-voxel norm ||f_v|| (``norm="voxel"``, the default before): a voxel whose features are all zero
-    after a ReLU has its logits divided by the 1e-6 floor, and one such voxel in a 2x2x2 case raised the loss from
-    0.05 to 1.8e4 with gradients of 9e3. The per-sample norm moves little when a voxel is zero, and an element whose
-    features are all (nearly) zero is floored at a tenth of the batch's norm (``sample_norm``).
+    | variant  | norm n                                         | tau_fn | weight         | whose formula          |
+    |----------|------------------------------------------------|--------|----------------|------------------------|
+    | "paper"  | per voxel ||f_v||, floored at 0.1 x the element's | 2   | 0.04 ("pymic") | the paper's FNKD, per  |
+    |          | RMS voxel norm ("voxel_floor")                  |        |                | voxel, kept finite     |
+    | "pymic"  | one norm of the whole B x C x D x H x W tensor  | 1      | 0.04           | PyMIC code (FNKD)      |
+    | "nnunet" | the same whole-tensor norm ("global")          | 2      | 0.2            | nnU-Net v1 trainer code |
+    | "sample" | per element RMS of ||f_v|| ("sample")           | 2      | 0.04           | this package's former   |
+    |          |                                                |        |                | default, no official twin |
 
-    | hyper-parameter | default                | source                                                           |
-    |-----------------|------------------------|------------------------------------------------------------------|
-    | preset          | "pymic" -> weight 0.04 | PyMIC code: 0.2 * 0.2; "nnunet" -> 0.2 (nnU-Net v1 trainer)      |
-    | weight          | None (from preset)     | overrides the preset                                             |
-    | norm            | "sample"               | "voxel": per-voxel norm; "global": official whole-tensor         |
-    |                 |                        | Frobenius norm; "none": plain z                                  |
-    | tau_fn          | None -> 2 (1 if none)  | FNKD tau = 2 (the "2" in the nnU-Net code); "none" gives tau = 1 |
-    | scale_weights   | (0.4, 0.2, 0.2, 0.2)   | both official code generations                                   |
-    | eps             | 1e-6                   | floor on ||f|| for "voxel" and "global"                          |
+    Why "paper" by default (measured with ``benchmarks/bench_ms_variants.py``, numbers in ``docs/lcovnet-paper.md``
+    §4): the whole-tensor norm of both official codes grows with sqrt(B N), so at a 3D patch it divides the logits
+    by hundreds and both predictions are near uniform: the loss and the student's gradient nearly vanish. "sample"
+    keeps the signal but equals "global" at batch 1 with tau 2 sqrt(N) per scale and has no official counterpart at
+    batch > 1. The paper's per-voxel norm keeps every voxel's logits at the scale of its own feature; its floor
+    keeps it finite where a voxel's features are all zero after a ReLU (without it, one such voxel in a 2x2x2 case
+    raised the loss from 0.05 to 1.8e4 with gradients of 9e3; ``norm="voxel"`` keeps that unfloored form).
+    Invariant to L(a z_S, a f_S) = L(z_S, f_S) for a > 0 for every norm but "none".
+
+    | hyper-parameter | default              | source                                                              |
+    |-----------------|----------------------|---------------------------------------------------------------------|
+    | variant         | "paper"              | see above                                                           |
+    | preset          | None (from variant)  | "pymic": weight 0.2 * 0.2 (PyMIC code); "nnunet": 0.2 (nnU-Net v1)   |
+    | weight          | None (from preset)   | overrides the preset                                                |
+    | norm            | None (from variant)  | also "voxel" (unfloored per-voxel norm) and "none" (plain z)         |
+    | tau_fn          | None (from variant)  | 1 with norm="none"                                                  |
+    | scale_weights   | (0.4, 0.2, 0.2, 0.2) | both official code generations                                      |
+    | eps             | 1e-6                 | floor on ||f|| for "voxel" and "global"                             |
 
     ``norm="none"`` is the plain soft-target loss at tau = 1 that the paper's figure draws, L_ce(Q_T, Q_S). It is
     reported as KL, which differs from soft cross-entropy only by the teacher entropy (constant for the student, so
-    the gradient is identical) and is 0 at equality. Why "pymic" by default: see ``kd_methods.ca``; the trainer
-    multiplies the supervised loss by ``seg_loss_weight`` = 0.8 in both presets.
+    the gradient is identical) and is 0 at equality. The paper's loss weights were not available to us; "paper"
+    takes the PyMIC code's (see ``kd_methods.ca`` for why "pymic"); the trainer multiplies the supervised loss by
+    ``seg_loss_weight`` = 0.8 in both presets.
 
     Scales: the first ``min`` over the logits and features lists of both outputs and ``len(scale_weights)``; fewer
     than four renormalise the scale weights. Teacher logits and features are resampled trilinearly to the student's
@@ -87,9 +123,8 @@ class MultiScaleKD(KDMethod):
 
     - Q2 (PyMIC): the target was ``softmax(student)[:, 0].long()`` (all zeros) and the student got no gradient;
       here a proper KL with the teacher's soft prediction as target, so the student is trained.
-    - Q3 (nnU-Net): unnormalised, possibly negative teacher logits were used as CE targets, and one norm over the
-      whole B x C x D x H x W tensor (huge in 3D) pushed both predictions to uniform; here softmax targets and a
-      per-sample norm by default (``norm="global"`` keeps the whole-tensor norm, with softmax targets).
+    - Q3 (nnU-Net): unnormalised, possibly negative teacher logits were used as CE targets; here softmax targets
+      (the whole-tensor norm of variants "pymic" and "nnunet" is kept).
     - KL instead of cross-entropy (0 at equality, same gradient); fp32 with autocast off.
     """
 
@@ -101,9 +136,10 @@ class MultiScaleKD(KDMethod):
         student_channels: list[int],
         teacher_channels: list[int],
         num_classes: int,
-        preset: str = "pymic",
+        variant: str = "paper",
+        preset: str | None = None,
         weight: float | None = None,
-        norm: str = "sample",
+        norm: str | None = None,
         tau_fn: float | None = None,
         scale_weights: Sequence[float] = SCALE_WEIGHTS,
         eps: float = 1e-6,
@@ -111,24 +147,35 @@ class MultiScaleKD(KDMethod):
         """Build the loss for networks with the given feature channels and class count.
 
         Args:
-            preset: which official code's weights: "pymic" (weight 0.04) or "nnunet" (weight 0.2).
+            variant: whose formula: "paper" (per-voxel norm with a floor), "pymic", "nnunet" (official codes) or
+                "sample" (this package's per-element norm). [paper: paper]
+            preset: which official code's weights: "pymic" (weight 0.04) or "nnunet" (weight 0.2); None: the
+                variant's.
             weight: factor on the loss; None takes it from ``preset``.
-            norm: feature norm dividing the logits: "sample", "voxel", "global" (official) or "none".
-            tau_fn: temperature multiplying the normalised logits; None: 2 (1 with norm="none"). [paper: 2 (FNKD)]
+            norm: feature norm dividing the logits: "voxel_floor", "sample", "voxel", "global" or "none"; None: the
+                variant's.
+            tau_fn: temperature multiplying the normalised logits; None: the variant's (1 with norm="none").
+                [paper: 2 (FNKD)]
             scale_weights: weight of each deep-supervision scale, full resolution first (official code).
             eps: floor on the feature norm for "voxel" and "global".
         """
+        if variant not in VARIANTS:
+            raise KDMethodError(f"ms: unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+        variant_norm, variant_tau, variant_preset = VARIANTS[variant]
+        preset = variant_preset if preset is None else preset
         super().__init__(student_channels, teacher_channels, num_classes, preset_weight("ms", preset, weight))
+        norm = variant_norm if norm is None else norm
         if norm not in NORMS:
             raise KDMethodError(f"ms: unknown norm {norm!r}; choose one of: {', '.join(NORMS)}")
+        self.variant = variant
         self.preset = preset
         self.norm = norm
-        self.tau_fn = float(tau_fn) if tau_fn is not None else (1.0 if norm == "none" else 2.0)
+        self.tau_fn = float(tau_fn) if tau_fn is not None else (1.0 if norm == "none" else variant_tau)
         self.scale_weights = tuple(float(w) for w in scale_weights)
         self.eps = float(eps)
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight:g}, norm={self.norm!r}, tau_fn={self.tau_fn:g}"
+        return f"variant={self.variant!r}, weight={self.weight:g}, norm={self.norm!r}, tau_fn={self.tau_fn:g}"
 
     def compute(self, student_out: SegOutput, teacher_out: SegOutput, target: Tensor | None) -> Tensor:
         limit = len(self.scale_weights)

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kd", default="none",
                    help="comma-separated KD methods with optional arguments and sweeps, e.g. ca,ms or ca+ms or "
                    "'ca:weight=0.05|0.1' (two runs); default none (see `bench list --kd NAME`)")  # fmt: skip
-    p.add_argument("--preset", default=None, help="smoke, default, paper or a TOML file (default: by device)")
+    p.add_argument("--preset", default=None, help="smoke, kd_gap, default, paper or a TOML file (default: by device)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset key, e.g. --set iterations=500; teacher.KEY=VALUE for the teachers "
                    "alone, e.g. --set teacher.iterations=1600 (repeatable)")  # fmt: skip

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.components.syntax import Component, parse_component
+from bench.errors import BenchError
 from bench.report import fmt
 from bench.report.stats import paired_wilcoxon, significance_mark
 from bench.run_summary import RunSummary
@@ -94,11 +96,38 @@ def _number(value: Any) -> float:
         return np.nan
 
 
+def kd_label(kd: Any, hparams: Any) -> Any:
+    """The run's KD component text naming the variant each part ran, where the method records one (``variant`` in
+    its settings, e.g. MS-KD) and the text does not set it: ``ms`` -> ``ms:variant=paper``, ``ca+ms`` ->
+    ``ca+ms:variant=paper``. So rows of different formulas under one name are told apart and named; any other text
+    is returned unchanged."""
+    if not isinstance(kd, str) or kd == NO_KD or not isinstance(hparams, dict):
+        return kd
+    try:
+        component = parse_component(kd, "kd", "kd")
+    except BenchError:
+        return kd
+    settings = hparams if component.is_composition else {component.name: hparams}
+    kwargs = {}
+    for part in component.parts:
+        args = dict(part.kwargs)
+        part_settings = settings.get(part.name)
+        variant = part_settings.get("variant") if isinstance(part_settings, dict) else None
+        if isinstance(variant, str) and "variant" not in args:
+            args["variant"] = variant
+        kwargs[part.name] = args
+    if component.is_composition:
+        return str(Component(component.name, {name: args for name, args in kwargs.items() if args}))
+    return str(Component(component.name, kwargs[component.name]))
+
+
 def runs_frame(summaries: list[RunSummary]) -> pd.DataFrame:
-    """One row per run; for several runs of one (key, seed) only the latest ``created`` is kept."""
+    """One row per run; for several runs of one (key, seed) only the latest ``created`` is kept. A KD method's
+    named variant becomes part of its text (:func:`kd_label`)."""
     rows = []
     for summary in summaries:
         row: dict[str, Any] = {c: getattr(summary, c) for c in TEXT_COLUMNS}
+        row["kd"] = kd_label(summary.kd, summary.kd_hparams)
         row["patch"] = _patch_text(summary.patch)
         row.update({c: _number(getattr(summary, c)) for c in NUMERIC_COLUMNS})
         rows.append(row)

@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-RUN_PRESETS = ("smoke", "default", "paper")
+RUN_PRESETS = ("smoke", "kd_gap", "default", "paper")
 
 # The bounds of the preset's numbers, each with its reason (the error message gives it).
 MAX_PATCH = 1024

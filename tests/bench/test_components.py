@@ -137,7 +137,7 @@ def test_arguments_set_by_the_benchmark_are_refused():
 
 
 def test_unknown_names_list_the_registered_ones():
-    with pytest.raises(BenchError, match="--kd: unknown KD method 'cq'; registered methods: at, ca"):
+    with pytest.raises(BenchError, match="--kd: unknown KD method 'cq'; registered methods: acf, at, ca"):
         resolve_components("ca+cq", "kd", "--kd")
     with pytest.raises(BenchError, match="--models: unknown model 'lcov'"):
         resolve_components("lcov:dropout=0", "model", "--models")

@@ -169,8 +169,8 @@ def test_folds_are_an_axis_each_with_its_teacher_and_fold_0_keeps_the_ids_of_ear
     assert fold2[2].needs == (fold2[0].run_id,) and fold2[2].label == "lcovnet + ca from unet3d, seed 0, fold 2"
 
 
-def test_the_smoke_presets_teachers_are_twice_as_wide_and_a_shared_override_still_reaches_them(tmp_path):
-    students, teachers = load_config("smoke"), load_config("smoke", teacher=True)
+def test_the_kd_gap_presets_teachers_are_twice_as_wide_and_a_shared_override_still_reaches_them(tmp_path):
+    students, teachers = load_config("kd_gap"), load_config("kd_gap", teacher=True)
     assert (students.base_channels, teachers.base_channels) == (4, 8)
     assert teachers.teacher_protocol == {} and students.teacher_protocol == {"base_channels": 8}
     assert {k for k, v in teachers.to_dict().items() if v != students.to_dict()[k]} == {
@@ -178,9 +178,10 @@ def test_the_smoke_presets_teachers_are_twice_as_wide_and_a_shared_override_stil
         "teacher_protocol",
     }
     # --set applies after the preset's teacher table: a test's tiny width and budget shrink the teachers too
-    tiny = load_config("smoke", ["base_channels=2", "iterations=2"], teacher=True)
+    tiny = load_config("kd_gap", ["base_channels=2", "iterations=2"], teacher=True)
     assert (tiny.base_channels, tiny.iterations) == (2, 2)
-    assert load_config("smoke", ["iterations=2", "base_channels=16"], teacher=True).base_channels == 16
+    assert load_config("kd_gap", ["iterations=2", "base_channels=16"], teacher=True).base_channels == 16
+    assert load_config("smoke", teacher=True).base_channels == load_config("smoke").base_channels == 8
     preset = tmp_path / "p.toml"
     preset.write_text("[teacher_protocol]\nspacing = [1.0, 1.0, 1.0]\n")
     with pytest.raises(BenchError, match=r"teacher_protocol in .*p.toml sets spacing: a teacher's own protocol"):

@@ -17,7 +17,9 @@ def test_list_kd_shows_each_argument_with_default_paper_value_and_meaning():
     assert tau.split()[:4] == ["tau_fn", "None", "2", "(FNKD)"]
     assert "temperature multiplying the normalised logits" in tau
     assert any(line.startswith("scale_weights  [0.4,0.2,0.2,0.2]") for line in lines)
-    assert lines[-1] == "set with: --kd ms:preset=pymic"
+    assert lines[-1] == "set with: --kd ms:variant=paper"
+    (variant,) = [line for line in lines if line.startswith("variant")]
+    assert variant.split()[:3] == ["variant", "paper", "paper"] and "whose formula" in variant
 
 
 def test_list_model_shows_its_factory_arguments_without_the_dataset_ones():
@@ -31,8 +33,8 @@ def test_list_of_an_unknown_method_is_a_one_line_input_error():
     proc = subprocess.run(bench_cmd("list", "--kd", "cakd"), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "bench list: error: --kd: unknown KD method 'cakd'; registered methods: at, ca, cwd, dist, emkd, fitnet, "
-        "ifvd, kd, ms, skd"
+        "bench list: error: --kd: unknown KD method 'cakd'; registered methods: acf, at, ca, cirkd, cwd, dist, dkd, "
+        "emkd, fitnet, ft, ifvd, kd, ms, nkd, reviewkd, skd"
     ]
 
 

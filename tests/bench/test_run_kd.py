@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import torch
 
@@ -159,3 +160,26 @@ def test_folds_train_one_run_per_fold_on_that_folds_split_and_record_it(tiny_dat
     assert "lcovnet, seed 0, fold 1" in proc.stderr
     bad = _grid(tiny_dataset, tmp_path / "res2", "--models", "lcovnet", "--folds", "0,5")
     assert bad.returncode == 2 and "--folds must be between 0 and 4 (the preset's folds = 5), got '0,5'" in bad.stderr
+
+
+def test_the_six_acf_benchmark_methods_run_as_a_grid_and_record_their_settings(tiny_dataset, tmp_path):
+    methods = ["dkd", "nkd", "cirkd", "reviewkd", "ft", "acf"]
+    proc = _grid(tiny_dataset, tmp_path / "res", "--models", "lcovnet", "--kd", ",".join(methods))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {s.kd: s for s in ResultsStore(tmp_path / "res").summaries() if s.model == "lcovnet"}
+    assert set(runs) == {"none", *methods}
+    for kd in methods:
+        assert runs[kd].teacher == "unet3d" and runs[kd].first_step["kd_loss"] > 0
+    assert runs["dkd"].kd_hparams["beta"] == 8.0 and runs["cirkd"].kd_hparams["pixel_memory_size"] == 20000
+    assert runs["ft"].kd_hparams["paraphraser_iterations"] == 250 and runs["acf"].kd_hparams["at_weight"] == 25000.0
+
+
+def test_the_acf_table_experiments_plan_every_method_with_the_segresnet_teacher(tiny_dataset, tmp_path):
+    for name in ("acf_bckd_table.toml", "acf_bckd_table_cpu.toml"):
+        path = Path(__file__).resolve().parents[2] / "experiments" / name
+        args = bench_cmd("run", "--experiment", str(path), "--data", str(tiny_dataset), "--results",
+                         str(tmp_path / name), "--device", "cpu", "--dry-run")  # fmt: skip
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        plan = proc.stdout + proc.stderr
+        assert "monai-segresnet" in plan and "acf:epoch_iterations=" in plan and "cirkd" in plan

@@ -16,4 +16,4 @@ def test_train_benchmark_measures_each_model_on_every_organ_of_the_built_in_set(
     assert set(rates) == {"lcovnet", "unet3d"}
     assert float(rates["lcovnet"][1]) > 0 and float(rates["lcovnet"][3]) == 1.0
     assert float(rates["unet3d"][1]) > 0
-    assert "preset smoke: patch [32, 32, 32], batch 2, base_channels 4" in proc.stdout
+    assert "preset smoke: patch [32, 32, 32], batch 2, base_channels 8" in proc.stdout

@@ -37,9 +37,19 @@ GOLDEN_CONFIGS: dict[str, tuple[str, dict, tuple[tuple[int, int, int], ...]]] = 
     "ms": ("ms", {}, SIZES),
     "ms_global": ("ms", {"norm": "global"}, SIZES),
     "ms_none": ("ms", {"norm": "none"}, SIZES),
+    "ms_sample": ("ms", {"variant": "sample"}, SIZES),
+    "ms_pymic": ("ms", {"variant": "pymic"}, SIZES),
     "ca+ms": ("ca+ms", {}, SIZES),
     "ca+ms_anisotropic_teacher": ("ca+ms", {}, ANISOTROPIC_SIZES),
     "at_anisotropic_teacher": ("at", {}, ANISOTROPIC_SIZES),
+    "dkd": ("dkd", {}, SIZES),
+    "nkd": ("nkd", {}, SIZES),
+    "cirkd": ("cirkd", {"pixel_memory_size": 64, "region_memory_size": 16}, SIZES),
+    "reviewkd": ("reviewkd", {}, SIZES),
+    "ft_pretraining": ("ft", {}, SIZES),
+    "ft": ("ft", {"paraphraser_iterations": 0}, SIZES),
+    "acf": ("acf", {}, SIZES),
+    "acf_anisotropic_teacher": ("acf", {}, ANISOTROPIC_SIZES),
 }
 
 

@@ -111,7 +111,15 @@ def _ms_reference(student: SegOutput, teacher: SegOutput, norm: str, tau_fn: flo
         [0.4, 0.2, 0.2, 0.2], student.logits, teacher.logits, student.features, teacher.features
     ):
         z_s, z_t, f_s, f_t = map(_np, (z_s, z_t, f_s, f_t))
-        if norm == "sample":  # no element of make_case is near zero, so the floor is inactive
+        if norm == "voxel_floor":  # each voxel's norm, floored at 0.1 x its element's RMS voxel norm
+            n_s, n_t = (
+                np.maximum(
+                    np.linalg.norm(f, axis=1, keepdims=True),
+                    0.1 * np.sqrt((f**2).sum(axis=1).reshape(len(f), -1).mean(axis=1)).reshape(-1, 1, 1, 1, 1),
+                )
+                for f in (f_s, f_t)
+            )
+        elif norm == "sample":  # no element of make_case is near zero, so the floor is inactive
             n_s, n_t = (
                 np.sqrt((f**2).sum(axis=1).reshape(len(f), -1).mean(axis=1)).reshape(-1, 1, 1, 1, 1) for f in (f_s, f_t)
             )
@@ -125,7 +133,8 @@ def _ms_reference(student: SegOutput, teacher: SegOutput, norm: str, tau_fn: flo
 
 
 @pytest.mark.parametrize(
-    ("preset", "norm", "weight"), [("pymic", "sample", 0.04), ("pymic", "voxel", 0.04), ("nnunet", "global", 0.2)]
+    ("preset", "norm", "weight"),
+    [("pymic", "sample", 0.04), ("pymic", "voxel", 0.04), ("nnunet", "global", 0.2), ("pymic", "voxel_floor", 0.04)],
 )
 def test_ms_matches_reference_with_preset_weight(preset, norm, weight):
     student, teacher, _ = make_case()
@@ -136,11 +145,46 @@ def test_ms_matches_reference_with_preset_weight(preset, norm, weight):
     assert _build("ms", preset=preset, weight=3.0).weight == 3.0
 
 
+@pytest.mark.parametrize(
+    ("variant", "norm", "tau_fn", "weight"),
+    [("paper", "voxel_floor", 2.0, 0.04), ("pymic", "global", 1.0, 0.04), ("nnunet", "global", 2.0, 0.2),
+     ("sample", "sample", 2.0, 0.04)],
+)  # fmt: skip
+def test_ms_named_variants_compute_the_formula_they_claim(variant, norm, tau_fn, weight):
+    student, teacher, _ = make_case()
+    method = _build("ms", variant=variant)
+    assert (method.variant, method.norm, method.tau_fn, method.weight) == (variant, norm, tau_fn, pytest.approx(weight))
+    expected = weight * _ms_reference(student, teacher, norm, tau_fn)
+    assert method(student, teacher).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_ms_variant_parts_can_be_overridden_and_an_unknown_variant_is_named():
+    method = _build("ms", variant="pymic", tau_fn=3.0, preset="nnunet")
+    assert (method.norm, method.tau_fn, method.weight) == ("global", 3.0, pytest.approx(0.2))
+    with pytest.raises(ValueError, match="unknown variant 'fnkd'; choose one of: paper, pymic, nnunet, sample"):
+        _build("ms", variant="fnkd")
+
+
+def test_ms_paper_variant_stays_bounded_where_the_unfloored_voxel_norm_explodes():
+    torch.manual_seed(0)
+    z_s, z_t = torch.randn(2, 5, 2, 2, 2, requires_grad=True), torch.randn(2, 5, 2, 2, 2)
+    f_s, f_t = torch.rand(2, 8, 2, 2, 2), torch.rand(2, 8, 2, 2, 2)
+    f_s[0, :, 0, 0, 0] = 0  # one voxel, all features 0
+    losses = {}
+    for norm in ("voxel_floor", "voxel"):
+        loss = _build("ms", [8], [8], 5, norm=norm)(SegOutput([z_s], [f_s]), SegOutput([z_t], [f_t]))
+        (grad,) = torch.autograd.grad(loss, z_s)
+        losses[norm] = (loss.item(), grad.abs().max().item())
+    assert losses["voxel_floor"][1] < 1.0 and losses["voxel"][1] > 1e3
+    f_s.zero_()
+    assert torch.isfinite(_build("ms", [8], [8], 5)(SegOutput([z_s], [f_s]), SegOutput([z_t], [f_t])))
+
+
 def test_ms_stays_bounded_when_a_voxel_or_a_batch_element_has_all_zero_features():
     torch.manual_seed(0)
     z_s, z_t = torch.randn(2, 5, 2, 2, 2, requires_grad=True), torch.randn(2, 5, 2, 2, 2)
     f_s, f_t = torch.rand(2, 8, 2, 2, 2), torch.rand(2, 8, 2, 2, 2)
-    ms = _build("ms", [8], [8], 5)
+    ms = _build("ms", [8], [8], 5, variant="sample")
     before = ms(SegOutput([z_s], [f_s]), SegOutput([z_t], [f_t])).item()
     f_s[0, :, 0, 0, 0] = 0  # one voxel, all features 0 (the reproduction)
     one_voxel = ms(SegOutput([z_s], [f_s]), SegOutput([z_t], [f_t]))

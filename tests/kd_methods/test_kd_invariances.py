@@ -53,7 +53,7 @@ def test_ca_ignores_voxel_permutations_and_per_voxel_logit_constants():
     assert _loss("ca", _with(student, logits=shifted), teacher) == pytest.approx(base, rel=1e-4)
 
 
-@pytest.mark.parametrize("norm", ["sample", "voxel", "global"])
+@pytest.mark.parametrize("norm", ["voxel_floor", "sample", "voxel", "global"])
 @pytest.mark.parametrize("a", [0.3, 7.0])
 def test_ms_is_unchanged_when_student_logits_and_features_are_scaled_together(norm, a):
     student, teacher, _ = make_case()

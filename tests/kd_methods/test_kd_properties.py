@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -19,15 +20,25 @@ from tests.kd_methods.kd_loss_cases import (
 )
 
 METHODS = [*available_kd_methods(), "ca+ms"]
+# Methods whose student side passes through a module trained with the student (random at first), or that keep the
+# official cross-entropy form: their loss is not 0 at equality (each docstring says why). The terms of theirs that
+# are 0 at equality are tested in test_kd_new_methods.
+NOT_ZERO_AT_EQUALITY = {"acf", "cirkd", "ft", "nkd", "reviewkd"}
+# Parameters that a method trains in a stage of its own and then uses without gradient.
+FROZEN_AFTER_WARMUP = {"ft": ("paraphraser.",)}
+# Factor Transfer's first calls train its paraphraser only; the properties concern the distillation stage after it.
+DISTILLING = {"ft": {"paraphraser_iterations": 0}}
 # Extra settings that take another code path and must keep the same properties.
 VARIANTS = [
     ("cwd", {"on": "features"}),
     ("ms", {"norm": "global"}),
     ("ms", {"norm": "none"}),
     ("ms", {"preset": "nnunet"}),
+    ("ms", {"variant": "pymic"}),
+    ("ms", {"variant": "sample"}),
     ("fitnet", {"num_scales": 4}),
 ]
-CASES = [(name, {}) for name in METHODS] + VARIANTS
+CASES = [(name, DISTILLING.get(name, {})) for name in METHODS] + VARIANTS
 IDS = [name + "".join(f"-{k}={v}" for k, v in hp.items()) for name, hp in CASES]
 
 
@@ -35,7 +46,11 @@ def _student_tensors(out: SegOutput) -> list[torch.Tensor]:
     return [*out.logits, *out.features]
 
 
-@pytest.mark.parametrize(("name", "hp"), CASES, ids=IDS)
+@pytest.mark.parametrize(
+    ("name", "hp"),
+    [c for c in CASES if c[0] not in NOT_ZERO_AT_EQUALITY],
+    ids=[i for i, c in zip(IDS, CASES) if c[0] not in NOT_ZERO_AT_EQUALITY],
+)
 def test_loss_is_zero_when_student_equals_teacher(name, hp):
     _, teacher, target = make_case(student_channels=TEACHER_CHANNELS)
     student = SegOutput([t.clone() for t in teacher.logits], [f.clone() for f in teacher.features])
@@ -55,7 +70,11 @@ def test_gradients_reach_student_and_adapters_but_never_the_teacher(name, hp):
     assert all(t.grad is None for t in _student_tensors(teacher))
     grads = [t.grad for t in _student_tensors(student) if t.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    frozen = FROZEN_AFTER_WARMUP.get(name, ())
     for pname, param in method.named_parameters():
+        if pname.startswith(frozen):
+            assert param.grad is None, pname
+            continue
         assert param.grad is not None and float(param.grad.abs().sum()) > 0, pname
 
 
@@ -98,10 +117,13 @@ def test_low_precision_inputs_under_autocast_are_computed_in_fp32(name, hp):
     upcast = [SegOutput([t.float() for t in o.logits], [f.float() for f in o.features]) for o in half]
     torch.manual_seed(0)
     method = create_kd_method(name, STUDENT_CHANNELS, TEACHER_CHANNELS, NUM_CLASSES, **hp)
+    twin = copy.deepcopy(method)  # methods with a memory or a call counter: both calls start from the same state
+    torch.manual_seed(1)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         loss = method(*half, target)
     assert loss.dtype == torch.float32
-    assert loss.item() == pytest.approx(method(*upcast, target).item(), rel=1e-5)
+    torch.manual_seed(1)
+    assert loss.item() == pytest.approx(twin(*upcast, target).item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", [n for n in METHODS if create_kd_method(n, [4], [4], 2).needs_target])
@@ -122,7 +144,7 @@ def test_wrong_class_count_is_reported_with_both_numbers(name):
         method(student, teacher, target)
 
 
-@pytest.mark.parametrize("name", ["at", "fitnet", "skd", "ifvd", "emkd", "ms"])
+@pytest.mark.parametrize("name", ["at", "fitnet", "skd", "ifvd", "emkd", "ms", "cirkd", "reviewkd", "ft", "acf"])
 def test_feature_methods_say_when_features_are_missing(name):
     student, teacher, target = make_case()
     bare = SegOutput(list(student.logits))

@@ -8,7 +8,8 @@ import torch
 from kd_methods import UnknownKDMethodError, available_kd_methods, create_kd_method, kd_method_info
 from tests.kd_methods.kd_loss_cases import NUM_CLASSES, STUDENT_CHANNELS, TEACHER_CHANNELS, make_case
 
-METHODS = ["at", "ca", "cwd", "dist", "emkd", "fitnet", "ifvd", "kd", "ms", "skd"]
+METHODS = ["acf", "at", "ca", "cirkd", "cwd", "dist", "dkd", "emkd", "fitnet", "ft", "ifvd", "kd", "ms", "nkd",
+           "reviewkd", "skd"]  # fmt: skip
 
 
 def build(name: str, **hp):
@@ -17,13 +18,13 @@ def build(name: str, **hp):
 
 def test_every_method_is_registered_with_metadata_and_trainer_flags():
     assert available_kd_methods() == METHODS
-    assert available_kd_methods("c*") == ["ca", "cwd"]
+    assert available_kd_methods("c*") == ["ca", "cirkd", "cwd"]
     for name in METHODS:
         info = kd_method_info(name)
         assert info.description and info.reference
         assert isinstance(info.cls.seg_loss_weight, float)
         assert isinstance(info.cls.needs_target, bool)
-    assert {n for n in METHODS if kd_method_info(n).cls.needs_target} == {"ifvd", "emkd"}
+    assert {n for n in METHODS if kd_method_info(n).cls.needs_target} == {"acf", "cirkd", "dkd", "emkd", "ifvd", "nkd"}
     seg_weights = {n: kd_method_info(n).cls.seg_loss_weight for n in METHODS}
     assert {n: w for n, w in seg_weights.items() if w != 1.0} == {"ca": 0.8, "ms": 0.8}
 
@@ -51,7 +52,7 @@ def test_composition_with_an_unknown_part_names_that_part():
     with pytest.raises(UnknownKDMethodError) as err:
         build("ca+msk")
     message = str(err.value)
-    assert "'msk'" in message and "'ca+msk'" in message and "registered methods: at, ca" in message
+    assert "'msk'" in message and "'ca+msk'" in message and "registered methods: acf, at, ca" in message
     with pytest.raises(UnknownKDMethodError, match="''"):
         build("ca+")
 
