@@ -1,4 +1,5 @@
-"""``bench export``: a stored run as an ONNX file (and optionally int8), checked against PyTorch and measured.
+"""``bench export``: a stored run as an ONNX file or OpenVINO IR (and optionally int8), checked against PyTorch and
+measured.
 
 The ONNX file has dynamic batch and spatial axes and passes onnx's checker; its JSON sidecar (FILE.json) holds the
 run's deployment spec (labels, spacing, normalisation with the training set's statistics, window size, overlap,
@@ -8,6 +9,12 @@ runs PyTorch and onnxruntime over the same whole preprocessed test case (sliding
 --quantize int8 adds a static int8 model (onnxruntime QDQ, calibrated on training patches). For every variant the
 export reports file size, onnxruntime latency on one patch (PyTorch's next to it) and Dice/HD95 on the run's test
 split, so the accuracy cost of compression is measured; the run directory gets export.json for `bench report`.
+
+--format openvino writes OpenVINO IR (model.xml and model.bin, converted from the same ONNX graph, weights in fp32)
+with the same sidecar (model.xml.json) and the same parity check, run by OpenVINO's CPU plugin in fp32; the IR is
+also measured compiled in bf16 where the CPU has native bf16 (the table says which precision ran, and why not bf16
+where it could not), and --quantize int8 adds NNCF's post-training int8 IR (model.int8.xml) calibrated on training
+patches. Its record is export.openvino.json (needs `pip install segkd-bench[openvino]`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--run", required=True, metavar="RUN_ID", help="a run in the results store")
     p.add_argument("--results", type=Path, default=Path("results"), help="results store (default results/)")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "openvino"], help="export format (default onnx)")
     p.add_argument("--quantize", choices=["int8"], help="also write a post-training int8 model")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: RESULTS/runs/RUN_ID/export)")
     p.add_argument("--calibration-patches", type=int, default=16, metavar="N",
@@ -43,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
 
     require_onnx("bench export")
+    if args.format == "openvino":
+        from bench.deploy.openvino_runtime import require_openvino
+
+        require_openvino("bench export --format openvino", int8=bool(args.quantize))
     from bench.deploy.export import ExportOptions, export_run
     from bench.store_layout import ResultsLayout
 
@@ -51,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         if value < low:
             raise BenchError(f"{flag} must be at least {low}, got {value}")
     out = args.out or ResultsLayout(args.results).run(args.run).export_dir
-    options = ExportOptions(out, args.quantize, args.calibration_patches, args.warmup, args.runs, args.opset)
+    options = ExportOptions(
+        out, args.format, args.quantize, args.calibration_patches, args.warmup, args.runs, args.opset
+    )
     record = export_run(args.results, args.run, options)
     print(format_record(record, out))
     return 0
@@ -63,19 +76,22 @@ def format_record(record: dict, out: Path) -> str:
     rows = [["pytorch", "-", "-", f"{record['torch_latency_ms_median']:.1f}", "-", "-",
              _num(record["torch_dice"], 4), _num(record["torch_hd95"], 2)]]  # fmt: skip
     for name, v in record["variants"].items():
-        rows.append([f"onnx {name}", v["file"], f"{v['size_mb']:.2f}", f"{v['latency_ms_median']:.1f}",
+        runtime = f"{v.get('runtime', 'onnxruntime')} {v.get('precision', name)}"
+        rows.append([runtime, v["file"], f"{v['size_mb']:.2f}", f"{v['latency_ms_median']:.1f}",
                      f"{v['max_abs_logit_diff']:.2e}", f"{100 * v['argmax_agreement']:.3f}", _num(v["dice"], 4),
                      _num(v["hd95"], 2)])  # fmt: skip
-    headers = ["model", "file", "size (MB)", "patch ms", "max |Δlogit|", "argmax agree %", "Dice", "HD95 mm"]
+    headers = ["runtime", "file", "size (MB)", "patch ms", "max |Δlogit|", "argmax agree %", "Dice", "HD95 mm"]
     patch = "x".join(map(str, record["patch"]))
     title = (
         f"{record['run_id']}: {record['model']}, patch {patch}, {record['threads']} thread(s), parity and "
         f"accuracy on {record['variants']['fp32']['cases']} test case(s); files in {out}"
     )
     lines = [title, tabulate(rows, headers=headers, disable_numparse=True)]
-    if "int8" in record["variants"]:
-        drop = record["variants"]["fp32"]["dice"] - record["variants"]["int8"]["dice"]
-        lines.append(f"int8 Dice drop (float ONNX minus int8, on the test split): {drop:+.4f}")
+    for name in ("bf16", "int8"):
+        if name in record["variants"] and record["variants"][name].get("precision") == name:
+            drop = record["variants"]["fp32"]["dice"] - record["variants"][name]["dice"]
+            lines.append(f"{name} Dice drop (fp32 {record['format']} minus {name}, on the test split): {drop:+.4f}")
+    lines += [f"{name}: {v['note']}" for name, v in record["variants"].items() if v.get("note")]
     return "\n".join(lines)
 
 
