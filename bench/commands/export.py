@@ -7,7 +7,8 @@ model, run id), so `bench predict --onnx FILE` segments CTs exactly like `bench 
 runs PyTorch and onnxruntime over the same whole preprocessed test case (sliding window) and requires max |Δlogit|
 < 1e-3 and argmax agreement >= 99.9 %; otherwise the export fails with exit code 1 and writes nothing.
 --quantize int8 adds a static int8 model (onnxruntime QDQ, calibrated on training patches). For every variant the
-export reports file size, onnxruntime latency on one patch (PyTorch's next to it) and Dice/HD95 on the run's test
+export reports file size, onnxruntime latency on one patch (PyTorch's next to it) with the achieved GMAC/s and its
+share of this machine's peak (a dense GEMM timed in the same process and precision), and Dice/HD95 on the run's test
 split, so the accuracy cost of compression is measured; the run directory gets export.json for `bench report`.
 
 --format openvino writes OpenVINO IR (model.xml and model.bin, converted from the same ONNX graph, weights in fp32)
@@ -73,20 +74,25 @@ def run(args: argparse.Namespace) -> int:
 def format_record(record: dict, out: Path) -> str:
     from tabulate import tabulate
 
-    rows = [["pytorch", "-", "-", f"{record['torch_latency_ms_median']:.1f}", "-", "-",
+    torch_rate = record["torch_gmacs_per_s"]
+    rows = [["pytorch fp32", "-", "-", f"{record['torch_latency_ms_median']:.1f}", f"{torch_rate:.1f}",
+             f"{100 * torch_rate / record['peak_gmacs_per_s']['fp32']:.1f}", "-", "-",
              _num(record["torch_dice"], 4), _num(record["torch_hd95"], 2)]]  # fmt: skip
     for name, v in record["variants"].items():
         runtime = f"{v.get('runtime', 'onnxruntime')} {v.get('precision', name)}"
         rows.append([runtime, v["file"], f"{v['size_mb']:.2f}", f"{v['latency_ms_median']:.1f}",
-                     f"{v['max_abs_logit_diff']:.2e}", f"{100 * v['argmax_agreement']:.3f}", _num(v["dice"], 4),
-                     _num(v["hd95"], 2)])  # fmt: skip
-    headers = ["runtime", "file", "size (MB)", "patch ms", "max |Δlogit|", "argmax agree %", "Dice", "HD95 mm"]
+                     f"{v['gmacs_per_s']:.1f}", f"{100 * v['peak_share']:.1f}", f"{v['max_abs_logit_diff']:.2e}",
+                     f"{100 * v['argmax_agreement']:.3f}", _num(v["dice"], 4), _num(v["hd95"], 2)])  # fmt: skip
+    headers = ["runtime", "file", "size (MB)", "patch ms", "GMAC/s", "% of peak", "max |Δlogit|", "argmax agree %",
+               "Dice", "HD95 mm"]  # fmt: skip
     patch = "x".join(map(str, record["patch"]))
     title = (
         f"{record['run_id']}: {record['model']}, patch {patch}, {record['threads']} thread(s), parity and "
         f"accuracy on {record['variants']['fp32']['cases']} test case(s); files in {out}"
     )
-    lines = [title, tabulate(rows, headers=headers, disable_numparse=True)]
+    peaks = ", ".join(f"{p} {rate:.1f}" for p, rate in record["peak_gmacs_per_s"].items())
+    lines = [title, tabulate(rows, headers=headers, disable_numparse=True),
+             f"peak GMAC/s (a square GEMM timed in this process, same threads): {peaks}"]  # fmt: skip
     for name in ("bf16", "int8"):
         if name in record["variants"] and record["variants"][name].get("precision") == name:
             drop = record["variants"]["fp32"]["dice"] - record["variants"][name]["dice"]

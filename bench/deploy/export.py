@@ -23,6 +23,7 @@ import torch
 from bench.data.preprocess import PreparedCase, load_prepared
 from bench.deploy.spec import DeploySpec
 from bench.errors import BenchError
+from bench.profiling.flops import count_macs
 from bench.run_summary import RunSummary
 from bench.store_layout import ResultsLayout
 
@@ -218,6 +219,8 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
             }
         steps.update()
         steps.close()
+        gmacs = count_macs(network, patch).macs / 1e9
+        peaks = _against_peaks(gmacs, torch_ms, variants)
         fp32 = variants["fp32"]
         if fp32["max_abs_logit_diff"] >= MAX_ABS_LOGIT_DIFF or fp32["argmax_agreement"] < MIN_ARGMAX_AGREEMENT:
             raise ParityError(
@@ -232,7 +235,7 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
             **_runtime_versions(options.format), "threads": torch.get_num_threads(),
             "patch": list(spec.patch), "torch_latency_ms_median": torch_ms,
             "torch_dice": summary.dice_mean, "torch_hd95": summary.hd95_mean, "params": summary.params,
-            "gmacs": summary.gmacs,
+            "gmacs": gmacs, "peak_gmacs_per_s": peaks, "torch_gmacs_per_s": gmacs / (torch_ms / 1000),
             "calibration_patches": options.calibration_patches if options.quantize else 0,
             "variants": variants,
         }  # fmt: skip
@@ -247,6 +250,21 @@ def export_run(results: Path, run_id: str, options: ExportOptions, progress: boo
                 path.replace(out_dir / path.name)
     atomic_write_json(ResultsLayout(results).run(run_id).export_record_of(options.format), record)
     return record
+
+
+def _against_peaks(gmacs: float, torch_ms: float, variants: dict[str, dict]) -> dict[str, float]:
+    """Each variant's achieved GMAC/s on one patch and its share of a GEMM timed here in its precision (int8 against
+    an int8 GEMM); adds both to the variants and returns the peaks by precision (PyTorch's at fp32)."""
+    from bench.profiling.peak import measure_peak
+
+    peaks = {}
+    for v in variants.values():
+        if v["precision"] not in peaks:
+            peaks[v["precision"]] = measure_peak(v["precision"])
+    peaks.setdefault("fp32", measure_peak("fp32"))
+    for v in variants.values():
+        v["gmacs_per_s"], v["peak_share"] = peaks[v["precision"]].share(gmacs, v["latency_ms_median"] / 1000)
+    return {name: peak.gmacs_per_s for name, peak in peaks.items()}
 
 
 FORMAT_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO"}
