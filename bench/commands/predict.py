@@ -1,18 +1,19 @@
 """``bench predict``: segment new CTs with a trained run, its weights, or an exported ONNX or OpenVINO file.
 
 The network comes from --run RUN_ID (a run in the results store), from --weights FILE [--model NAME] with
---preprocessing JSON (a run's preprocessing.json or an export's sidecar), or from --onnx FILE (run by
-onnxruntime; its sidecar FILE.json is read unless --preprocessing names another), or from --openvino FILE.xml (an IR
-from `bench export --format openvino`, sidecar FILE.xml.json). --runtime openvino runs any of them with OpenVINO's
-CPU plugin (a run's or weights file's network is converted through ONNX first, an --onnx file compiled as it is) in
---precision fp32 or bf16; bf16 on a CPU without native bf16 runs in fp32 and says so. Each input is preprocessed with
-the run's own settings (orientation, spacing, normalisation with the training set's statistics, crop), segmented by
-Gaussian-blended sliding windows at the run's window size and overlap, and written to --output as a mask in the
-input's original size, spacing, origin and direction, named after the input (nnU-Net channel files CASE_0000.nii.gz
-give CASE.nii.gz). --input is an image file, a folder of image files, or a data set in any layout `bench data`
-reads (every case of it is segmented). All inputs are checked before the first mask is written; each mask is
-written under a temporary name and renamed, so a failure never leaves a partial file. The seconds spent reading,
-preprocessing, inferring, restoring and writing each case are printed (and written with --timings).
+--preprocessing JSON (a run's preprocessing.json or an export's sidecar), or from --onnx FILE (run by onnxruntime; its
+sidecar FILE.json is read unless --preprocessing names another), or from --openvino FILE.xml (an IR from `bench export
+--format openvino`, sidecar FILE.xml.json). --runtime openvino runs any of them with OpenVINO's CPU plugin (a run's or
+weights file's network is converted through ONNX first, an --onnx file compiled as it is) in --precision fp32 or bf16;
+bf16 on a CPU without native bf16 runs in fp32 and says so. Each input is preprocessed with the run's own settings
+(orientation, spacing, normalisation with the training set's statistics, crop), segmented by Gaussian-blended sliding
+windows at the run's window size and overlap (--window, --overlap and --blend change them: a larger window than the
+training patch, less overlap or constant weights cost less time), and written to --output as a mask in the input's
+original size, spacing, origin and direction, named after the input (nnU-Net channel files CASE_0000.nii.gz give
+CASE.nii.gz). --input is an image file, a folder of image files, or a data set in any layout `bench data` reads (every
+case of it is segmented). All inputs are checked before the first mask is written; each mask is written under a
+temporary name and renamed, so a failure never leaves a partial file. The seconds spent reading, preprocessing,
+inferring, restoring and writing each case are printed (and written with --timings).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="with --weights: the registered model (default: the one in --preprocessing)")
     p.add_argument("--preprocessing", type=Path, metavar="JSON",
                    help="a run's preprocessing.json or an export sidecar (default with --onnx: FILE.json)")  # fmt: skip
+    p.add_argument("--window", metavar="D,H,W",
+                   help="sliding window instead of the run's (the networks are fully convolutional: a larger window "
+                   "means fewer windows and less overlap work; it must suit the network's pooling)")  # fmt: skip
+    p.add_argument("--overlap", type=float, help="window overlap in [0, 1) instead of the run's")
+    p.add_argument("--blend", choices=["gaussian", "constant"], default="gaussian",
+                   help="weighting of overlapping windows: gaussian (the run's) or constant (cheaper)")  # fmt: skip
     p.add_argument("--input", required=True, type=Path, help="an image file, a folder of images, or a data set")
     p.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for the masks")
     p.add_argument("--results", type=Path, default=Path("results"), help="results store for --run (default results/)")
@@ -65,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     network, spec = load_network(args, device)
+    spec = inference_options(spec, args)
     cases = find_inputs(args.input, spec.in_channels)
     writable_folder(args.output, "--output")
-    rows = predict_cases(Segmenter(network, spec, device), cases, args.output)
+    rows = predict_cases(Segmenter(network, spec, device, args.blend), cases, args.output)
     frame = pd.DataFrame(rows)
     table = frame[["case", *STEPS, "total"]]
     print(tabulate(table.values.tolist(), headers=["case", *(f"{s} (s)" for s in STEPS), "total (s)"], floatfmt=".2f"))
@@ -76,6 +84,26 @@ def run(args: argparse.Namespace) -> int:
     if args.timings:
         atomic_write_text(args.timings, frame.to_csv(index=False))
     return 0
+
+
+def inference_options(spec, args: argparse.Namespace):
+    """The spec with --window and --overlap in place of the run's, checked against the network."""
+    import dataclasses
+
+    from bench.deploy.predict import check_window
+    from bench.errors import BenchError
+    from bench.list_args import parse_int_list
+
+    if args.window is None and args.overlap is None:
+        return spec
+    window = parse_int_list(args.window, "--window", length=3) if args.window else spec.patch
+    overlap = spec.overlap if args.overlap is None else args.overlap
+    changed = dataclasses.replace(spec, patch=list(window), overlap=overlap)
+    problem = changed.problem()
+    if problem:
+        raise BenchError(f"--window/--overlap: {problem}")
+    check_window(changed)
+    return changed
 
 
 def describe_runtime(network) -> str:

@@ -108,6 +108,7 @@ class Segmenter:
     network: nn.Module
     spec: DeploySpec
     device: torch.device | None = None
+    blend: str = "gaussian"  # how overlapping windows are weighted (bench.inference.BLENDS)
 
     def __post_init__(self) -> None:
         self.settings = self.spec.settings()
@@ -123,7 +124,7 @@ class Segmenter:
         dtype = None if external else amp_dtype(self.spec.amp, device)
         return predict_logits(self.network, torch.from_numpy(np.ascontiguousarray(image)), self.spec.patch,
                               overlap=self.spec.overlap, sw_batch_size=self.spec.sw_batch_size, device=device,
-                              amp_dtype=dtype)  # fmt: skip
+                              amp_dtype=dtype, blend=self.blend)  # fmt: skip
 
     def segment(self, case: Case, out_dir: Path | None = None) -> tuple[object, dict[str, float]]:
         """The mask of ``case`` in its original geometry (written to ``out_dir`` when given) and seconds per step."""
