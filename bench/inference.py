@@ -19,6 +19,7 @@ from bench.errors import BenchError
 
 # "auto" stitching budget per voxel: 32 float32 channels (logits plus MONAI's count map) covers 31 classes.
 _STITCH_BYTES_PER_VOXEL = 32 * 4
+BLENDS = ("gaussian", "constant")
 
 
 def predict_logits(
@@ -32,6 +33,7 @@ def predict_logits(
     memory_format: torch.memory_format = torch.contiguous_format,
     stitch_device: torch.device | str = "auto",
     progress: bool = False,
+    blend: str = "gaussian",
 ) -> Tensor:
     """Full-resolution float32 logits of ``model`` over a ``[C, D, H, W]`` or ``[1, C, D, H, W]`` image.
 
@@ -39,7 +41,9 @@ def predict_logits(
     ``stitch_device``. ``model`` must return :class:`models.SegOutput`; it is moved to ``device`` (in
     ``memory_format``) and put in eval mode. ``amp_dtype`` runs the windows under autocast (bf16 on CPU or CUDA,
     fp16 on CUDA only). ``stitch_device="auto"`` stitches on ``device`` unless it is a GPU whose free memory is
-    short of half a 32-channel float32 copy of the volume, in which case it stitches on the CPU.
+    short of half a 32-channel float32 copy of the volume, in which case it stitches on the CPU. ``blend`` weights
+    the overlapping windows: ``gaussian`` (nnU-Net's, the default) or ``constant`` (a plain mean, which skips the
+    importance map's cost; without overlap both give the same logits).
     """
     device = torch.device(device)
     if amp_dtype == torch.float16 and device.type != "cuda":
@@ -52,6 +56,8 @@ def predict_logits(
         raise BenchError(f"image must be [C, D, H, W] or [1, C, D, H, W], got shape {tuple(image.shape)}")
     if len(patch) != 3:
         raise BenchError(f"patch must have 3 sides (D, H, W), got {tuple(patch)}")
+    if blend not in BLENDS:
+        raise BenchError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     stitch = _stitch_device(stitch_device, device, batch.shape[2:].numel())
     model.to(device=device, memory_format=memory_format).eval()
 
@@ -70,7 +76,7 @@ def predict_logits(
             sw_batch_size=sw_batch_size,
             predictor=predictor,
             overlap=overlap,
-            mode="gaussian",
+            mode=blend,
             sw_device=device,
             device=stitch,
             progress=progress,

@@ -13,6 +13,7 @@ Layout under ``ROOT`` (``--results DIR``, ``results/`` by default)::
         per_case.csv                        per-case, per-organ metrics
         summary.json                        written last: a run is complete iff this file exists (bench.run_summary)
         export.json, export/                what `bench export` measured, and its files
+        export.openvino.json                what `bench export --format openvino` measured
     ROOT/jobs/<run_id>/                     what the executors record about a cell (JobPaths)
         job.json, error.txt, log.txt        submission, the last failure, the worker's output
     ROOT/splits/<data set>.json             the cross-validation folds of a data set
@@ -93,6 +94,14 @@ class RunPaths:
     @property
     def export_record(self) -> Path:
         return self.dir / "export.json"
+
+    def export_record_of(self, fmt: str) -> Path:
+        """What ``bench export --format FMT`` measured: ``export.json`` for ONNX, ``export.FMT.json`` otherwise."""
+        return self.export_record if fmt == "onnx" else self.dir / f"export.{fmt}.json"
+
+    def export_records(self) -> list[Path]:
+        """Every export record of the run that exists, ONNX's first."""
+        return [self.export_record, *sorted(self.dir.glob("export.*.json"))]
 
     @property
     def export_dir(self) -> Path:

@@ -3,7 +3,10 @@
 MACs are counted by tracing with fvcore plus handlers for every 3D op the registered networks use (GFLOPs = 2 x
 GMACs); ``uncounted_ops`` lists any op left without a handler. thop's count is shown as a cross-check, with the
 reasons it is known to be wrong for a model. Latency is the median (and p90) of timed forward passes after warm-up:
-CUDA events on a GPU, ``perf_counter`` with a fixed thread count on the CPU. Peak memory is
+CUDA events on a GPU, ``perf_counter`` with a fixed thread count on the CPU. "GMAC/s" is the MACs over the median
+latency and "% of peak" its share of this machine's measured limit: a dense square GEMM (2048 on the CPU, 8192 on a
+GPU) timed in the same process, precision (--amp) and threads; far below it a network is bound by memory traffic and
+element-wise work, near it by its MACs. Peak memory is
 ``torch.cuda.max_memory_allocated`` on a GPU and the peak resident-memory increase on the CPU.
 
 --whole-volume D,H,W adds the whole-CT time: Gaussian-blended sliding windows of --patch at --overlap over a random
@@ -127,6 +130,8 @@ def format_table(records: list[dict]) -> str:
             ",".join(r["uncounted_ops"]) or "none",
             f"{r['latency_ms_median']:.1f}",
             f"{r['latency_ms_p90']:.1f}",
+            f"{r['gmacs_per_s']:.1f}",
+            f"{100 * r['peak_share']:.1f}",
             f"{r['peak_mem_mb']:.0f}",
             *([f"{r['whole_ct_seconds']:.2f}", r["whole_ct_windows"]] if r["whole_ct_seconds"] is not None else []),
         ]
@@ -135,10 +140,11 @@ def format_table(records: list[dict]) -> str:
     first = records[0]
     title = (
         f"patch {'x'.join(map(str, first['patch']))}, batch {first['batch']}, {first['classes']} classes, "
-        f"device {first['device']}, amp {first['amp']}, threads {first['threads']}, torch {first['torch']}"
+        f"device {first['device']}, amp {first['amp']}, threads {first['threads']}, torch {first['torch']}; "
+        f"peak {first['peak_gmacs_per_s']:.1f} GMAC/s ({first['peak_kernel']}, same precision and threads)"
     )
     headers = ["model", "params (M)", "GMACs", "GMACs (thop)", "uncounted ops", "latency ms (median)",
-               "latency ms (p90)", "peak mem (MB)"]  # fmt: skip
+               "latency ms (p90)", "GMAC/s", "% of peak", "peak mem (MB)"]  # fmt: skip
     if first["whole_ct_seconds"] is not None:
         headers += [f"whole CT {'x'.join(map(str, first['whole_volume']))} (s)", "windows"]
     return title + "\n" + tabulate(rows, headers=headers)

@@ -1,8 +1,9 @@
 """Segmenting CTs with a trained network the way ``bench run`` evaluated it: read, preprocess with the run's own
 settings, sliding-window inference, restore to the input's geometry, write; each step timed per case.
 
-The network is a PyTorch module or an ONNX file run by onnxruntime behind the same ``nn.Module`` interface, so
-both go through the one sliding-window implementation (:mod:`bench.inference`) and give the same masks.
+The network is a PyTorch module, or an ONNX or OpenVINO file run by onnxruntime or OpenVINO behind the same
+``nn.Module`` interface, so all go through the one sliding-window implementation (:mod:`bench.inference`) and give
+the same masks.
 """
 
 from __future__ import annotations
@@ -80,7 +81,12 @@ def ort_session(path: Path | bytes, device: torch.device | None = None, threads:
         ) from None
 
 
-class OnnxNetwork(nn.Module):
+class ExternalNetwork(nn.Module):
+    """A network run by another runtime (onnxruntime, OpenVINO) on the CPU or its own provider: it takes and returns
+    CPU tensors, so the sliding window stitches on the CPU and no autocast applies."""
+
+
+class OnnxNetwork(ExternalNetwork):
     """An onnxruntime session that looks like a registered network: ``forward`` returns ``SegOutput`` logits."""
 
     def __init__(self, session) -> None:
@@ -102,6 +108,7 @@ class Segmenter:
     network: nn.Module
     spec: DeploySpec
     device: torch.device | None = None
+    blend: str = "gaussian"  # how overlapping windows are weighted (bench.inference.BLENDS)
 
     def __post_init__(self) -> None:
         self.settings = self.spec.settings()
@@ -112,12 +119,12 @@ class Segmenter:
         from bench.device import amp_dtype
         from bench.inference import predict_logits
 
-        onnx = isinstance(self.network, OnnxNetwork)
-        device = torch.device("cpu") if onnx else self.device  # onnxruntime places the windows itself
-        dtype = None if onnx else amp_dtype(self.spec.amp, device)
+        external = isinstance(self.network, ExternalNetwork)
+        device = torch.device("cpu") if external else self.device  # the runtime places the windows itself
+        dtype = None if external else amp_dtype(self.spec.amp, device)
         return predict_logits(self.network, torch.from_numpy(np.ascontiguousarray(image)), self.spec.patch,
                               overlap=self.spec.overlap, sw_batch_size=self.spec.sw_batch_size, device=device,
-                              amp_dtype=dtype)  # fmt: skip
+                              amp_dtype=dtype, blend=self.blend)  # fmt: skip
 
     def segment(self, case: Case, out_dir: Path | None = None) -> tuple[object, dict[str, float]]:
         """The mask of ``case`` in its original geometry (written to ``out_dir`` when given) and seconds per step."""

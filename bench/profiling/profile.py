@@ -19,8 +19,9 @@ RECORD_KEYS = (
     "model", "params", "trainable_params", "gmacs", "gflops", "gmacs_thop", "thop_note", "uncounted_ops",
     "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "device", "amp", "channels_last", "patch", "batch",
     "in_channels", "classes", "torch", "threads", "cpu_model", "cpu_count", "load_avg_1min", "whole_volume",
-    "whole_ct_windows", "whole_ct_seconds",
+    "whole_ct_windows", "whole_ct_seconds", "gmacs_per_s", "peak_gmacs_per_s", "peak_share", "peak_kernel",
 )  # fmt: skip
+AMP_PRECISIONS = {"off": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
 @dataclass
@@ -44,6 +45,8 @@ class ProfileSettings:
     window: tuple[int, int, int] | None = None
     overlap: float = 0.5
     sw_batch_size: int = 1
+    # The side of the square GEMM that measures the machine's peak in the latency's precision (None: peak.py's).
+    peak_size: int | None = None
 
 
 def profile_model(name: str, settings: ProfileSettings) -> dict:
@@ -81,6 +84,7 @@ def _profile_model(name: str, settings: ProfileSettings) -> dict:
         "uncounted_ops": sorted(macs.uncounted_ops),
     }
     record.update(_measure_latency(model, x_cpu, settings))
+    record.update(_against_peak(record["gmacs"], record["latency_ms_median"], settings))
     record.update(_whole_volume(name, model, settings))
     record.update(
         patch=list(settings.patch),
@@ -92,6 +96,21 @@ def _profile_model(name: str, settings: ProfileSettings) -> dict:
         **machine_load(),  # right after the timed runs: the load they competed with
     )
     return {k: record[k] for k in RECORD_KEYS}
+
+
+def _against_peak(gmacs: float, latency_ms: float, settings: ProfileSettings) -> dict:
+    """The achieved GMAC/s of one timed forward pass and its share of a GEMM's rate in the same precision, measured
+    right after it on the same device and threads."""
+    from bench.profiling.peak import measure_peak
+
+    peak = measure_peak(AMP_PRECISIONS[settings.amp], settings.device, settings.peak_size)
+    achieved, share = peak.share(gmacs, latency_ms / 1000)
+    return {
+        "gmacs_per_s": achieved,
+        "peak_gmacs_per_s": peak.gmacs_per_s,
+        "peak_share": share,
+        "peak_kernel": f"{peak.kernel} {peak.precision} {peak.size}^3",
+    }
 
 
 def _whole_volume(name: str, model: nn.Module, settings: ProfileSettings) -> dict:

@@ -73,7 +73,8 @@ def build_report(store: ResultsStore, out_dir: Path, formats: Sequence[str] = FO
             if (w.dataset, w.preset) == (dataset, preset)
         ]
         group = GroupReport(dataset, preset, agg_g.reset_index(drop=True), organs_g, notes)
-        group.effects = effects[(effects.dataset == dataset) & (effects.preset == preset)].reset_index(drop=True)
+        paired = (effects.dataset == dataset) & (effects.preset == preset) & (effects.pairs > 0)
+        group.effects = effects[paired].reset_index(drop=True)  # KD runs with their teacher and no-KD run
         group.effect_words = effect_words(group.effects)
         group.ablations = find_ablations(group.agg, dataset, preset)
         report.groups.append(group)
@@ -168,19 +169,20 @@ def _about(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _export_records(store: ResultsStore, summaries: list[RunSummary]) -> dict[str, dict]:
-    """Run id -> the ``export.json`` that ``bench export`` left in the run directory (runs without one are left out)."""
+def _export_records(store: ResultsStore, summaries: list[RunSummary]) -> dict[str, list[dict]]:
+    """Run id -> the records ``bench export`` left in the run directory (``export.json``, ``export.openvino.json``);
+    runs without one are left out."""
     import json
 
-    records = {}
+    records: dict[str, list[dict]] = {}
     for summary in summaries:
-        path = store.paths(summary.run_id).export_record
-        try:
-            records[summary.run_id] = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError, RecursionError) as err:
-            raise BenchError(f"cannot read {path}: {str(err) or type(err).__name__}") from None
+        for path in store.paths(summary.run_id).export_records():
+            try:
+                records.setdefault(summary.run_id, []).append(json.loads(path.read_text(encoding="utf-8")))
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, RecursionError) as err:
+                raise BenchError(f"cannot read {path}: {str(err) or type(err).__name__}") from None
     return records
 
 

@@ -475,31 +475,45 @@ def main_csv_frame(agg: pd.DataFrame) -> pd.DataFrame:
     return agg.reindex(columns=columns)
 
 
-DEPLOYMENT_HEADERS = ["run", "params (M)", "size fp32 (MB)", "size int8 (MB)", "patch ms PyTorch", "patch ms ONNX fp32",
-                      "patch ms ONNX int8", "whole CT (s) CPU", "whole CT (s) GPU", "Dice PyTorch", "Dice ONNX fp32",
-                      "Dice ONNX int8"]  # fmt: skip
+DEPLOYMENT_HEADERS = ["run", "runtime", "precision", "params (M)", "size (MB)", "patch ms", "GMAC/s", "% of peak",
+                      "max |Δlogit|", "Dice", "HD95 (mm)", "whole CT (s) CPU", "whole CT (s) GPU"]  # fmt: skip
 
 
-def deployment_table(summaries: list[RunSummary], exports: dict[str, dict]) -> tuple[list[str], list[list]]:
-    """One row per run exported with ``bench export`` (``exports``: run id -> its ``export.json``): sizes, latency,
-    whole-CT time (in the GPU column when the run was profiled on one) and Dice of the float and int8 models."""
+def deployment_table(summaries: list[RunSummary], exports: dict[str, list[dict]]) -> tuple[list[str], list[list]]:
+    """One row per runtime and precision of each run exported with ``bench export`` (``exports``: run id -> its
+    export records, ONNX's first): PyTorch fp32 (with the run's whole-CT time, in the GPU column when the run was
+    profiled on one), then every exported variant with its size, latency, achieved GMAC/s and share of the machine's
+    peak in that precision, parity and accuracy."""
     rows = []
     for summary in sorted(summaries, key=lambda s: s.run_id):
-        record = exports.get(summary.run_id)
-        if not isinstance(record, dict):
+        records = [r for r in exports.get(summary.run_id, []) if isinstance(r, dict)]
+        if not records:
             continue
-        variants = record.get("variants") if isinstance(record.get("variants"), dict) else {}
-        fp32, int8 = variants.get("fp32") or {}, variants.get("int8") or {}
         whole = fmt.num(_number(summary.whole_ct_seconds), 1)
         on_gpu = (summary.device or "cpu").startswith("cuda")
-        label = row_label({"model": fmt.text(summary.model), "kd": fmt.text(summary.kd)})
-        rows.append([
-            f"{label} s{summary.seed}", fmt.num(_number(summary.params) / 1e6, 3),
-            fmt.num(_number(fp32.get("size_mb")), 2), fmt.num(_number(int8.get("size_mb")), 2),
-            fmt.num(_number(record.get("torch_latency_ms_median")), 1),
-            fmt.num(_number(fp32.get("latency_ms_median")), 1),
-            fmt.num(_number(int8.get("latency_ms_median")), 1), fmt.MISSING if on_gpu else whole,
-            whole if on_gpu else fmt.MISSING, fmt.num(_number(summary.dice_mean), 4),
-            fmt.num(_number(fp32.get("dice")), 4), fmt.num(_number(int8.get("dice")), 4),
-        ])  # fmt: skip
+        label = f"{row_label({'model': fmt.text(summary.model), 'kd': fmt.text(summary.kd)})} s{summary.seed}"
+        params = fmt.num(_number(summary.params) / 1e6, 3)
+        first = records[0]
+        peaks = first.get("peak_gmacs_per_s") if isinstance(first.get("peak_gmacs_per_s"), dict) else {}
+        rate = _number(first.get("torch_gmacs_per_s"))
+        rows.append([label, "pytorch", "fp32", params, fmt.MISSING,
+                     fmt.num(_number(first.get("torch_latency_ms_median")), 1), fmt.num(rate, 1),
+                     fmt.num(100 * rate / _number(peaks.get("fp32")), 1), fmt.MISSING,
+                     fmt.num(_number(summary.dice_mean), 4), fmt.num(_number(summary.hd95_mean), 2),
+                     fmt.MISSING if on_gpu else whole, whole if on_gpu else fmt.MISSING])  # fmt: skip
+        for record in records:
+            variants = record.get("variants") if isinstance(record.get("variants"), dict) else {}
+            for name, v in variants.items():
+                if not isinstance(v, dict):
+                    continue
+                rows.append([label, fmt.text(v.get("runtime", "onnxruntime")), fmt.text(v.get("precision", name)),
+                             params, fmt.num(_number(v.get("size_mb")), 2),
+                             fmt.num(_number(v.get("latency_ms_median")), 1),
+                             fmt.num(_number(v.get("gmacs_per_s")), 1), fmt.num(100 * _number(v.get("peak_share")), 1),
+                             _sci(_number(v.get("max_abs_logit_diff"))), fmt.num(_number(v.get("dice")), 4),
+                             fmt.num(_number(v.get("hd95")), 2), fmt.MISSING, fmt.MISSING])  # fmt: skip
     return list(DEPLOYMENT_HEADERS), rows
+
+
+def _sci(value: float) -> str:
+    return fmt.MISSING if np.isnan(value) else f"{value:.2e}"

@@ -13,7 +13,7 @@ import torch
 from bench.deploy.onnx_export import MainLogits, export_onnx
 from bench.deploy.predict import ort_session
 from bench.networks import build_model
-from tests.bench.runutil import bench_cmd
+from tests.bench.runutil import bench_cmd, export_int8, sidecar_of_run
 
 CORE_MODELS = ["lcovnet", "unet3d", "nnunet"]
 
@@ -36,13 +36,7 @@ def test_onnx_export_of_each_core_model_matches_pytorch_on_a_volume_of_another_s
 
 @pytest.fixture(scope="module")
 def exported(trained_run, tmp_path_factory):
-    results, run_id = trained_run
-    out = tmp_path_factory.mktemp("export")
-    proc = subprocess.run(bench_cmd("export", "--run", run_id, "--results", str(results), "--format", "onnx",
-                                    "--quantize", "int8", "--calibration-patches", "4", "--out", str(out)),
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return results, run_id, out, proc.stdout
+    return export_int8(trained_run, tmp_path_factory.mktemp("export"), "onnx")
 
 
 def test_export_writes_checked_onnx_files_sidecars_and_run_record(exported):
@@ -54,10 +48,7 @@ def test_export_writes_checked_onnx_files_sidecars_and_run_record(exported):
     model = onnx.load(str(out / "model.onnx"))
     dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "", "depth", "height", "width"]
-    sidecar = json.loads((out / "model.onnx.json").read_text())
-    run_spec = json.loads((results / "runs" / run_id / "preprocessing.json").read_text())
-    for key in ("labels", "preprocessing", "ct_stats", "patch", "overlap", "model", "run_id"):
-        assert sidecar[key] == run_spec[key], key
+    sidecar = sidecar_of_run(results, run_id, out / "model.onnx.json")
     assert sidecar["run_id"] == run_id and sidecar["export"]["variant"] == "fp32"
     record = json.loads((results / "runs" / run_id / "export.json").read_text())
     fp32, int8 = record["variants"]["fp32"], record["variants"]["int8"]
@@ -67,7 +58,7 @@ def test_export_writes_checked_onnx_files_sidecars_and_run_record(exported):
     assert fp32["dice"] == pytest.approx(summary["dice_mean"], abs=1e-3)
     assert 0 < int8["size_mb"] < fp32["size_mb"]
     assert int8["dice"] is not None and int8["hd95"] is not None
-    assert f"{fp32['dice'] - int8['dice']:+.4f}" in stdout and "onnx int8" in stdout
+    assert f"{fp32['dice'] - int8['dice']:+.4f}" in stdout and "onnxruntime int8" in stdout
 
 
 def test_predict_onnx_gives_the_masks_of_the_pytorch_run(exported, tiny_dataset, tmp_path):

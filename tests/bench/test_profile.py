@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from bench.profiling.flops import count_macs, count_macs_thop
+from bench.profiling.peak import measure_peak
 from bench.profiling.profile import RECORD_KEYS, ProfileSettings, profile_model
 
 SMALL = {
@@ -96,7 +97,7 @@ def test_thop_count_leaves_logging_as_it_found_it(caplog):
 
 def test_profile_record_has_schema_and_measured_values():
     threads = torch.get_num_threads()
-    settings = ProfileSettings(classes=4, patch=(32, 32, 32), warmup=1, runs=3, threads=threads + 1)
+    settings = ProfileSettings(classes=4, patch=(32, 32, 32), warmup=1, runs=3, threads=threads + 1, peak_size=256)
     record = profile_model("lcovnet", settings)
     assert torch.get_num_threads() == threads  # the profile's thread count is not left behind
     assert record["threads"] == threads + 1
@@ -108,6 +109,11 @@ def test_profile_record_has_schema_and_measured_values():
     assert 0 < record["latency_ms_median"] <= record["latency_ms_p90"]
     assert record["peak_mem_mb"] >= 0
     assert record["device"] == "cpu" and record["patch"] == [32, 32, 32]
+    # The achieved rate is the MACs over the median latency, set against a 256^3 fp32 GEMM timed in the same process.
+    achieved = float(record["gmacs"]) / (float(record["latency_ms_median"]) / 1000)
+    assert record["gmacs_per_s"] == pytest.approx(achieved, rel=1e-12)
+    assert record["peak_share"] == pytest.approx(achieved / record["peak_gmacs_per_s"], rel=1e-12)
+    assert record["peak_kernel"] == "torch.mm fp32 256^3"
 
 
 def test_profile_cli_writes_json_and_csv(tmp_path):
@@ -172,3 +178,14 @@ def test_profile_whole_volume_times_sliding_window_over_the_volume(tmp_path):
     (record,) = json.loads((tmp_path / "p.json").read_text())
     assert record["whole_volume"] == [32, 48, 48] and record["whole_ct_windows"] == 4
     assert record["whole_ct_seconds"] > 0 and "whole CT 32x48x48 (s)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("precision", "kernel"), [("fp32", "torch.mm"), ("bf16", "torch.mm"), ("int8", "torch._int_mm")]
+)
+def test_peak_gemm_runs_in_each_precision_and_counts_size_cubed_macs(precision, kernel):
+    peak = measure_peak(precision, size=128, runs=2)
+    assert (peak.precision, peak.kernel, peak.size) == (precision, kernel, 128)
+    assert peak.gmacs_per_s > 0
+    achieved, share = peak.share(gmacs=2.0, seconds=0.5)
+    assert achieved == 4.0 and share == pytest.approx(4.0 / peak.gmacs_per_s)

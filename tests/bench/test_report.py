@@ -343,6 +343,7 @@ def test_cli_writes_the_chosen_formats_and_prints_a_table(tmp_path: Path, capsys
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
         ".bench-report.json",  # what the report wrote, so that it never replaces a file of the user's
+        "kd_effect.csv",  # empty here: the KD runs name no teacher run
         "main_table.csv",
         "per_organ.csv",
         "runs.csv",
@@ -381,11 +382,16 @@ def test_whole_ct_column_and_deployment_table_from_export_records(tmp_path: Path
     new = {**_summary("unet3d", "none", None, 0, 15_300_000, 310.0, per_case), "whole_ct_seconds": 41.3}
     for summary in (old, new):
         _record(store, make_run_id(summary["model"], "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
-    export = {"torch_latency_ms_median": 812.0, "variants": {
-        "fp32": {"size_mb": 57.17, "latency_ms_median": 640.5, "dice": 0.7012},
+    export = {"torch_latency_ms_median": 812.0, "torch_gmacs_per_s": 80.0, "peak_gmacs_per_s": {"fp32": 200.0},
+              "variants": {
+        "fp32": {"size_mb": 57.17, "latency_ms_median": 640.5, "dice": 0.7012, "max_abs_logit_diff": 2.5e-5,
+                 "gmacs_per_s": 101.5, "peak_share": 0.5076},
         "int8": {"size_mb": 14.38, "latency_ms_median": 301.25, "dice": 0.6951}}}  # fmt: skip
+    openvino = {"variants": {"bf16": {"runtime": "openvino", "precision": "bf16", "latency_ms_median": 120.0,
+                                      "gmacs_per_s": 541.7, "peak_share": 0.25, "dice": 0.7011}}}  # fmt: skip
     run_dir = store.run_dir(make_run_id("unet3d", "none", None, 0, "synthetic", "3f2a9c1b"))
     (run_dir / "export.json").write_text(json.dumps(export))
+    (run_dir / "export.openvino.json").write_text(json.dumps(openvino))
     build_report(store, tmp_path / "out", formats=["md", "csv"], progress=False)
     md = (tmp_path / "out" / "report.md").read_text()
     main = md.split("### Main table")[1].split("###")[0]
@@ -395,11 +401,18 @@ def test_whole_ct_column_and_deployment_table_from_export_records(tmp_path: Path
     cells = {row.split("|")[1].strip(): row.split("|")[column + 1].strip() for row in main.strip().splitlines()[2:]}
     assert cells == {"lcovnet": "-", "unet3d": "41.3"}
     deployment = pd.read_csv(tmp_path / "out" / "deployment.csv")
-    assert deployment.to_dict("records") == [{
-        "run": "unet3d s0", "params (M)": 15.3, "size fp32 (MB)": 57.17, "size int8 (MB)": 14.38,
-        "patch ms PyTorch": 812.0, "patch ms ONNX fp32": 640.5, "patch ms ONNX int8": 301.2,
-        "whole CT (s) CPU": 41.3, "whole CT (s) GPU": "-", "Dice PyTorch": round(new["dice_mean"], 4),
-        "Dice ONNX fp32": 0.7012, "Dice ONNX int8": 0.6951}]  # fmt: skip
+    rows = deployment.astype(str).to_dict("records")
+    assert [(r["runtime"], r["precision"]) for r in rows] == [
+        ("pytorch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "bf16")]  # fmt: skip
+    assert {r["run"] for r in rows} == {"unet3d s0"} and {r["params (M)"] for r in rows} == {"15.3"}
+    torch_row, fp32, int8, bf16 = rows
+    assert (torch_row["patch ms"], torch_row["GMAC/s"], torch_row["% of peak"]) == ("812.0", "80.0", "40.0")
+    assert (torch_row["whole CT (s) CPU"], torch_row["whole CT (s) GPU"]) == ("41.3", "-")
+    assert torch_row["Dice"] == str(round(new["dice_mean"], 4)) and fp32["whole CT (s) CPU"] == "-"
+    assert [fp32[k] for k in ("size (MB)", "patch ms", "GMAC/s", "% of peak")] == ["57.17", "640.5", "101.5", "50.8"]
+    assert (fp32["max |Δlogit|"], fp32["Dice"]) == ("2.50e-05", "0.7012")
+    assert (int8["size (MB)"], int8["patch ms"], int8["GMAC/s"], int8["Dice"]) == ("14.38", "301.2", "-", "0.6951")
+    assert (bf16["patch ms"], bf16["GMAC/s"], bf16["% of peak"], bf16["Dice"]) == ("120.0", "541.7", "25.0", "0.7011")
     assert "## Deployment" in md
 
 
