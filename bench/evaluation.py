@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 from bench import console
 from bench.atomic import atomic_write_text
-from bench.data.nifti import label_array, read_header, read_image, read_label_mask, write_image
+from bench.data.label_parts import read_label
+from bench.data.nifti import label_array, read_header, read_label_mask, write_image
 from bench.data.preprocess import PreparedCase, load_prepared, restore_to_original
 from bench.errors import BenchError
 from bench.metrics import EMPTY_MASK_POLICY, HD95_DEFINITION, evaluate_cases, summarize
@@ -64,6 +65,7 @@ class EvalCase:
     case_id: str
     prepared: PreparedCase
     label: Path | None = None
+    label_parts: tuple[tuple[int, Path], ...] = ()  # TotalSegmentator's structure masks (Case.label_parts)
 
 
 def evaluate_model(
@@ -120,7 +122,7 @@ def _predicted_cases(
             yield case.case_id, pred, np.asarray(label), tuple(float(s) for s in meta["spacing"])
             continue
         restored = restore_to_original(pred, meta)
-        gt_image = read_image(case.label)
+        gt_image = read_label(case.label, case.label_parts)
         if predictions is not None:
             write_image(restored, predictions / f"{case.case_id}.nii.gz")
         spacing = tuple(reversed(gt_image.GetSpacing()))  # SimpleITK (x, y, z) -> array axes (z, y, x)

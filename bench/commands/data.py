@@ -100,8 +100,18 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="data set folder, dataset.json or CSV (default: the synthetic set)")
     p.add_argument("--labels", type=Path, help='organ names: JSON ({"1": "liver"}) or name=int lines')
+    _modality_arg(p)
     p.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="worker processes (default: up to 4)"
+    )
+
+
+def _modality_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--modality",
+        default="ct",
+        choices=["ct", "mri", "all"],
+        help="the cases of a set that mixes CT and MRI (AMOS22) to use (default: ct)",
     )
 
 
@@ -126,7 +136,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from bench.data.validate import check_dataset
 
-    report = check_dataset(_data_path(args), args.labels, workers=args.workers, progress=True)
+    report = check_dataset(_data_path(args), args.labels, workers=args.workers, progress=True, modality=args.modality)
     print(report.format())
     if not report.ok:
         n_cases = len({i.case_id for i in report.issues})
@@ -140,7 +150,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from bench.data.layouts import load_dataset
     from bench.data.preprocess import DEFAULT_WINDOW, PreprocessSettings, load_prepared, prepare_cases
 
-    dataset = load_dataset(_data_path(args), args.labels)
+    dataset = load_dataset(_data_path(args), args.labels, args.modality)
     spacing = None if args.spacing == "keep" else tuple(parse_float_list(args.spacing, "--spacing", 3))
     window = None
     if args.window is not None or args.normalization == "window":

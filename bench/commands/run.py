@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "alone, e.g. --set teacher.iterations=1600 (repeatable)")  # fmt: skip
     p.add_argument("--data", type=Path, help="dataset: nnU-Net/MSD/WORD folder or image,label CSV (default: built-in)")
     p.add_argument("--labels", type=Path, help="organ names if no dataset.json (formats as in bench evaluate --labels)")
+    p.add_argument("--modality", default="ct", choices=["ct", "mri", "all"],
+                   help="the cases of a set that mixes CT and MRI (AMOS22) to use (default: ct)")  # fmt: skip
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--folds", default="0", metavar="N,N|all",
                    help="cross-validation folds, an axis of the grid: e.g. 0,1,2,3,4 or all (the preset's folds "
@@ -242,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         **grid,
         data=args.data,
         labels=args.labels,
+        modality=args.modality,
         teacher_checkpoint=args.teacher_checkpoint,
         device=args.device,
         results=args.results,

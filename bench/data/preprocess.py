@@ -35,6 +35,7 @@ from bench import console
 from bench.atomic import atomic_save_array, writable_folder
 from bench.data.cache_check import files_record, reusable
 from bench.data.files import remove_stale, write_json
+from bench.data.label_parts import read_label
 from bench.data.layouts import Case
 from bench.data.nifti import read_image, spacing_zyx
 from bench.data.parallel import parallel_map
@@ -195,7 +196,7 @@ def ct_intensity_stats(cases: list[Case], cache_root: Path, workers: int = 1, pr
 
 
 def _foreground_samples(case: Case, n: int) -> list[np.ndarray]:
-    label = sitk.GetArrayFromImage(read_image(case.label))
+    label = sitk.GetArrayFromImage(read_label(case.label, case.label_parts))
     fg = np.flatnonzero(label > 0)
     rng = np.random.default_rng(_STATS_SEED)
     pick = fg if fg.size <= n else rng.choice(fg, n, replace=False)
@@ -223,7 +224,7 @@ def preprocess_case(
     if settings.normalization == "ct" and stats is None:
         raise BenchError("normalization 'ct' needs the training set's intensity statistics (ct_intensity_stats)")
     images = [read_image(p) for p in case.images]
-    label = read_image(case.label) if case.label is not None else None
+    label = read_label(case.label, case.label_parts) if case.label is not None else None
     return preprocess_images(case, images, label, settings, stats)
 
 
@@ -415,7 +416,8 @@ def _prepared(case_id: str, folder: Path) -> PreparedCase:
 
 def _file_stamps(case: Case) -> list[Any]:
     out = []
-    for path in [*case.images, case.label]:
+    labels = [path for _, path in case.label_parts] or [case.label]
+    for path in [*case.images, *labels]:
         if path is None:
             continue
         try:

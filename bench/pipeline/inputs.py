@@ -42,14 +42,16 @@ class FoldInputs:
     test: list  # Case (original files)
 
 
-def load_checked_dataset(data: Path | None, labels: Path | None, *, check: bool = True, warn: bool = True):
+def load_checked_dataset(
+    data: Path | None, labels: Path | None, modality: str = "ct", *, check: bool = True, warn: bool = True
+):
     """The data set at ``data`` (None: the built-in one, generated on first use), checked when ``check`` (an issue
     stops here, before anything is written; each warning is shown when ``warn``: one rank of a DDP job speaks)."""
     from bench.data.layouts import load_dataset
     from bench.data.synth import ensure_default_dataset
     from bench.data.validate import check_dataset
 
-    dataset = load_dataset(Path(data) if data is not None else ensure_default_dataset(), labels)
+    dataset = load_dataset(Path(data) if data is not None else ensure_default_dataset(), labels, modality)
     if check:
         report = check_dataset(dataset, workers=2)
         report.raise_for_issues()
