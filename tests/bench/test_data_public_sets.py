@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import SimpleITK as sitk
 
@@ -18,6 +19,7 @@ from bench.data.public_sets import BTCV_LABELS
 from bench.data.totalseg import ABDOMINAL
 from bench.errors import BenchError
 from tests.bench.public_replicas import AMOS_LABELS, REPLICAS, organ_map
+from tests.bench.runutil import TINY_RUN, bench_cmd
 
 # layout -> (data set name, training, validation, test cases, three of its organs in order of value)
 EXPECTED = {
@@ -155,3 +157,19 @@ def test_organ_names_of_each_data_set_map_to_one_vocabulary() -> None:
         "inferior_vena_cava"
     ] * 4
     assert canonical_name("Head_of_femur_L") == "femur_head_left" and canonical_name("tumour") == "tumour"
+
+
+def test_a_tiny_run_on_totalsegmentator_scores_its_merged_abdominal_organs(
+    replicas: dict[str, Path], tmp_path: Path
+) -> None:
+    settings = [*TINY_RUN[: TINY_RUN.index("--whole-volume")], "--set", "iterations=2", "--whole-volume", "none"]
+    proc = subprocess.run(
+        bench_cmd("-q", "run", "--models", "lcovnet", "--data", str(replicas["totalsegmentator"]),
+                  "--results", str(tmp_path), *settings),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (per_case,) = tmp_path.glob("runs/*/per_case.csv")
+    rows = pd.read_csv(per_case)
+    assert set(rows["case"]) == {"s0004"}  # meta.csv's test split
+    assert list(rows["name"]) == list(ABDOMINAL)
