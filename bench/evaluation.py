@@ -116,17 +116,28 @@ def _predicted_cases(
             sw_batch_size=settings.sw_batch_size, device=settings.device, amp_dtype=settings.amp_dtype,
             memory_format=memory_format,
         )  # fmt: skip
+        ignore = meta["settings"].get("ignore_label")
         if case.label is None:
             if label is None:
                 raise BenchError(f"case {case.case_id}: no label to score against")
-            yield case.case_id, pred, np.asarray(label), tuple(float(s) for s in meta["spacing"])
+            yield case.case_id, *_without_ignored(pred, np.asarray(label), ignore), tuple(map(float, meta["spacing"]))
             continue
         restored = restore_to_original(pred, meta)
         gt_image = read_label(case.label, case.label_parts)
         if predictions is not None:
             write_image(restored, predictions / f"{case.case_id}.nii.gz")
         spacing = tuple(reversed(gt_image.GetSpacing()))  # SimpleITK (x, y, z) -> array axes (z, y, x)
-        yield case.case_id, sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(gt_image), spacing
+        arrays = _without_ignored(sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(gt_image), ignore)
+        yield case.case_id, *arrays, spacing
+
+
+def _without_ignored(pred: np.ndarray, gt: np.ndarray, ignore: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``pred`` and ``gt`` with the ground truth's ignore-label voxels out of the scoring (background in both, as
+    nnU-Net's evaluation leaves them out)."""
+    if ignore is None:
+        return pred, gt
+    ignored = gt == ignore
+    return np.where(ignored, 0, pred), np.where(ignored, 0, gt)
 
 
 def evaluate_folders(

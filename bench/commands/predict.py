@@ -6,10 +6,12 @@ onnxruntime; its sidecar FILE.json is read unless --preprocessing names another)
 the run's own settings (orientation, spacing, normalisation with the training set's statistics, crop), segmented by
 Gaussian-blended sliding windows at the run's window size and overlap, and written to --output as a mask in the
 input's original size, spacing, origin and direction, named after the input (nnU-Net channel files CASE_0000.nii.gz
-give CASE.nii.gz). --input is an image file, a folder of image files, or a data set in any layout `bench data`
-reads (every case of it is segmented). All inputs are checked before the first mask is written; each mask is
-written under a temporary name and renamed, so a failure never leaves a partial file. The seconds spent reading,
-preprocessing, inferring, restoring and writing each case are printed (and written with --timings).
+give CASE.nii.gz). --input is an image file, a folder of image files, a DICOM series folder (SimpleITK's series
+reader; the largest CT series when the folder holds several; the mask is NIfTI in the series' geometry), or a data
+set in any layout `bench data` reads (every case of it is segmented). All inputs are checked before the first mask
+is written; each mask is written under a temporary name and renamed, so a failure never leaves a partial file. The
+seconds spent reading, preprocessing, inferring, restoring and writing each case are printed (and written with
+--timings).
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="with --weights: the registered model (default: the one in --preprocessing)")
     p.add_argument("--preprocessing", type=Path, metavar="JSON",
                    help="a run's preprocessing.json or an export sidecar (default with --onnx: FILE.json)")  # fmt: skip
-    p.add_argument("--input", required=True, type=Path, help="an image file, a folder of images, or a data set")
+    p.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        help="an image file, a folder of images, a DICOM series folder, or a data set",
+    )
     p.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for the masks")
     p.add_argument("--results", type=Path, default=Path("results"), help="results store for --run (default results/)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")

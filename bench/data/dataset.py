@@ -39,6 +39,8 @@ class Dataset:
     unlabelled: list[Case] = field(default_factory=list)  # images without labels outside the splits (FLARE22's)
     regions: dict[str, tuple[int, ...]] = field(default_factory=dict)  # evaluation regions (KiTS23's HECs)
     notes: list[str] = field(default_factory=list)  # what the reader left out or decided, for the summary
+    ignore_label: int | None = None  # nnU-Net's "ignore" label: not an organ, excluded from the loss and the scores
+    channel_norms: tuple[str, ...] | None = None  # per channel, from nnU-Net's channel_names (see channel_norms)
 
     @property
     def organs(self) -> dict[int, str]:
@@ -65,6 +67,25 @@ class Dataset:
         return [*self.cases, *self.val_cases, *self.test_cases]
 
 
+# nnU-Net v2's channel_names -> the normalisation it applies (nnunetv2.preprocessing.normalization.map_channel_name_
+# to_normalization): CT, noNorm, zscore, rescale_to_0_1 (and rgb_to_0_1); any other name (T1, ADC, ...) is z-scored.
+_NNUNET_NORMS = {"ct": "ct", "nonorm": "none", "zscore": "zscore", "rescale_to_0_1": "rescale", "rgb_to_0_1": "rescale"}
+
+
+def channel_norms(channel_names: dict[str, Any]) -> tuple[str, ...] | None:
+    """The normalisation of each channel named in an nnU-Net ``channel_names`` object, in channel order; None when
+    every channel is CT (the preset's ``normalization`` then applies, as for every other layout)."""
+    ordered = [str(channel_names[k]) for k in sorted(channel_names, key=lambda k: int(str(k)))]
+    norms = tuple(_NNUNET_NORMS.get(name.strip().lower(), "zscore") for name in ordered)
+    return None if all(n == "ct" for n in norms) else norms
+
+
+def split_ignore_label(labels: dict[int, str]) -> tuple[dict[int, str], int | None]:
+    """nnU-Net's labels without its ``ignore`` entry, and the ignore label's value (None without one)."""
+    ignore = next((value for value, name in labels.items() if name == "ignore"), None)
+    return {value: name for value, name in labels.items() if value != ignore}, ignore
+
+
 def labels_from_json(obj: Any, where: str) -> dict[int, str]:
     """``{"0": "background", "1": "liver"}`` (MSD) or ``{"background": 0, "liver": 1}`` (nnU-Net v2) -> {int: name}."""
     if not isinstance(obj, dict) or not obj:
@@ -73,7 +94,11 @@ def labels_from_json(obj: Any, where: str) -> dict[int, str]:
     digit_keys = all(str(k).strip().lstrip("-").isdigit() for k in obj)
     for key, value in obj.items():
         if isinstance(value, list):
-            raise BenchError(f"{where}: region-based label {key!r}: {value} is not supported; give one value per organ")
+            raise BenchError(
+                f"{where}: region-based label {key!r}: {value} is not supported: regions overlap, so they need one "
+                "sigmoid output per region, and the networks here give one softmax class per voxel; give one value "
+                "per organ"
+            )
         number, name = (key, value) if digit_keys else (value, key)
         try:
             number = int(str(number).strip())

@@ -23,10 +23,12 @@ from typing import Any
 from bench.data.dataset import (
     Case,
     Dataset,
+    channel_norms,
     labels_from_json,
     msd_cases,
     need_str,
     resolve_path,
+    split_ignore_label,
 )
 from bench.data.nifti import image_suffix, strip_suffix
 from bench.data.public_sets import PUBLIC_LAYOUTS, check_modality
@@ -171,6 +173,18 @@ def _load_msd(root: Path, meta: dict, override: dict[int, str] | None) -> Datase
 
 
 def _load_nnunet(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
+    """nnU-Net v2's files, with its semantics: the ``ignore`` label is no organ, ``channel_names`` choose each
+    channel's normalisation."""
+    dataset = _nnunet_files(root, meta, override)
+    dataset.labels, dataset.ignore_label = split_ignore_label(dataset.labels)
+    names = meta.get("channel_names") or {}
+    if not all(str(k).strip().isdigit() for k in names):
+        raise BenchError(f"{root / 'dataset.json'}: 'channel_names' keys must be channel numbers, got {list(names)}")
+    dataset.channel_norms = channel_norms(names)
+    return dataset
+
+
+def _nnunet_files(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
     labels = _labels(root, meta, override)
     where = root / "dataset.json"
     ending = need_str(meta.get("file_ending", ".nii.gz"), where, "file_ending")

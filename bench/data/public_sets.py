@@ -131,7 +131,9 @@ def _load_amos(root: Path, meta: dict, override: dict[int, str] | None, modality
     labels = override or (canonical_labels(_meta_labels(root, meta)) if "labels" in meta else AMOS22_LABELS)
     splits = {key: msd_cases(root, meta, key, need_label=key != "test") for key in ("training", "validation", "test")}
     notes = []
-    if modality != "all":
+    if modality == "all":
+        notes.append("CT and MRI cases together: one normalisation (the preset's) for both")
+    else:
         for key, cases in splits.items():
             splits[key] = [c for c in cases if _amos_modality(c.case_id) == modality]
         left_out = sum(len(msd_cases(root, meta, k, need_label=False)) for k in splits) - sum(map(len, splits.values()))
@@ -143,6 +145,7 @@ def _load_amos(root: Path, meta: dict, override: dict[int, str] | None, modality
     return _dataset(
         str(meta.get("name") or "AMOS22"), root, labels, "amos22",
         cases=splits["training"], val_cases=splits["validation"], test_cases=splits["test"], notes=notes,
+        channel_norms=("zscore",) if modality == "mri" else None,  # MRI has no Hounsfield scale: nnU-Net z-scores it
     )  # fmt: skip
 
 

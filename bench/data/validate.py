@@ -87,6 +87,10 @@ class CheckReport:
             *(f"region {name}: labels {', '.join(map(str, values))}" for name, values in ds.regions.items()),
             *ds.notes,
         ]
+        if ds.ignore_label is not None:
+            lines.append(f"ignore label: {ds.ignore_label} (not an organ; left out of the loss and the scores)")
+        if ds.channel_norms is not None:
+            lines.append(f"channel normalisation (channel_names): {', '.join(ds.channel_norms)}")
         if good:
             shapes, spacings = np.array([c.shape for c in good]), np.array([c.spacing for c in good])
             rows = [["shape (z,y,x)", *_stats(shapes, "{:.0f}")], ["spacing mm (z,y,x)", *_stats(spacings, "{:.3g}")]]
@@ -124,7 +128,8 @@ def check_dataset(
     dataset = data if isinstance(data, Dataset) else load_dataset(Path(data), labels, modality)
     roles = [("train", c) for c in dataset.cases] + [("val", c) for c in dataset.val_cases]
     roles += [("test", c) for c in dataset.test_cases]
-    fn = partial(_check_case, declared=sorted(dataset.labels))
+    declared = sorted([*dataset.labels, *([dataset.ignore_label] if dataset.ignore_label is not None else [])])
+    fn = partial(_check_case, declared=declared)
     summaries = parallel_map(fn, roles, workers, desc="checking", progress=progress)
     issues = [i for s in summaries for i in s.issues]
     if not dataset.cases:

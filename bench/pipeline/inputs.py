@@ -83,6 +83,9 @@ def prepare_fold(
         window=window,
         crop=config.crop,
         keep_labels=dataset.keep_labels_for(organs),
+        ignore_label=dataset.ignore_label,
+        # a preset's own normalisation (window, zscore) wins over dataset.json's channel_names
+        channel_norms=dataset.channel_norms if config.normalization == "ct" else None,
     )
     cases = train + val + test
     prepared = prepare_cases(cases, settings, layout.cache, workers=min(2, len(cases)), fit_cases=train,

@@ -71,7 +71,8 @@ def test_amos_keeps_validation_and_leaves_mri_out_by_default(replicas: dict[str,
     mri = load_dataset(replicas["amos22"], modality="mri")
     assert [c.case_id for c in mri.all_cases()] == ["amos_0540", "amos_0580"]
     both = load_dataset(replicas["amos22"], modality="all")
-    assert len(both.cases) == 4 and len(both.val_cases) == 2 and not both.notes
+    assert len(both.cases) == 4 and len(both.val_cases) == 2 and both.notes[0].startswith("CT and MRI cases together")
+    assert mri.channel_norms == ("zscore",) and ct.channel_norms is None
     assert ct.organs[8] == "aorta" and ct.organs[9] == "inferior_vena_cava"  # AMOS spells them "arota", "postcava"
 
 
@@ -166,7 +167,7 @@ def test_a_tiny_run_on_totalsegmentator_scores_its_merged_abdominal_organs(
     proc = subprocess.run(
         bench_cmd("-q", "run", "--models", "lcovnet", "--data", str(replicas["totalsegmentator"]),
                   "--results", str(tmp_path), *settings),
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (per_case,) = tmp_path.glob("runs/*/per_case.csv")
