@@ -141,15 +141,25 @@ def _without_ignored(pred: np.ndarray, gt: np.ndarray, ignore: int | None) -> tu
 
 
 def evaluate_folders(
-    pred: Path, gt: Path, labels: dict[int, str] | None = None, workers: int = 0, progress: bool = False
+    pred: Path,
+    gt: Path,
+    labels: dict[int, str] | None = None,
+    workers: int = 0,
+    progress: bool = False,
+    pred_labels: dict[int, str] | None = None,
 ) -> pd.DataFrame:
     """Per-case, per-organ metrics of the masks in folder ``pred`` against those in ``gt``, matched by file name.
 
     Every ground-truth case needs a prediction with the same size, spacing, origin and direction; predictions
     without ground truth are ignored (logged). ``labels`` names the organs to score (None: every value found).
+    ``pred_labels`` names the predictions' organs when they come from a model trained on another data set: the
+    organs the two share (:func:`bench.data.organs.shared_organs`) are scored, named canonically.
     """
     if workers < 0:
         raise BenchError(f"--workers must be 0 or more, got {workers}")
+    remap = None
+    if pred_labels is not None:
+        labels, remap = _cross_dataset(pred_labels, labels)
     gt_files = mask_files(gt, "--gt")
     pred_files = mask_files(pred, "--pred")
     if not gt_files:
@@ -164,7 +174,31 @@ def evaluate_folders(
     extra = sorted(set(pred_files) - set(gt_files))
     if extra:
         console.warning(f"{len(extra)} prediction(s) without ground truth ignored")
-    return evaluate_cases(_LazyCases(cases, pred_files, gt_files), labels, workers=workers, progress=progress)
+    return evaluate_cases(_LazyCases(cases, pred_files, gt_files, remap), labels, workers=workers, progress=progress)
+
+
+def _cross_dataset(pred_labels: dict[int, str], labels: dict[int, str] | None) -> tuple[dict[int, str], np.ndarray]:
+    """The ground truth's shared organs (canonical names) and a lookup table turning prediction values into the
+    ground truth's (0 for an organ the ground truth does not label)."""
+    from bench.data.organs import shared_organs
+
+    if labels is None:
+        raise BenchError("--pred-labels needs --labels: the ground truth's organ names, to match organs by name")
+    to_gt, shared = shared_organs(pred_labels, labels)
+    if not shared:
+        raise BenchError(
+            f"--pred-labels: no organ of the predictions ({', '.join(pred_labels.values())}) is an organ of the "
+            f"ground truth ({', '.join(labels.values())}) in the vocabulary of docs/organ-vocabulary.md"
+        )
+    left_out = [name for value, name in pred_labels.items() if value and value not in to_gt]
+    console.note(
+        f"scoring the {len(shared)} shared organ(s): {', '.join(shared.values())}"
+        + (f"; predicted only, not scored: {', '.join(left_out)}" if left_out else "")
+    )
+    lut = np.zeros(max(pred_labels) + 1, np.int64)
+    for value, target in to_gt.items():
+        lut[value] = target
+    return {0: "background", **shared}, lut
 
 
 def write_per_case_csv(df: pd.DataFrame, path: Path) -> None:
@@ -239,8 +273,10 @@ class _LazyCases(Sequence):
     """Cases read from disk one at a time as they are iterated (only a few volumes in memory), with a length
     for the progress bar."""
 
-    def __init__(self, cases: list[str], pred_files: dict[str, Path], gt_files: dict[str, Path]) -> None:
-        self.cases, self.pred_files, self.gt_files = cases, pred_files, gt_files
+    def __init__(
+        self, cases: list[str], pred_files: dict[str, Path], gt_files: dict[str, Path], remap: np.ndarray | None = None
+    ) -> None:
+        self.cases, self.pred_files, self.gt_files, self.remap = cases, pred_files, gt_files, remap
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -250,6 +286,9 @@ class _LazyCases(Sequence):
         gt_image = read_label_mask(self.gt_files[case])
         spacing = tuple(reversed(gt_image.GetSpacing()))  # SimpleITK (x, y, z) -> array axes (z, y, x)
         pred = label_array(read_label_mask(self.pred_files[case]), self.pred_files[case])
+        if self.remap is not None:  # another data set's label values -> the ground truth's (0: not shared)
+            known = pred < len(self.remap)
+            pred = np.where(known, self.remap[np.where(known, pred, 0)], 0)
         return case, pred, label_array(gt_image, self.gt_files[case]), spacing
 
 

@@ -56,3 +56,26 @@ def canonical_name(name: str) -> str:
 def canonical_labels(labels: dict[int, str]) -> dict[int, str]:
     """``labels`` (value -> the data set's organ name) with every known organ renamed to its canonical name."""
     return {value: "background" if value == 0 else canonical_name(name) for value, name in labels.items()}
+
+
+# A structure some data sets label as one and others by side: the sides' predictions score the whole.
+UNIONS: dict[str, tuple[str, ...]] = {
+    "kidney": ("kidney_left", "kidney_right"),
+    "adrenal_gland": ("adrenal_gland_left", "adrenal_gland_right"),
+}
+
+
+def shared_organs(pred_labels: dict[int, str], gt_labels: dict[int, str]) -> tuple[dict[int, int], dict[int, str]]:
+    """How a model trained with ``pred_labels`` is scored on a data set labelled ``gt_labels``: (prediction value ->
+    ground-truth value, for every organ the two share by canonical name or as a side of a whole the ground truth
+    labels as one; the ground truth's shared organs, value -> canonical name)."""
+    gt_by_name = {canonical_name(name): value for value, name in gt_labels.items() if value != 0}
+    to_gt: dict[int, int] = {}
+    for value, name in pred_labels.items():
+        name = canonical_name(name)
+        whole = next((w for w, sides in UNIONS.items() if name in sides and w in gt_by_name), None)
+        target = gt_by_name.get(name, gt_by_name.get(whole)) if value != 0 else None
+        if target is not None:
+            to_gt[value] = target
+    shared = {value: canonical_name(gt_labels[value]) for value in sorted(set(to_gt.values()))}
+    return to_gt, shared
