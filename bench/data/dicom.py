@@ -6,11 +6,14 @@ when none says CT), with a note naming the choice.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from bench import console
+from bench.data.nifti import image_suffix, read_image
 from bench.errors import BenchError
 
 _MODALITY = "0008|0060"
@@ -18,9 +21,22 @@ _MODALITY = "0008|0060"
 
 def series_ids(folder: Path) -> list[str]:
     """The DICOM series UIDs of the files directly in ``folder`` (empty when it holds no DICOM series)."""
-    if not Path(folder).is_dir():
-        return []
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+    folder = Path(folder)
+    if not folder.is_dir() or not any(p.is_file() and not image_suffix(p) for p in folder.iterdir()):
+        return []  # no folder, or only NIfTI/MetaImage/NRRD files: GDCM need not look (and warn on stderr)
+    with _quiet_itk():
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+
+
+@contextmanager
+def _quiet_itk() -> Iterator[None]:
+    """ITK's warnings off: GDCM's "No Series were found" is an answer here, not something to print on stderr."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def series_files(folder: Path) -> list[str]:
@@ -28,7 +44,8 @@ def series_files(folder: Path) -> list[str]:
     ids = series_ids(folder)
     if not ids:
         raise BenchError(f"--input {folder}: no DICOM series in the folder")
-    files = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in ids}
+    with _quiet_itk():
+        files = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in ids}
     if len(ids) == 1:
         return files[ids[0]]
     ct = [uid for uid in ids if _modality(files[uid][0]) == "CT"]
@@ -54,8 +71,6 @@ def read_series(folder: Path) -> sitk.Image:
 
 def read_volume(path: Path) -> sitk.Image:
     """An image file (:func:`bench.data.nifti.read_image`) or, for a folder, its DICOM series."""
-    from bench.data.nifti import read_image
-
     return read_series(path) if Path(path).is_dir() else read_image(path)
 
 

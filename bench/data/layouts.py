@@ -10,6 +10,9 @@ all at once. Recognised layouts, tried in this order:
   ``labelsTs``; ``dataset.json`` gives ``channel_names``, ``labels``, ``file_ending`` (and optionally ``dataset``);
 - WORD-style folders: ``imagesTr/labelsTr``, ``imagesVal/labelsVal``, ``imagesTs/labelsTs`` holding files of the same
   name (``word_0001.nii.gz``), no channel suffix, ``dataset.json`` optional (WORD's 16 organs are known).
+
+The public sets as their owners distribute them (BTCV, AMOS22, FLARE22, KiTS23, TotalSegmentator v2, AbdomenCT-1K:
+:mod:`bench.data.public_sets`) are tried before MSD and nnU-Net v2.
 """
 
 from __future__ import annotations

@@ -123,8 +123,14 @@ def _load_btcv(root: Path, meta: dict, override: dict[int, str] | None, modality
 
 
 def _is_amos(root: Path, meta: dict) -> bool:
+    """AMOS22's dataset.json: named AMOS, or listing ``amos_0001.nii.gz`` files (an MSD set with a validation list
+    is not AMOS22: its case numbers say nothing about the modality)."""
+    entries = meta.get("training")
+    if not isinstance(entries, list) or not entries:
+        return False
     named = str(meta.get("name", "")).strip().lower().startswith("amos")
-    return isinstance(meta.get("training"), list) and (named or isinstance(meta.get("validation"), list))
+    images = [str(e.get("image", "")) if isinstance(e, dict) else str(e) for e in entries]
+    return named or all(Path(image).name.lower().startswith("amos_") for image in images)
 
 
 def _load_amos(root: Path, meta: dict, override: dict[int, str] | None, modality: str):

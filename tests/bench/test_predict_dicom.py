@@ -10,6 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from bench.data.dicom import series_files
+from bench.store import ResultsStore
 from tests.bench.runutil import bench_cmd
 
 REAL_SERIES = Path(__file__).resolve().parents[1] / "data" / "totalsegmentator_ct_dicom"
@@ -21,14 +22,16 @@ def _series(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def test_predict_on_a_real_dicom_series_writes_the_mask_in_the_series_geometry(trained_run, tmp_path: Path) -> None:
-    results, run_id = trained_run
+def test_predict_on_a_real_dicom_series_writes_the_mask_in_the_series_geometry(finished_store, tmp_path: Path) -> None:
+    results = finished_store
+    run_id = ResultsStore(results).summaries()[0].run_id
     proc = subprocess.run(
         bench_cmd("predict", "--run", run_id, "--results", str(results), "--input", str(REAL_SERIES),
                   "--output", str(tmp_path)),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "WARNING" not in proc.stderr  # GDCM's own warnings stay quiet
     series = _series(REAL_SERIES)
     assert series.GetSize() == (512, 512, 3) and sitk.GetArrayViewFromImage(series).min() <= -1000  # real HU
     mask = sitk.ReadImage(str(tmp_path / f"{REAL_SERIES.name}.nii.gz"))
