@@ -1,8 +1,10 @@
 """``bench data``: make a synthetic CT set, check a data set for broken files, preprocess into the cache.
 
-Data sets (``--data``): an nnU-Net v2 raw folder, an MSD folder, a WORD-style folder, or a CSV of image,label
-pairs; organ names come from dataset.json or ``--labels``. Without ``--data``, ``check`` and ``prepare`` use the
-default synthetic set (``$SEGKD_DATA_DIR`` or ``~/.cache/segkd-bench/synthetic-v1``, generated on first use).
+Data sets (``--data``): an nnU-Net v2 raw folder, an MSD folder, a WORD-style folder, a CSV of image,label
+pairs, or BTCV, AMOS22, FLARE22, KiTS23, TotalSegmentator v2 and AbdomenCT-1K as distributed
+(docs/organ-vocabulary.md); organ names come from dataset.json, the set's own table or ``--labels``. Without
+``--data``, ``check`` and ``prepare`` use the default synthetic set (``$SEGKD_DATA_DIR`` or
+``~/.cache/segkd-bench/synthetic-v1``, generated on first use).
 """
 
 from __future__ import annotations

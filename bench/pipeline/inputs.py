@@ -52,6 +52,8 @@ def load_checked_dataset(
     from bench.data.validate import check_dataset
 
     dataset = load_dataset(Path(data) if data is not None else ensure_default_dataset(), labels, modality)
+    for note in dataset.notes if warn else []:
+        console.note(f"{dataset.name}: {note}")
     if check:
         report = check_dataset(dataset, workers=2)
         report.raise_for_issues()
