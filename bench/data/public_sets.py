@@ -105,8 +105,7 @@ def _btcv_dir(root: Path) -> Path | None:
 
 
 def _load_btcv(root: Path, meta: dict, override: dict[int, str] | None, modality: str):
-    base = _btcv_dir(root)
-    assert base is not None
+    base = _btcv_dir(root) or root
 
     def cases(split: str, labelled: bool) -> list[Case]:
         out = []
@@ -202,8 +201,7 @@ def _dirs(folder: Path) -> list[Path]:
 
 
 def _load_kits(root: Path, meta: dict, override: dict[int, str] | None, modality: str):
-    base = _kits_dir(root)
-    assert base is not None
+    base = _kits_dir(root) or root
     cases, tests = [], []
     for folder in (p for p in _dirs(base) if _KITS_CASE.match(p.name)):
         label = folder / "segmentation.nii.gz"
