@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 from bench import console
 from bench.atomic import atomic_write_text
-from bench.data.nifti import label_array, read_header, read_image, read_label_mask, write_image
+from bench.data.label_parts import read_label
+from bench.data.nifti import label_array, read_header, read_label_mask, write_image
 from bench.data.preprocess import PreparedCase, load_prepared, restore_to_original
 from bench.errors import BenchError
 from bench.metrics import EMPTY_MASK_POLICY, HD95_DEFINITION, evaluate_cases, summarize
@@ -64,6 +65,7 @@ class EvalCase:
     case_id: str
     prepared: PreparedCase
     label: Path | None = None
+    label_parts: tuple[tuple[int, Path], ...] = ()  # TotalSegmentator's structure masks (Case.label_parts)
 
 
 def evaluate_model(
@@ -114,29 +116,50 @@ def _predicted_cases(
             sw_batch_size=settings.sw_batch_size, device=settings.device, amp_dtype=settings.amp_dtype,
             memory_format=memory_format,
         )  # fmt: skip
+        ignore = meta["settings"].get("ignore_label")
         if case.label is None:
             if label is None:
                 raise BenchError(f"case {case.case_id}: no label to score against")
-            yield case.case_id, pred, np.asarray(label), tuple(float(s) for s in meta["spacing"])
+            yield case.case_id, *_without_ignored(pred, np.asarray(label), ignore), tuple(map(float, meta["spacing"]))
             continue
         restored = restore_to_original(pred, meta)
-        gt_image = read_image(case.label)
+        gt_image = read_label(case.label, case.label_parts)
         if predictions is not None:
             write_image(restored, predictions / f"{case.case_id}.nii.gz")
         spacing = tuple(reversed(gt_image.GetSpacing()))  # SimpleITK (x, y, z) -> array axes (z, y, x)
-        yield case.case_id, sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(gt_image), spacing
+        arrays = _without_ignored(sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(gt_image), ignore)
+        yield case.case_id, *arrays, spacing
+
+
+def _without_ignored(pred: np.ndarray, gt: np.ndarray, ignore: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``pred`` and ``gt`` with the ground truth's ignore-label voxels out of the scoring (background in both, as
+    nnU-Net's evaluation leaves them out)."""
+    if ignore is None:
+        return pred, gt
+    ignored = gt == ignore
+    return np.where(ignored, 0, pred), np.where(ignored, 0, gt)
 
 
 def evaluate_folders(
-    pred: Path, gt: Path, labels: dict[int, str] | None = None, workers: int = 0, progress: bool = False
+    pred: Path,
+    gt: Path,
+    labels: dict[int, str] | None = None,
+    workers: int = 0,
+    progress: bool = False,
+    pred_labels: dict[int, str] | None = None,
 ) -> pd.DataFrame:
     """Per-case, per-organ metrics of the masks in folder ``pred`` against those in ``gt``, matched by file name.
 
     Every ground-truth case needs a prediction with the same size, spacing, origin and direction; predictions
     without ground truth are ignored (logged). ``labels`` names the organs to score (None: every value found).
+    ``pred_labels`` names the predictions' organs when they come from a model trained on another data set: the
+    organs the two share (:func:`bench.data.organs.shared_organs`) are scored, named canonically.
     """
     if workers < 0:
         raise BenchError(f"--workers must be 0 or more, got {workers}")
+    remap = None
+    if pred_labels is not None:
+        labels, remap = _cross_dataset(pred_labels, labels)
     gt_files = mask_files(gt, "--gt")
     pred_files = mask_files(pred, "--pred")
     if not gt_files:
@@ -151,7 +174,31 @@ def evaluate_folders(
     extra = sorted(set(pred_files) - set(gt_files))
     if extra:
         console.warning(f"{len(extra)} prediction(s) without ground truth ignored")
-    return evaluate_cases(_LazyCases(cases, pred_files, gt_files), labels, workers=workers, progress=progress)
+    return evaluate_cases(_LazyCases(cases, pred_files, gt_files, remap), labels, workers=workers, progress=progress)
+
+
+def _cross_dataset(pred_labels: dict[int, str], labels: dict[int, str] | None) -> tuple[dict[int, str], np.ndarray]:
+    """The ground truth's shared organs (canonical names) and a lookup table turning prediction values into the
+    ground truth's (0 for an organ the ground truth does not label)."""
+    from bench.data.organs import shared_organs
+
+    if labels is None:
+        raise BenchError("--pred-labels needs --labels: the ground truth's organ names, to match organs by name")
+    to_gt, shared = shared_organs(pred_labels, labels)
+    if not shared:
+        raise BenchError(
+            f"--pred-labels: no organ of the predictions ({', '.join(pred_labels.values())}) is an organ of the "
+            f"ground truth ({', '.join(labels.values())}) in the vocabulary of docs/organ-vocabulary.md"
+        )
+    left_out = [name for value, name in pred_labels.items() if value and value not in to_gt]
+    console.note(
+        f"scoring the {len(shared)} shared organ(s): {', '.join(shared.values())}"
+        + (f"; predicted only, not scored: {', '.join(left_out)}" if left_out else "")
+    )
+    lut = np.zeros(max(pred_labels) + 1, np.int64)
+    for value, target in to_gt.items():
+        lut[value] = target
+    return {0: "background", **shared}, lut
 
 
 def write_per_case_csv(df: pd.DataFrame, path: Path) -> None:
@@ -226,8 +273,10 @@ class _LazyCases(Sequence):
     """Cases read from disk one at a time as they are iterated (only a few volumes in memory), with a length
     for the progress bar."""
 
-    def __init__(self, cases: list[str], pred_files: dict[str, Path], gt_files: dict[str, Path]) -> None:
-        self.cases, self.pred_files, self.gt_files = cases, pred_files, gt_files
+    def __init__(
+        self, cases: list[str], pred_files: dict[str, Path], gt_files: dict[str, Path], remap: np.ndarray | None = None
+    ) -> None:
+        self.cases, self.pred_files, self.gt_files, self.remap = cases, pred_files, gt_files, remap
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -237,6 +286,9 @@ class _LazyCases(Sequence):
         gt_image = read_label_mask(self.gt_files[case])
         spacing = tuple(reversed(gt_image.GetSpacing()))  # SimpleITK (x, y, z) -> array axes (z, y, x)
         pred = label_array(read_label_mask(self.pred_files[case]), self.pred_files[case])
+        if self.remap is not None:  # another data set's label values -> the ground truth's (0: not shared)
+            known = pred < len(self.remap)
+            pred = np.where(known, self.remap[np.where(known, pred, 0)], 0)
         return case, pred, label_array(gt_image, self.gt_files[case]), spacing
 
 

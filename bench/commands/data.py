@@ -1,8 +1,10 @@
 """``bench data``: make a synthetic CT set, check a data set for broken files, preprocess into the cache.
 
-Data sets (``--data``): an nnU-Net v2 raw folder, an MSD folder, a WORD-style folder, or a CSV of image,label
-pairs; organ names come from dataset.json or ``--labels``. Without ``--data``, ``check`` and ``prepare`` use the
-default synthetic set (``$SEGKD_DATA_DIR`` or ``~/.cache/segkd-bench/synthetic-v1``, generated on first use).
+Data sets (``--data``): an nnU-Net v2 raw folder, an MSD folder, a WORD-style folder, a CSV of image,label
+pairs, or BTCV, AMOS22, FLARE22, KiTS23, TotalSegmentator v2 and AbdomenCT-1K as distributed
+(docs/organ-vocabulary.md); organ names come from dataset.json, the set's own table or ``--labels``. Without
+``--data``, ``check`` and ``prepare`` use the default synthetic set (``$SEGKD_DATA_DIR`` or
+``~/.cache/segkd-bench/synthetic-v1``, generated on first use).
 """
 
 from __future__ import annotations
@@ -100,8 +102,18 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="data set folder, dataset.json or CSV (default: the synthetic set)")
     p.add_argument("--labels", type=Path, help='organ names: JSON ({"1": "liver"}) or name=int lines')
+    _modality_arg(p)
     p.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="worker processes (default: up to 4)"
+    )
+
+
+def _modality_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--modality",
+        default="ct",
+        choices=["ct", "mri", "all"],
+        help="the cases of a set that mixes CT and MRI (AMOS22) to use (default: ct)",
     )
 
 
@@ -126,7 +138,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from bench.data.validate import check_dataset
 
-    report = check_dataset(_data_path(args), args.labels, workers=args.workers, progress=True)
+    report = check_dataset(_data_path(args), args.labels, workers=args.workers, progress=True, modality=args.modality)
     print(report.format())
     if not report.ok:
         n_cases = len({i.case_id for i in report.issues})
@@ -140,7 +152,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from bench.data.layouts import load_dataset
     from bench.data.preprocess import DEFAULT_WINDOW, PreprocessSettings, load_prepared, prepare_cases
 
-    dataset = load_dataset(_data_path(args), args.labels)
+    dataset = load_dataset(_data_path(args), args.labels, args.modality)
     spacing = None if args.spacing == "keep" else tuple(parse_float_list(args.spacing, "--spacing", 3))
     window = None
     if args.window is not None or args.normalization == "window":

@@ -32,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "value found is scored as label_<k>; with it, unlisted values are ignored",
     )
     p.add_argument(
+        "--pred-labels",
+        type=Path,
+        metavar="FILE",
+        help="organ names of the predictions when the model was trained on another data set (its run's "
+        "preprocessing.json, its dataset.json or name=int lines; needs --labels): the organs both share by name "
+        "(docs/organ-vocabulary.md) are scored, named canonically",
+    )
+    p.add_argument(
         "--out", type=Path, metavar="CSV", help="write one row per case and organ: case,label,name,dice,hd95,status"
     )
     p.add_argument(
@@ -45,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from bench.evaluation import evaluate_folders, format_summary, write_per_case_csv
 
     labels = parse_labels_file(args.labels) if args.labels else None
-    df = evaluate_folders(args.pred, args.gt, labels, workers=args.workers, progress=True)
+    pred_labels = parse_labels_file(args.pred_labels) if args.pred_labels else None
+    df = evaluate_folders(args.pred, args.gt, labels, workers=args.workers, progress=True, pred_labels=pred_labels)
     if args.out:
         write_per_case_csv(df, args.out)
     print(format_summary(df))

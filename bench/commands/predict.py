@@ -10,10 +10,11 @@ bf16 on a CPU without native bf16 runs in fp32 and says so. Each input is prepro
 windows at the run's window size and overlap (--window, --overlap and --blend change them: a larger window than the
 training patch, less overlap or constant weights cost less time), and written to --output as a mask in the input's
 original size, spacing, origin and direction, named after the input (nnU-Net channel files CASE_0000.nii.gz give
-CASE.nii.gz). --input is an image file, a folder of image files, or a data set in any layout `bench data` reads (every
-case of it is segmented). All inputs are checked before the first mask is written; each mask is written under a
-temporary name and renamed, so a failure never leaves a partial file. The seconds spent reading, preprocessing,
-inferring, restoring and writing each case are printed (and written with --timings).
+CASE.nii.gz). --input is an image file, a folder of image files, a DICOM series folder (SimpleITK's series reader; the
+largest CT series when the folder holds several; the mask is NIfTI in the series' geometry), or a data set in any
+layout `bench data` reads (every case of it is segmented). All inputs are checked before the first mask is written;
+each mask is written under a temporary name and renamed, so a failure never leaves a partial file. The seconds spent
+reading, preprocessing, inferring, restoring and writing each case are printed (and written with --timings).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=float, help="window overlap in [0, 1) instead of the run's")
     p.add_argument("--blend", choices=["gaussian", "constant"], default="gaussian",
                    help="weighting of overlapping windows: gaussian (the run's) or constant (cheaper)")  # fmt: skip
-    p.add_argument("--input", required=True, type=Path, help="an image file, a folder of images, or a data set")
+    p.add_argument("--input", required=True, type=Path,
+                   help="an image file, a folder of images, a DICOM series folder, or a data set")  # fmt: skip
     p.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for the masks")
     p.add_argument("--results", type=Path, default=Path("results"), help="results store for --run (default results/)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")

@@ -58,8 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset key, e.g. --set iterations=500; teacher.KEY=VALUE for the teachers "
                    "alone, e.g. --set teacher.iterations=1600 (repeatable)")  # fmt: skip
-    p.add_argument("--data", type=Path, help="dataset: nnU-Net/MSD/WORD folder or image,label CSV (default: built-in)")
+    p.add_argument("--data", type=Path,
+                   help="dataset: nnU-Net/MSD/WORD folder, image,label CSV, or BTCV, AMOS22, FLARE22, KiTS23, "
+                   "TotalSegmentator, AbdomenCT-1K as distributed (default: built-in)")  # fmt: skip
     p.add_argument("--labels", type=Path, help="organ names if no dataset.json (formats as in bench evaluate --labels)")
+    p.add_argument("--modality", default="ct", choices=["ct", "mri", "all"],
+                   help="the cases of a set that mixes CT and MRI (AMOS22) to use (default: ct)")  # fmt: skip
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--folds", default="0", metavar="N,N|all",
                    help="cross-validation folds, an axis of the grid: e.g. 0,1,2,3,4 or all (the preset's folds "
@@ -243,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
         **grid,
         data=args.data,
         labels=args.labels,
+        modality=args.modality,
         teacher_checkpoint=args.teacher_checkpoint,
         device=args.device,
         results=args.results,

@@ -10,8 +10,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Case": "layouts",
-    "Dataset": "layouts",
+    "Case": "dataset",
+    "Dataset": "dataset",
+    "canonical_name": "organs",
     "load_dataset": "layouts",
     "parse_labels_file": "layouts",
     "split_cases": "splits",

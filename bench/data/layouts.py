@@ -10,6 +10,9 @@ all at once. Recognised layouts, tried in this order:
   ``labelsTs``; ``dataset.json`` gives ``channel_names``, ``labels``, ``file_ending`` (and optionally ``dataset``);
 - WORD-style folders: ``imagesTr/labelsTr``, ``imagesVal/labelsVal``, ``imagesTs/labelsTs`` holding files of the same
   name (``word_0001.nii.gz``), no channel suffix, ``dataset.json`` optional (WORD's 16 organs are known).
+
+The public sets as their owners distribute them (BTCV, AMOS22, FLARE22, KiTS23, TotalSegmentator v2, AbdomenCT-1K:
+:mod:`bench.data.public_sets`) are tried before MSD and nnU-Net v2.
 """
 
 from __future__ import annotations
@@ -17,11 +20,21 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.data.dataset import (
+    Case,
+    Dataset,
+    channel_norms,
+    labels_from_json,
+    msd_cases,
+    need_str,
+    resolve_path,
+    split_ignore_label,
+)
 from bench.data.nifti import image_suffix, strip_suffix
+from bench.data.public_sets import PUBLIC_LAYOUTS, check_modality
 from bench.errors import BenchError
 from bench.nesting import too_deep_as_error
 from bench.path_names import is_path_component, path_component
@@ -45,71 +58,27 @@ WORD_LABELS: dict[int, str] = {
     15: "Head_of_femur_L",
     16: "Head_of_femur_R",
 }
-MAX_LABEL = 255  # label maps are cached and predicted as uint8
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+CSV_COLUMNS = ("image", "label", "case_id", "split")
 _FOLDERS = (("imagesTr", "labelsTr", "train"), ("imagesVal", "labelsVal", "val"), ("imagesTs", "labelsTs", "test"))
 
 
-@dataclass(frozen=True)
-class Case:
-    """One case: its image files (one per channel, in channel order) and its label file (None when unlabelled)."""
-
-    case_id: str
-    images: list[Path]
-    label: Path | None
-
-
-@dataclass
-class Dataset:
-    """A data set: organ names (0 = background included), the training pool, the data set's own test and val splits."""
-
-    name: str
-    root: Path
-    labels: dict[int, str]
-    cases: list[Case]
-    test_cases: list[Case] = field(default_factory=list)
-    val_cases: list[Case] = field(default_factory=list)
-    layout: str = ""
-
-    @property
-    def organs(self) -> dict[int, str]:
-        """The labels without background."""
-        return {k: v for k, v in self.labels.items() if k != 0}
-
-    def labels_for(self, organs: list[str]) -> dict[int, str]:
-        """The labels (background included) of ``organs``, named as in the data set; all of them when empty."""
-        by_name = {name: value for value, name in self.organs.items()}
-        unknown = [name for name in organs if name not in by_name]
-        if unknown:
-            raise BenchError(
-                f"preset key organs: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not an organ of "
-                f"{self.name} (its organs: {', '.join(by_name)})"
-            )
-        keep = {by_name[name] for name in organs} or set(self.organs)
-        return {value: name for value, name in self.labels.items() if value == 0 or value in keep}
-
-    def keep_labels_for(self, organs: list[str]) -> tuple[int, ...] | None:
-        """The label values preprocessing keeps for ``organs`` (``PreprocessSettings.keep_labels``); None when empty."""
-        return tuple(value for value in self.labels_for(organs) if value != 0) if organs else None
-
-    def all_cases(self) -> list[Case]:
-        return [*self.cases, *self.val_cases, *self.test_cases]
-
-
-def load_dataset(path: Path, labels: Path | None = None) -> Dataset:
-    """Load the data set at ``path`` (a folder, its ``dataset.json``, or a CSV); ``labels`` overrides organ names."""
+def load_dataset(path: Path, labels: Path | None = None, modality: str = "ct") -> Dataset:
+    """Load the data set at ``path`` (a folder, its ``dataset.json``, or a CSV); ``labels`` overrides organ names;
+    ``modality`` (ct, mri, all) chooses the cases of a set that mixes them (AMOS22)."""
     path = Path(path).expanduser().absolute()
     if not path.exists():
         raise BenchError(f"--data {path}: no such file or folder")
-    dataset = _load(path, labels)
+    dataset = _load(path, labels, modality)
     source = path if path.suffix.lower() == ".csv" else dataset.root / "dataset.json"
     path_component(dataset.name, f"{source}: data set name")
-    for case in dataset.all_cases():
+    for case in [*dataset.all_cases(), *dataset.unlabelled]:
         path_component(case.case_id, f"{source}: case id")
     return dataset
 
 
-def _load(path: Path, labels: Path | None) -> Dataset:
+def _load(path: Path, labels: Path | None, modality: str) -> Dataset:
+    check_modality(modality)
     override = parse_labels_file(labels) if labels is not None else None
     if path.is_file() and path.suffix.lower() == ".csv":
         return _load_csv(path, override)
@@ -118,14 +87,22 @@ def _load(path: Path, labels: Path | None) -> Dataset:
     if not path.is_dir():
         raise BenchError(f"--data {path}: expected a data set folder, its dataset.json or a CSV of image,label pairs")
     meta = _read_json(path / "dataset.json") if (path / "dataset.json").is_file() else {}
+    for layout in PUBLIC_LAYOUTS:
+        if layout.detect(path, meta):
+            return layout.load(path, meta, override, modality)
     if isinstance(meta.get("training"), list) and not (path / "imagesVal").is_dir():
         return _load_msd(path, meta, override)
     if (path / "imagesTr").is_dir():
         return _load_nnunet(path, meta, override) if _is_nnunet(path, meta) else _load_folders(path, meta, override)
-    raise BenchError(
-        f"--data {path}: not a recognised data set layout: expected dataset.json with a 'training' list (MSD), "
-        "imagesTr/ + labelsTr/ (nnU-Net v2 or WORD), or a CSV of image,label pairs"
+    known = "; ".join(
+        [
+            "MSD: dataset.json with a 'training' list",
+            "nnU-Net v2 or WORD: imagesTr/ + labelsTr/",
+            *(layout.looks_like for layout in PUBLIC_LAYOUTS),
+            f"or a CSV with the columns {', '.join(CSV_COLUMNS)} (the first two required)",
+        ]
     )
+    raise BenchError(f"--data {path}: not a recognised data set layout; known layouts: {known}")
 
 
 def parse_labels_file(path: Path) -> dict[int, str]:
@@ -147,32 +124,6 @@ def parse_labels_file(path: Path) -> dict[int, str]:
             raise BenchError(f"--labels {path}:{n}: expected name=int, got {line!r}")
         pairs[name.strip()] = value.strip()
     return labels_from_json(pairs, f"--labels {path}")
-
-
-def labels_from_json(obj: Any, where: str) -> dict[int, str]:
-    """``{"0": "background", "1": "liver"}`` (MSD) or ``{"background": 0, "liver": 1}`` (nnU-Net v2) -> {int: name}."""
-    if not isinstance(obj, dict) or not obj:
-        raise BenchError(f"{where}: 'labels' must be a non-empty mapping of label values and names")
-    out: dict[int, str] = {}
-    digit_keys = all(str(k).strip().lstrip("-").isdigit() for k in obj)
-    for key, value in obj.items():
-        if isinstance(value, list):
-            raise BenchError(f"{where}: region-based label {key!r}: {value} is not supported; give one value per organ")
-        number, name = (key, value) if digit_keys else (value, key)
-        try:
-            number = int(str(number).strip())
-        except ValueError:
-            raise BenchError(f"{where}: label value for {name!r} is not a whole number: {number!r}") from None
-        if number < 0 or number in out:
-            raise BenchError(f"{where}: label value {number} is negative or given twice")
-        if number > MAX_LABEL:
-            raise BenchError(
-                f"{where}: label {name!r}: value {number} is above {MAX_LABEL} (labels are stored as "
-                "8-bit values; renumber the organs)"
-            )
-        out[number] = str(name)
-    out.setdefault(0, "background")
-    return dict(sorted(out.items()))
 
 
 def _read_json(path: Path) -> dict:
@@ -209,11 +160,6 @@ def _image_files(folder: Path, ending: str | None = None) -> list[Path]:
     return sorted(files)
 
 
-def _resolve(root: Path, rel: str) -> Path:
-    p = Path(rel)
-    return p if p.is_absolute() else (root / p).absolute()
-
-
 def _is_nnunet(root: Path, meta: dict) -> bool:
     """nnU-Net v2 (``CASE_0000`` images, ``CASE`` labels) rather than same-name folders (``word_0001`` in both)."""
     if "dataset" in meta or "channel_names" in meta or "file_ending" in meta:
@@ -225,34 +171,26 @@ def _is_nnunet(root: Path, meta: dict) -> bool:
 
 
 def _load_msd(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
-    where = root / "dataset.json"
-
-    def case(entry: Any, need_label: bool) -> Case:
-        if isinstance(entry, str):
-            entry = {"image": entry}
-        if not isinstance(entry, dict) or "image" not in entry:
-            raise BenchError(f"{where}: each 'training'/'test' entry needs an 'image' path, got {entry!r}")
-        _need_str(entry["image"], where, "image")
-        label = entry.get("label")
-        if need_label and not label:
-            raise BenchError(f"{where}: training entry {entry['image']!r} has no 'label'")
-        if label is not None:
-            _need_str(label, where, "label")
-        image = _resolve(root, entry["image"])
-        return Case(strip_suffix(image), [image], _resolve(root, label) if label else None)
-
-    tests = meta.get("test", []) or []
-    if not isinstance(tests, list):
-        raise BenchError(f"{where}: 'test' must be a list of entries, got {type(tests).__name__}")
-    cases = [case(e, True) for e in meta["training"]]
-    tests = [case(e, False) for e in tests]
+    cases, tests = msd_cases(root, meta, "training", True), msd_cases(root, meta, "test", False)
     return Dataset(_name(root, meta), root, _labels(root, meta, override), cases, tests, layout="msd")
 
 
 def _load_nnunet(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
+    """nnU-Net v2's files, with its semantics: the ``ignore`` label is no organ, ``channel_names`` choose each
+    channel's normalisation."""
+    dataset = _nnunet_files(root, meta, override)
+    dataset.labels, dataset.ignore_label = split_ignore_label(dataset.labels)
+    names = meta.get("channel_names") or {}
+    if not all(str(k).strip().isdigit() for k in names):
+        raise BenchError(f"{root / 'dataset.json'}: 'channel_names' keys must be channel numbers, got {list(names)}")
+    dataset.channel_norms = channel_norms(names)
+    return dataset
+
+
+def _nnunet_files(root: Path, meta: dict, override: dict[int, str] | None) -> Dataset:
     labels = _labels(root, meta, override)
     where = root / "dataset.json"
-    ending = _need_str(meta.get("file_ending", ".nii.gz"), where, "file_ending")
+    ending = need_str(meta.get("file_ending", ".nii.gz"), where, "file_ending")
     if not ending.startswith(".") or not is_path_component(ending):
         raise BenchError(f"{where}: 'file_ending' must be a file ending such as \".nii.gz\", got {ending!r}")
     if not isinstance(meta.get("channel_names", {}), dict):
@@ -268,12 +206,12 @@ def _load_nnunet(root: Path, meta: dict, override: dict[int, str] | None) -> Dat
                 )
             label = entry.get("label")
             if label is not None:
-                _need_str(label, where, f"dataset.{cid}.label")
+                need_str(label, where, f"dataset.{cid}.label")
             images = entry.get("images", [])
             if not isinstance(images, list):
                 raise BenchError(f"{where}: 'dataset.{cid}.images' must be a list of paths, got {images!r}")
-            images = [_resolve(root, _need_str(p, where, f"dataset.{cid}.images")) for p in images]
-            cases.append(Case(cid, images, _resolve(root, label) if label else None))
+            images = [resolve_path(root, need_str(p, where, f"dataset.{cid}.images")) for p in images]
+            cases.append(Case(cid, images, resolve_path(root, label) if label else None))
         return Dataset(_name(root, meta), root, labels, cases, [], layout="nnunet")
     found = {
         d: [m for p in _image_files(root / d, ending) if (m := _CHANNEL.match(p.name[: -len(ending)]))]
@@ -326,15 +264,19 @@ def _load_csv(path: Path, override: dict[int, str] | None) -> Dataset:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise BenchError(f"--data {path}: cannot read CSV ({err})") from None
     if not rows or not {"image", "label"} <= {(k or "").strip().lower() for k in rows[0]}:
-        raise BenchError(f"--data {path}: the CSV needs a header row with 'image' and 'label' columns")
+        raise BenchError(
+            f"--data {path}: the CSV needs a header row with 'image' and 'label' columns "
+            f"(the columns: {', '.join(CSV_COLUMNS)}; split is train, val or test)"
+        )
     groups: dict[str, list[Case]] = {"train": [], "val": [], "test": []}
+    named = _csv_case_ids(path, rows)
     for n, raw in enumerate(rows, 2):
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
         if not row["image"]:
             raise BenchError(f"--data {path}:{n}: empty 'image' cell")
-        images = [_resolve(root, p.strip()) for p in row["image"].split(";") if p.strip()]
-        label = _resolve(root, row["label"]) if row["label"] else None
-        cid = row.get("case_id") or row.get("id") or strip_suffix(images[0])
+        images = [resolve_path(root, p.strip()) for p in row["image"].split(";") if p.strip()]
+        label = resolve_path(root, row["label"]) if row["label"] else None
+        cid = row.get("case_id") or row.get("id") or named(images[0])
         role = (row.get("split") or "train").lower()
         if role not in groups:
             raise BenchError(f"--data {path}:{n}: split must be train, val or test, got {role!r}")
@@ -346,11 +288,19 @@ def _load_csv(path: Path, override: dict[int, str] | None) -> Dataset:
     )
 
 
-def _need_str(value: Any, where: Path, key: str) -> str:
-    """``value`` when it is a non-empty string, else a BenchError naming the file and the key."""
-    if not isinstance(value, str) or not value.strip():
-        raise BenchError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
-    return value
+def _csv_case_ids(path: Path, rows: list[dict]):
+    """How a CSV row without a case id is named: its image's file name, or, when several images share a file name
+    (KiTS23's ``case_00000/imaging.nii.gz``), the folder holding it."""
+    rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in rows]
+    firsts = [Path(r["image"].split(";")[0].strip()) for r in rows if not (r.get("case_id") or r.get("id"))]
+    if len({strip_suffix(p) for p in firsts}) == len(firsts):
+        return strip_suffix
+    if len({p.parent.name for p in firsts}) == len(firsts):
+        return lambda image: image.parent.name
+    raise BenchError(
+        f"--data {path}: several images share a file name and a folder name; add a 'case_id' column "
+        f"(the columns: {', '.join(CSV_COLUMNS)})"
+    )
 
 
 def _name(root: Path, meta: dict) -> str:

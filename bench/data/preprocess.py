@@ -35,6 +35,7 @@ from bench import console
 from bench.atomic import atomic_save_array, writable_folder
 from bench.data.cache_check import files_record, reusable
 from bench.data.files import remove_stale, write_json
+from bench.data.label_parts import read_label
 from bench.data.layouts import Case
 from bench.data.nifti import read_image, spacing_zyx
 from bench.data.parallel import parallel_map
@@ -42,6 +43,7 @@ from bench.errors import BenchError, DataError, DiskFullError, disk_full_as_erro
 
 PREP_VERSION = 1
 NORMALIZATIONS = ("ct", "zscore", "window", "none")
+CHANNEL_NORMS = ("ct", "zscore", "rescale", "none")  # nnU-Net's CT, ZScore, RescaleTo01, NoNormalization
 INTERPOLATIONS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 DEFAULT_WINDOW = (-175.0, 250.0)
 BODY_HU = -500.0
@@ -67,6 +69,10 @@ class PreprocessSettings:
     interpolation: str = "linear"
     orientation: str = "LPS"
     keep_labels: tuple[int, ...] | None = None
+    # nnU-Net's ignore label: kept in the cached label maps (whatever keep_labels says), never a class
+    ignore_label: int | None = None
+    # one scheme per channel (nnU-Net's channel_names: ct, none, zscore, rescale); None: ``normalization`` for all
+    channel_norms: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
@@ -88,11 +94,26 @@ class PreprocessSettings:
             if not all(isinstance(v, int) and 0 < v <= 255 for v in self.keep_labels):
                 raise BenchError(f"the label values to keep must lie in 1..255, got {self.keep_labels}")
             object.__setattr__(self, "keep_labels", tuple(sorted(set(self.keep_labels))))
+        if self.ignore_label is not None and not (isinstance(self.ignore_label, int) and 0 < self.ignore_label <= 255):
+            raise BenchError(f"the ignore label must lie in 1..255, got {self.ignore_label!r}")
+        if self.channel_norms is not None:
+            if not all(n in CHANNEL_NORMS for n in self.channel_norms) or not self.channel_norms:
+                raise BenchError(f"channel normalisations must be {', '.join(CHANNEL_NORMS)}, got {self.channel_norms}")
+            object.__setattr__(self, "channel_norms", tuple(self.channel_norms))
+
+    def scheme(self, channel: int) -> str:
+        """The normalisation of ``channel``: its own (``channel_norms``), else ``normalization``."""
+        return self.channel_norms[channel] if self.channel_norms else self.normalization
+
+    @property
+    def needs_ct_stats(self) -> bool:
+        """Whether a channel is normalised with the training set's foreground statistics (nnU-Net's CT scheme)."""
+        return "ct" in (self.channel_norms or (self.normalization,))
 
     @property
     def ct_like(self) -> bool:
-        """Whether intensities are HU, so that the body is what lies above -500 HU."""
-        return self.normalization in ("ct", "window")
+        """Whether the first channel's intensities are HU, so that the body is what lies above -500 HU."""
+        return self.scheme(0) in ("ct", "window")
 
 
 @dataclass(frozen=True)
@@ -123,7 +144,7 @@ def prepare_cases(
     cache_root = writable_folder(Path(cache_root).expanduser().absolute(), "cache folder")
     remove_stale(cache_root, ".*.tmp-*")
     stats = None
-    if settings.normalization == "ct":
+    if settings.needs_ct_stats:
         fit = [c for c in (fit_cases if fit_cases is not None else cases) if c.label is not None]
         stats = ct_intensity_stats(fit, cache_root, workers, progress)
     folders = [cache_root / f"{c.case_id}-{_case_key(c, settings, stats)[:16]}" for c in cases]
@@ -195,7 +216,7 @@ def ct_intensity_stats(cases: list[Case], cache_root: Path, workers: int = 1, pr
 
 
 def _foreground_samples(case: Case, n: int) -> list[np.ndarray]:
-    label = sitk.GetArrayFromImage(read_image(case.label))
+    label = sitk.GetArrayFromImage(read_label(case.label, case.label_parts))
     fg = np.flatnonzero(label > 0)
     rng = np.random.default_rng(_STATS_SEED)
     pick = fg if fg.size <= n else rng.choice(fg, n, replace=False)
@@ -220,10 +241,10 @@ def preprocess_case(
 
     ``stats`` are the ``ct`` normalisation statistics from :func:`ct_intensity_stats` (needed for ``ct`` only).
     """
-    if settings.normalization == "ct" and stats is None:
+    if settings.needs_ct_stats and stats is None:
         raise BenchError("normalization 'ct' needs the training set's intensity statistics (ct_intensity_stats)")
     images = [read_image(p) for p in case.images]
-    label = read_image(case.label) if case.label is not None else None
+    label = read_label(case.label, case.label_parts) if case.label is not None else None
     return preprocess_images(case, images, label, settings, stats)
 
 
@@ -231,7 +252,7 @@ def preprocess_images(
     case: Case, images: list[sitk.Image], label: sitk.Image | None, settings: PreprocessSettings, stats: dict | None
 ) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """:func:`preprocess_case` on images already read (``case`` names their files); lets callers time reading."""
-    if settings.normalization == "ct" and stats is None:
+    if settings.needs_ct_stats and stats is None:
         raise BenchError("normalization 'ct' needs the training set's intensity statistics (ct_intensity_stats)")
     ref = images[0]
     original = {
@@ -253,7 +274,8 @@ def preprocess_images(
     if lab is not None and (lab.min() < 0 or lab.max() > 255):
         raise DataError(f"{case.label}: label values must lie in 0..255 to be cached as uint8")
     if lab is not None and settings.keep_labels is not None:
-        lab = np.where(np.isin(lab, settings.keep_labels), lab, 0).astype(lab.dtype)
+        keep = (*settings.keep_labels, *([settings.ignore_label] if settings.ignore_label else []))
+        lab = np.where(np.isin(lab, keep), lab, 0).astype(lab.dtype)
 
     bbox = _crop_box(arr, lab, settings) if settings.crop else [(0, n) for n in arr.shape[1:]]
     sl = tuple(slice(a, b) for a, b in bbox)
@@ -321,12 +343,16 @@ def _crop_box(arr: np.ndarray, lab: np.ndarray | None, settings: PreprocessSetti
 def _normalize(arr: np.ndarray, settings: PreprocessSettings, stats: dict | None) -> np.ndarray:
     out = np.empty_like(arr, dtype=np.float32)
     for c, channel in enumerate(arr):
-        if settings.normalization == "ct":
+        scheme = settings.scheme(c)
+        if scheme == "ct":
             s = stats["channels"][c]
             out[c] = (np.clip(channel, s["p00_5"], s["p99_5"]) - s["mean"]) / max(s["std"], 1e-8)
-        elif settings.normalization == "zscore":
+        elif scheme == "zscore":
             out[c] = (channel - channel.mean()) / max(float(channel.std()), 1e-8)
-        elif settings.normalization == "window":
+        elif scheme == "rescale":
+            low, high = float(channel.min()), float(channel.max())
+            out[c] = (channel - low) / max(high - low, 1e-8)
+        elif scheme == "window":
             lo, hi = settings.window
             out[c] = (np.clip(channel, lo, hi) - lo) / (hi - lo)
         else:
@@ -381,7 +407,8 @@ def _write_case_files(folder: Path, image: np.ndarray, label: np.ndarray | None,
         atomic_save_array(tmp / "image.npy", np.ascontiguousarray(image, dtype=np.float32))
         if label is not None:
             atomic_save_array(tmp / "label.npy", np.ascontiguousarray(label, dtype=np.uint8))
-            atomic_save_array(tmp / "locations.npy", _class_locations(label, meta["case_id"]))
+            ignore = meta["settings"].get("ignore_label")
+            atomic_save_array(tmp / "locations.npy", _class_locations(label, meta["case_id"], ignore))
             meta["class_locations"] = "locations.npy"
         meta["files"] = files_record(tmp)
         write_json(tmp / "meta.json", meta)
@@ -394,12 +421,13 @@ def _write_case_files(folder: Path, image: np.ndarray, label: np.ndarray | None,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _class_locations(label: np.ndarray, case_id: str) -> np.ndarray:
-    """Up to 10,000 voxels per foreground class as int32 rows (class, z, y, x), for foreground-forced patches."""
+def _class_locations(label: np.ndarray, case_id: str, ignore: int | None = None) -> np.ndarray:
+    """Up to 10,000 voxels per foreground class (not the ignore label) as int32 rows (class, z, y, x), for
+    foreground-forced patches."""
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:4], "little"))
     rows = []
     for value in np.unique(label):
-        if value == 0:
+        if value in (0, ignore):
             continue
         where = np.argwhere(label == value)
         if len(where) > LOCATIONS_PER_CLASS:
@@ -415,7 +443,8 @@ def _prepared(case_id: str, folder: Path) -> PreparedCase:
 
 def _file_stamps(case: Case) -> list[Any]:
     out = []
-    for path in [*case.images, case.label]:
+    labels = [path for _, path in case.label_parts] or [case.label]
+    for path in [*case.images, *labels]:
         if path is None:
             continue
         try:

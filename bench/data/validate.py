@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from tabulate import tabulate
 
+from bench.data.label_parts import merge_masks
 from bench.data.layouts import Case, Dataset, load_dataset
 from bench.data.nifti import read_image, scan_nifti, spacing_zyx
 from bench.data.parallel import parallel_map
@@ -80,8 +81,16 @@ class CheckReport:
         lines = [
             f"data set {ds.name} ({ds.layout}) at {ds.root}",
             f"cases: {roles['train']} training, {roles['val']} validation, {roles['test']} test; "
-            f"{len(good)} readable; {len(ds.organs)} organs",
+            f"{len(good)} readable; {len(ds.organs)} organs"
+            + (f"; {len(ds.unlabelled)} unlabelled images (not used)" if ds.unlabelled else ""),
+            f"organs: {', '.join(ds.organs.values())}",
+            *(f"region {name}: labels {', '.join(map(str, values))}" for name, values in ds.regions.items()),
+            *ds.notes,
         ]
+        if ds.ignore_label is not None:
+            lines.append(f"ignore label: {ds.ignore_label} (not an organ; left out of the loss and the scores)")
+        if ds.channel_norms is not None:
+            lines.append(f"channel normalisation (channel_names): {', '.join(ds.channel_norms)}")
         if good:
             shapes, spacings = np.array([c.shape for c in good]), np.array([c.spacing for c in good])
             rows = [["shape (z,y,x)", *_stats(shapes, "{:.0f}")], ["spacing mm (z,y,x)", *_stats(spacings, "{:.3g}")]]
@@ -113,13 +122,14 @@ class CheckReport:
 
 
 def check_dataset(
-    data: Path | Dataset, labels: Path | None = None, workers: int = 1, progress: bool = False
+    data: Path | Dataset, labels: Path | None = None, workers: int = 1, progress: bool = False, modality: str = "ct"
 ) -> CheckReport:
     """Read every case of ``data`` (a path for :func:`load_dataset` or a loaded Dataset) and collect all problems."""
-    dataset = data if isinstance(data, Dataset) else load_dataset(Path(data), labels)
+    dataset = data if isinstance(data, Dataset) else load_dataset(Path(data), labels, modality)
     roles = [("train", c) for c in dataset.cases] + [("val", c) for c in dataset.val_cases]
     roles += [("test", c) for c in dataset.test_cases]
-    fn = partial(_check_case, declared=sorted(dataset.labels))
+    declared = sorted([*dataset.labels, *([dataset.ignore_label] if dataset.ignore_label is not None else [])])
+    fn = partial(_check_case, declared=declared)
     summaries = parallel_map(fn, roles, workers, desc="checking", progress=progress)
     issues = [i for s in summaries for i in s.issues]
     if not dataset.cases:
@@ -128,7 +138,13 @@ def check_dataset(
     for role, case in roles:
         seen[case.case_id] = seen.get(case.case_id, 0) + 1
         if seen[case.case_id] == 2:
-            issues.append(CheckIssue(case.case_id, case.images[0], f"duplicate case id (also a {role} case)"))
+            issues.append(
+                CheckIssue(
+                    case.case_id,
+                    case.images[0] if case.images else Path("-"),
+                    f"duplicate case id (also a {role} case); give each case its own id (a CSV's case_id column)",
+                )
+            )
     return CheckReport(dataset, summaries, issues, [w for s in summaries for w in s.warnings])
 
 
@@ -171,7 +187,7 @@ def _check_case(role_case: tuple[str, Case], declared: list[int]) -> CaseSummary
         if role == "train":
             issue(case.images[0] if case.images else Path("-"), "no label file given for a training case")
         return out
-    label = _read(case.label, "label", issue)
+    label = _read_label(case, issue)
     if label is None:
         return out
     if reference is not None and not _compare(reference, label, case.label, "label", issue):
@@ -192,6 +208,20 @@ def _check_case(role_case: tuple[str, Case], declared: list[int]) -> CaseSummary
     if role == "train" and values.tolist() == [0]:
         out.warnings.append(CheckIssue(case.case_id, case.label, "training label holds no organ (all background)"))
     return out
+
+
+def _read_label(case: Case, issue) -> sitk.Image | None:
+    """The case's label file, or its structure masks merged (TotalSegmentator), reporting each unusable file."""
+    if not case.label_parts:
+        return _read(case.label, "label", issue)
+    masks = [(value, _read(path, "mask", issue), path) for value, path in case.label_parts]
+    if any(image is None for _, image, _ in masks):
+        return None
+    try:
+        return merge_masks(masks)
+    except DataError as err:
+        issue(case.label, str(err))
+        return None
 
 
 def _read(path: Path, what: str, issue) -> sitk.Image | None:

@@ -1,6 +1,6 @@
-"""What ``bench predict --input`` accepts: one image file, a folder of image files, or any data set layout that
-``bench data`` reads. Every input is checked (readable header, 3-D, one component, the model's channel count)
-before anything is predicted or written."""
+"""What ``bench predict --input`` accepts: one image file, a folder of image files, a DICOM series folder (its mask
+written as NIfTI in the series' geometry), or any data set layout that ``bench data`` reads. Every input is checked
+(readable header, 3-D, one component, the model's channel count) before anything is predicted or written."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from bench.data.dicom import read_series, series_ids
 from bench.data.layouts import Case, load_dataset
 from bench.data.nifti import image_suffix, read_image, scan_nifti, strip_suffix
 from bench.errors import BenchError
@@ -27,6 +28,8 @@ def find_inputs(path: Path, in_channels: int) -> list[Case]:
         raise BenchError(f"--input {path}: no such file or folder")
     if path.is_file() and image_suffix(path):
         cases = group_files([path])
+    elif series_ids(path):
+        cases = [Case(path.name, [path], None)]
     elif path.is_dir() and not ((path / "dataset.json").is_file() or (path / "imagesTr").is_dir()):
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and image_suffix(p))
         if not files:
@@ -74,6 +77,9 @@ def check_case(case: Case, in_channels: int) -> None:
         )
     sizes = set()
     for path in case.images:
+        if path.is_dir():  # a DICOM series: GDCM reads whole numbers of a 2-D slice stack, 3-D by construction
+            sizes.add(tuple(read_series(path).GetSize()))
+            continue
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         try:

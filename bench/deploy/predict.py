@@ -128,12 +128,13 @@ class Segmenter:
 
     def segment(self, case: Case, out_dir: Path | None = None) -> tuple[object, dict[str, float]]:
         """The mask of ``case`` in its original geometry (written to ``out_dir`` when given) and seconds per step."""
-        from bench.data.nifti import read_image, write_image
+        from bench.data.dicom import read_volume
+        from bench.data.nifti import write_image
         from bench.data.preprocess import preprocess_images, restore_to_original
 
         seconds: dict[str, float] = {}
         t = time.perf_counter()
-        images = [read_image(p) for p in case.images]
+        images = [read_volume(p) for p in case.images]
         t = _lap(seconds, "read", t)
         image, _, meta = preprocess_images(case, images, None, self.settings, self.spec.ct_stats)
         t = _lap(seconds, "preprocess", t)

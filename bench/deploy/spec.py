@@ -46,8 +46,9 @@ class DeploySpec:
         values = dict(self.preprocessing)
         if values.get("target_spacing") is not None:
             values["target_spacing"] = tuple(values["target_spacing"])
-        if values.get("window") is not None:
-            values["window"] = tuple(values["window"])
+        for key in ("window", "channel_norms"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         return PreprocessSettings(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -95,7 +96,7 @@ class DeploySpec:
              f"settings with a target_spacing of null or three numbers in [{MIN_SPACING_MM:g}, {MAX_SPACING_MM:g}] mm"),
             ("preprocessing", _is_orientation(self.settings().orientation),
              'settings with an orientation of one letter from each of "LR", "PA" and "SI", e.g. "LPS"'),
-            ("ct_stats", self.settings().normalization != "ct" or _is_ct_stats(self.ct_stats, self.in_channels),
+            ("ct_stats", not self.settings().needs_ct_stats or _is_ct_stats(self.ct_stats, self.in_channels),
              'the training set\'s statistics, {"channels": [{"mean", "std", "p00_5", "p99_5"} per input channel]}'),
         ]  # fmt: skip
         for key, ok, expected in checks:

@@ -39,6 +39,7 @@ class GridSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     data: Path | None = None
     labels: Path | None = None
+    modality: str = "ct"  # the cases of a set that mixes CT and MRI (AMOS22): ct, mri or all
     folds: list[int] = field(default_factory=lambda: [0])  # cross-validation folds, an axis of the grid
     teachers: list[str] = field(default_factory=list)  # empty: the preset's teacher key
     teacher_config: RunConfig | None = None  # the teachers' own protocol; None: the students'

@@ -58,7 +58,9 @@ class GridContext:
         """The prepared data and splits of ``folds`` (default: the grid's), every case preprocessed (and cached)
         before the first cell runs. The dispatching process checks the data set first; a worker trusts that check."""
         spec = self.spec
-        dataset = load_checked_dataset(spec.data, spec.labels, check=not self.worker, warn=self.dist.is_main)
+        dataset = load_checked_dataset(
+            spec.data, spec.labels, spec.modality, check=not self.worker, warn=self.dist.is_main
+        )
         root = self.store.root
         thorough = spec.force and not self.worker  # --force: the dispatching process checks every cached array
         return {fold: prepare_fold(dataset, spec.config, fold, root, progress=not self.worker, thorough=thorough)

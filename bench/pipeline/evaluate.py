@@ -17,7 +17,7 @@ def evaluate_test(model: nn.Module, data: PreparedData, test: list, config: RunC
                   workers: int = 0, predictions: Path | None = None) -> pd.DataFrame:  # fmt: skip
     """Per-case, per-organ Dice and HD95 of ``model`` on the ``test`` cases with the inference settings of
     ``config``; ``predictions``: a folder for the masks as NIfTI (None: not written)."""
-    cases = [EvalCase(case.case_id, data.prepared[case.case_id], case.label) for case in test]
+    cases = [EvalCase(case.case_id, data.prepared[case.case_id], case.label, case.label_parts) for case in test]
     settings = InferenceSettings.from_config(config, device)
     return evaluate_model(model, cases, settings, data.labels, workers=workers, predictions=predictions,
                           progress=True)  # fmt: skip

@@ -42,14 +42,18 @@ class FoldInputs:
     test: list  # Case (original files)
 
 
-def load_checked_dataset(data: Path | None, labels: Path | None, *, check: bool = True, warn: bool = True):
+def load_checked_dataset(
+    data: Path | None, labels: Path | None, modality: str = "ct", *, check: bool = True, warn: bool = True
+):
     """The data set at ``data`` (None: the built-in one, generated on first use), checked when ``check`` (an issue
     stops here, before anything is written; each warning is shown when ``warn``: one rank of a DDP job speaks)."""
     from bench.data.layouts import load_dataset
     from bench.data.synth import ensure_default_dataset
     from bench.data.validate import check_dataset
 
-    dataset = load_dataset(Path(data) if data is not None else ensure_default_dataset(), labels)
+    dataset = load_dataset(Path(data) if data is not None else ensure_default_dataset(), labels, modality)
+    for note in dataset.notes if warn else []:
+        console.note(f"{dataset.name}: {note}")
     if check:
         report = check_dataset(dataset, workers=2)
         report.raise_for_issues()
@@ -81,6 +85,9 @@ def prepare_fold(
         window=window,
         crop=config.crop,
         keep_labels=dataset.keep_labels_for(organs),
+        ignore_label=dataset.ignore_label,
+        # a preset's own normalisation (window, zscore) wins over dataset.json's channel_names
+        channel_norms=dataset.channel_norms if config.normalization == "ct" else None,
     )
     cases = train + val + test
     prepared = prepare_cases(cases, settings, layout.cache, workers=min(2, len(cases)), fit_cases=train,

@@ -72,6 +72,7 @@ def train_student(
     trainer = Trainer(
         model=student.model, config=config, train_cases=inputs.train, val_cases=inputs.val, device=device,
         run_dir=run_dir, seed=seed, kd=student.kd, teacher=teacher.model if teacher else None, ctx=dist, label=label,
+        ignore_label=inputs.data.preprocessing.get("ignore_label"),
     )  # fmt: skip
     return trainer.fit()
 

@@ -7,14 +7,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def soft_dice_loss(logits: Tensor, target: Tensor, smooth: float = 1e-5) -> Tensor:
+def soft_dice_loss(logits: Tensor, target: Tensor, smooth: float = 1e-5, mask: Tensor | None = None) -> Tensor:
     """1 - mean soft Dice over foreground classes, per sample (nnU-Net's ``batch_dice=False``; background excluded).
 
     ``logits`` [B,K,...], ``target`` integer labels [B,...]. A class absent from both prediction and target scores
-    ~1 through the smoothing term, as in nnU-Net's ``SoftDiceLoss``.
+    ~1 through the smoothing term, as in nnU-Net's ``SoftDiceLoss``. ``mask`` [B,...] (bool) keeps only the voxels
+    it marks, as nnU-Net's ``loss_mask`` for an ignore label.
     """
     probs = logits.float().softmax(1)
     onehot = F.one_hot(target.long(), logits.shape[1]).movedim(-1, 1).to(probs.dtype)
+    if mask is not None:
+        keep = mask[:, None].to(probs.dtype)
+        probs, onehot = probs * keep, onehot * keep
     dims = tuple(range(2, logits.ndim))
     intersection = (probs * onehot).sum(dims)
     denominator = probs.sum(dims) + onehot.sum(dims)
@@ -31,13 +35,20 @@ class SoftDiceCELoss(nn.Module):
     and the committed smoke baseline was measured with this implementation.
     """
 
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0) -> None:
+    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, ignore_label: int | None = None) -> None:
         super().__init__()
-        self.dice_weight, self.ce_weight = dice_weight, ce_weight
+        self.dice_weight, self.ce_weight, self.ignore_label = dice_weight, ce_weight, ignore_label
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        ce = F.cross_entropy(logits.float(), target.long())
-        return self.dice_weight * soft_dice_loss(logits, target) + self.ce_weight * ce
+        if self.ignore_label is None:
+            ce = F.cross_entropy(logits.float(), target.long())
+            return self.dice_weight * soft_dice_loss(logits, target) + self.ce_weight * ce
+        # nnU-Net with an ignore label: its voxels count in neither term (a patch of them alone adds 0).
+        keep = target != self.ignore_label
+        known = target.long().masked_fill(~keep, 0)
+        ce = F.cross_entropy(logits.float(), known, reduction="none")
+        ce = (ce * keep).sum() / keep.sum().clamp_min(1)
+        return self.dice_weight * soft_dice_loss(logits, known, mask=keep) + self.ce_weight * ce
 
 
 def deep_supervision_weights(n_scales: int) -> list[float]:

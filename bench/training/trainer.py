@@ -37,7 +37,7 @@ from bench.store_layout import RunPaths
 from bench.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.training.config import RunConfig
 from bench.training.distributed import DistContext, all_reduce_grads
-from bench.training.losses import MultiScaleSegLoss
+from bench.training.losses import MultiScaleSegLoss, SoftDiceCELoss
 
 
 @dataclass
@@ -113,6 +113,7 @@ class Trainer:
         teacher: nn.Module | None = None,
         ctx: DistContext | None = None,
         label: str = "train",
+        ignore_label: int | None = None,
     ) -> None:
         self.config, self.device, self.seed = config, device, seed
         self.paths = RunPaths(Path(run_dir))  # where its log and checkpoints go
@@ -128,7 +129,8 @@ class Trainer:
         self.train_cases, self.val_cases = train_cases, val_cases
         self.first_step: dict[str, float] = {}
         self._probe: dict[str, float] = {}
-        self.seg_loss = MultiScaleSegLoss()
+        self.seg_loss = MultiScaleSegLoss(SoftDiceCELoss(ignore_label=ignore_label))
+        self.ignore_label = ignore_label
         self.seg_weight = getattr(kd, "seg_loss_weight", 1.0) if kd is not None else 1.0
         params = list(self.model.parameters()) + (list(self.kd.parameters()) if self.kd is not None else [])
         self.optimizer = self._make_optimizer(params)
@@ -331,7 +333,7 @@ class Trainer:
                 if self.kd is not None:
                     with torch.no_grad():
                         teacher_out = self.teacher(x)
-                    kd_loss = self.kd(out, teacher_out, y)
+                    kd_loss = self.kd(out, teacher_out, self._known(y))
                 loss = self.seg_weight * seg + kd_loss
         except torch.cuda.OutOfMemoryError:
             raise BenchError(
@@ -373,6 +375,10 @@ class Trainer:
             grads = torch.autograd.grad(kd_part, weights, retain_graph=True, allow_unused=True)
             norm = math.sqrt(sum(float(g.detach().float().pow(2).sum()) for g in grads if g is not None))
         return {"kd_grad_norm": norm, "optimized_params": float(optimised)}
+
+    def _known(self, target: torch.Tensor) -> torch.Tensor:
+        """``target`` for the KD methods, which know no ignore label: its voxels as background."""
+        return target if self.ignore_label is None else target.masked_fill(target == self.ignore_label, 0)
 
     def _log_row(self, iteration: int, window: list[tuple[float, float, float]], lr: float, start: float) -> dict:
         loss, seg, kd = (float(np.mean(col)) for col in zip(*window))
