@@ -40,7 +40,8 @@ BUGS = {
         """
         import bench.training.losses as losses
         _init = losses.SoftDiceCELoss.__init__
-        losses.SoftDiceCELoss.__init__ = lambda self, dice_weight=1.0, ce_weight=1.0: _init(self, 0.0, ce_weight)
+        losses.SoftDiceCELoss.__init__ = lambda self, dice_weight=1.0, ce_weight=1.0, **kw: _init(self, 0.0, ce_weight,
+                                                                                                   **kw)
         """,
         "smoke/lcovnet/kd=none first_step.seg_loss (seed 0)",
         "run",

@@ -24,9 +24,11 @@ def test_shipped_examples_load_and_round_trip(path, tmp_path):
     assert load_experiment(tmp_path / "saved.toml") == experiment
 
 
-def test_shipped_examples_are_the_kd_comparison_and_the_ca_weight_ablation():
-    assert [p.name for p in EXAMPLES] == ["ca_weight_ablation.toml", "paper_kd_comparison.toml"]
-    ablation = load_experiment(EXAMPLES[0])
+def test_shipped_examples_are_the_acf_bckd_tables_the_kd_comparison_and_the_ca_weight_ablation():
+    names = [p.name for p in EXAMPLES]
+    assert names == ["acf_bckd_table.toml", "acf_bckd_table_cpu.toml", "ca_weight_ablation.toml",
+                     "paper_kd_comparison.toml"]  # fmt: skip
+    ablation = load_experiment(EXAMPLES[names.index("ca_weight_ablation.toml")])
     assert [c.kwargs.get("weight") for c in ablation.kd_components()] == [None, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
     assert set(ablation.swept().values()) == {("ca.weight",)}
 

@@ -183,8 +183,8 @@ def test_main_csv_holds_the_store_numbers_and_p_values(report) -> None:
 
 def test_markdown_and_html_show_the_formatted_numbers(report) -> None:
     store, rep = report
-    md = (rep.out_dir / "report.md").read_text()
-    page = (rep.out_dir / "report.html").read_text()
+    md = (rep.out_dir / "report.md").read_text(encoding="utf-8")
+    page = (rep.out_dir / "report.html").read_text(encoding="utf-8")
     for (model, kd), exp in _expected(store).iterrows():
         cell = f"{exp.dice:.4f} ± {exp.dice_sd:.4f}"
         assert cell in md and cell in page, (model, kd)
@@ -214,14 +214,14 @@ def test_per_organ_tables_hold_means_over_seeds(report) -> None:
     want = np.mean([s.per_organ["spleen"]["dice"] for s in summaries])
     got = organs[(organs.model == "lcovnet") & (organs.kd == "ms") & (organs.organ == "spleen")].dice.item()
     assert got == pytest.approx(want)
-    md = (rep.out_dir / "report.md").read_text()
+    md = (rep.out_dir / "report.md").read_text(encoding="utf-8")
     assert "| run | liver" in md.replace("  ", " ") or "| run " in md
     assert f"{want:.4f}" in md.split("### Per-organ Dice")[1].split("###")[0]
 
 
 def test_latex_escapes_names_and_uses_pm(report) -> None:
     store, rep = report
-    tex = (rep.out_dir / "tables.tex").read_text()
+    tex = (rep.out_dir / "tables.tex").read_text(encoding="utf-8")
     exp = _expected(store).loc[("lcovnet_small", "ms")]
     assert r"lcovnet\_small" in tex and "lcovnet_small" not in tex
     assert rf"{exp.dice:.4f} $\pm$ {exp.dice_sd:.4f}" in tex
@@ -236,7 +236,7 @@ def test_figures_are_images_holding_the_plotted_points(report) -> None:
         with Image.open(plot.png) as image:
             image.verify()
             assert image.format == "PNG" and image.size[0] > 300
-        assert plot.svg.read_text().lstrip().startswith("<?xml")
+        assert plot.svg.read_text(encoding="utf-8").lstrip().startswith("<?xml")
     expected = _expected(store)
     pareto = plots["pareto"].data
     assert len(pareto["gmacs"]["x"]) == 7 and len(pareto["latency_ms_median"]["x"]) == 7
@@ -263,7 +263,9 @@ def test_header_states_data_widths_and_the_machine_beside_each_latency(tmp_path:
                        latency_load_avg=load, latency_cpu_count=2, dataset_synthetic=True, n_train=16, n_val=2,
                        n_test=6, base_channels=8)  # fmt: skip
         _record(store, make_run_id(model, "none", None, 0, "synthetic", "3f2a9c1b"), summary, per_case)
-    md = (build_report(store, tmp_path / "report", formats=["md"], progress=False).out_dir / "report.md").read_text()
+    md = (build_report(store, tmp_path / "report", formats=["md"], progress=False).out_dir / "report.md").read_text(
+        encoding="utf-8"
+    )
     assert (
         "- Data: synthetic (procedural abdominal CT from `bench data synth`, not real patients); 16 training, "
         "2 validation and 6 test cases\n" in md
@@ -295,7 +297,7 @@ def test_runs_missing_metrics_show_a_dash_and_do_not_break_the_report(tmp_path: 
         empty,
     )
     rep = build_report(store, tmp_path / "out", progress=False)
-    md = (tmp_path / "out" / "report.md").read_text()
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "| dmfnet  | none | -         | 1 seed  | -            | -       | -       |" in md
     assert "| espnet  | ca   | -         | 1 seed  |" in md
     assert "## - / preset -" in md
@@ -309,7 +311,11 @@ def test_empty_or_missing_store_exits_2_naming_the_directory(tmp_path: Path, cap
     root = tmp_path / "empty"
     ResultsStore(root)
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "report", "--results", str(root)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bench", "report", "--results", str(root)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert (
@@ -338,6 +344,7 @@ def test_cli_writes_the_chosen_formats_and_prints_a_table(tmp_path: Path, capsys
         ],
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -393,7 +400,7 @@ def test_whole_ct_column_and_deployment_table_from_export_records(tmp_path: Path
     (run_dir / "export.json").write_text(json.dumps(export))
     (run_dir / "export.openvino.json").write_text(json.dumps(openvino))
     build_report(store, tmp_path / "out", formats=["md", "csv"], progress=False)
-    md = (tmp_path / "out" / "report.md").read_text()
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     main = md.split("### Main table")[1].split("###")[0]
     header = [c.strip() for c in main.strip().splitlines()[0].strip("|").split("|")]
     column = header.index("whole CT (s)")
@@ -433,4 +440,6 @@ def test_folds_of_a_cross_validation_are_pooled_per_seed_with_each_case_once(tmp
     assert row["dice_mean"] == pytest.approx((dice[0] * weights[0] + dice[1] * weights[1]) / sum(weights))
     assert row["n_cases"] == 2 * N_CASES + 2 and row["n_seeds"] == 1 and row["folds"] == "0,1"
     assert row["fold_dice_std"] == pytest.approx(np.std([dice[0], dice[1]], ddof=1))
-    assert f"| 1 seed x 2 folds (±{row['fold_dice_std']:.3f}) |" in (tmp_path / "report" / "report.md").read_text()
+    assert f"| 1 seed x 2 folds (±{row['fold_dice_std']:.3f}) |" in (tmp_path / "report" / "report.md").read_text(
+        encoding="utf-8"
+    )

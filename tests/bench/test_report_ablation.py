@@ -98,7 +98,7 @@ def test_kd_sweep_figure_draws_the_values_and_the_no_kd_line(report) -> None:
 
 def test_markdown_section_lists_the_reference_and_each_value(report) -> None:
     store, rep = report
-    md = (rep.out_dir / "report.md").read_text()
+    md = (rep.out_dir / "report.md").read_text(encoding="utf-8")
     section = md.split("### Ablation: ca weight (student lcovnet)\n")[1].split("###")[0]
     base = _dice(store, "lcovnet", "none")
     mid = _dice(store, "lcovnet", "ca:weight=0.1")
@@ -107,9 +107,9 @@ def test_markdown_section_lists_the_reference_and_each_value(report) -> None:
     assert f"| 0.1               | lcovnet+ca:weight=0.1  | 2 seeds | {mid.mean():.4f} ± {mid.std():.4f} |" in section
     figure = "plots/synthetic__smoke__ablation__kd__lcovnet__ca__weight.png"
     assert f"![Ablation: ca weight (student lcovnet)]({figure})" in section
-    html = (rep.out_dir / "report.html").read_text()
+    html = (rep.out_dir / "report.html").read_text(encoding="utf-8")
     assert "<h3>Ablation: ca weight (student lcovnet)</h3>" in html
-    tex = (rep.out_dir / "tables.tex").read_text()
+    tex = (rep.out_dir / "tables.tex").read_text(encoding="utf-8")
     assert "\\caption{Ablation: ca weight (student lcovnet): synthetic / preset smoke}" in tex
 
 
@@ -152,7 +152,7 @@ def test_older_summaries_without_arguments_report_without_ablation(tmp_path: Pat
         )
     rep = build_report(store, tmp_path / "report", progress=False)
     assert rep.groups[0].ablations == []
-    assert "Ablation" not in (tmp_path / "report" / "report.md").read_text()
+    assert "Ablation" not in (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert not (tmp_path / "report" / "ablation").exists()
 
 

@@ -91,7 +91,7 @@ def test_the_report_says_which_methods_beat_no_kd(store, tmp_path: Path) -> None
     assert words[0].endswith("no significant difference (p >= 0.05): ms.")
     report = build_report(store, tmp_path / "report", formats=("md", "csv"), progress=False)
     assert "What KD did" in report.terminal_table() and words[0] in report.terminal_table()
-    markdown = (tmp_path / "report" / "report.md").read_text()
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "### What KD did" in markdown and f"- {words[0]}" in markdown
     csv = pd.read_csv(tmp_path / "report" / "kd_effect.csv")
     assert sorted(csv.kd) == ["ca", "ms"] and csv.set_index("kd").loc["ca", "closed"] == pytest.approx(
@@ -110,7 +110,7 @@ def test_a_kd_run_without_its_teacher_or_its_student_without_kd_is_said_so(tmp_p
 def test_the_kd_benchmark_prints_each_methods_gain_and_how_its_rank_holds_across_seeds(store) -> None:
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_kd.py"
     proc = subprocess.run([sys.executable, str(script), "--report-only", "--results", str(store.root)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+                          capture_output=True, text=True, encoding="utf-8", timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {tuple(line.split()[:2]): line for line in proc.stdout.splitlines() if line.startswith("lcovnet")}
     assert set(rows) == {("lcovnet", "ca"), ("lcovnet", "ms"), ("lcovnet", "none"), ("lcovnet:", "Kendall")}

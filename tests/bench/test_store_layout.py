@@ -76,7 +76,8 @@ def test_the_store_writes_a_runs_files_where_the_layout_puts_them(tmp_path: Path
     store.write_config(RUN_ID, config)
     store.write_env(RUN_ID, {"host": "node1", "torch": "2.13.0"})
     spec = DeploySpec("lcovnet", 1, 3, {1: "liver", 2: "spleen"}, {"target_spacing": None}, [32, 64, 64], 0.5,
-                      run_id=RUN_ID, cases={"train": ["c0"], "test": ["c1"]})  # fmt: skip
+                      run_id=RUN_ID, cases={"train": ["c0"], "test": ["c1"]},
+                      ct_stats={"channels": [{"mean": 40.0, "std": 50.0, "p00_5": -9.0, "p99_5": 90.0}]})  # fmt: skip
     store.write_spec(RUN_ID, spec)
     run = store.paths(RUN_ID)
     assert run.config.read_text() == json.dumps({**config, "config": {"patch": [32, 64, 64]}}, indent=2) + "\n"

@@ -64,7 +64,7 @@ def test_report_marks_the_kd_row_of_a_weaker_teacher_and_gives_the_numbers(weak_
     report = build_report(ResultsStore(weak_store / "results"), weak_store / "report", formats=("md",), progress=False)
     agg = report.agg.set_index(["model", "kd"])
     assert bool(agg.loc[("lcovnet", "ca"), "teacher_weaker"]) and not agg.loc[("lcovnet", "none"), "teacher_weaker"]
-    markdown = (weak_store / "report" / "report.md").read_text()
+    markdown = (weak_store / "report" / "report.md").read_text(encoding="utf-8")
     assert "| unet3d (weaker) |" in markdown
     assert "synthetic/smoke/lcovnet/kd=ca (T: unet3d): teacher weaker than student, teacher Dice 0.5" in markdown
     assert "this row measures distillation from a worse model" in markdown
@@ -73,10 +73,10 @@ def test_report_marks_the_kd_row_of_a_weaker_teacher_and_gives_the_numbers(weak_
 def test_bench_check_notes_a_weaker_teacher_without_failing_the_gate(weak_store):
     results, baseline = weak_store / "results", weak_store / "baseline.json"
     update = subprocess.run(bench_cmd("check", "--update", "--baseline", str(baseline), "--results", str(results)),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+                            capture_output=True, text=True, encoding="utf-8", timeout=300)  # fmt: skip
     assert update.returncode == 0, update.stderr
     check = subprocess.run(bench_cmd("check", "--baseline", str(baseline), "--results", str(results)),
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+                           capture_output=True, text=True, encoding="utf-8", timeout=300)  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert "note: synthetic/smoke/lcovnet/kd=ca (T: unet3d): teacher weaker than student" in check.stdout
     assert "its KD checks measure distillation from a worse model" in check.stdout
