@@ -208,8 +208,7 @@ def _exact_first_steps(samples: list[RunSummary]) -> tuple[dict[str, dict[str, f
     shared = {seed: {k: v for k, v in runs[0].items() if all(k in r for r in runs)} for seed, runs in by_seed.items()}
     names = [*FIRST_STEP_KEYS, *(k for k in PROBE_KEYS if any(k in v for v in shared.values()))]
     taught = any(summary.kd not in (None, "none") for summary in samples)
-    rel = {**dict.fromkeys(names, FIRST_STEP_REL), **{k: v for k, v in TEACHER_FIRST_STEP_REL.items() if taught}}
-    rel = {k: v for k, v in rel.items() if k in names}
+    rel = {k: TEACHER_FIRST_STEP_REL.get(k, FIRST_STEP_REL) if taught else FIRST_STEP_REL for k in names}
     for runs in by_seed.values():
         for name in names:
             values = [r[name] for r in runs if name in r]

@@ -47,15 +47,15 @@ def per_seed_dice(runs: pd.DataFrame) -> pd.DataFrame:
 def method_table(runs: pd.DataFrame, case_dice: pd.DataFrame) -> list[list]:
     effects = kd_effects(runs, case_dice).set_index(["model", "kd"])
     dice = per_seed_dice(runs)
+    ranks = dice.groupby(level="model").rank(ascending=False)  # per seed, among a student's methods
     rows = []
     for (model, kd), values in dice.iterrows():
         effect = effects.loc[(model, kd)] if (model, kd) in effects.index else None
         gain = "-" if effect is None else f"{effect['gain']:+.4f} ± {effect['gain_sd']:.4f}"
         closed = "-" if effect is None or pd.isna(effect["closed"]) else f"{100 * effect['closed']:.0f}%"
         p = "-" if effect is None or pd.isna(effect["p_wilcoxon"]) else f"{effect['p_wilcoxon']:.2g}"
-        ranks = dice.loc[model].rank(ascending=False).loc[kd]
         rows.append([model, kd, f"{values.mean():.4f} ± {values.std(ddof=1):.4f}", gain, closed, p,
-                     " ".join(str(int(r)) for r in ranks)])  # fmt: skip
+                     " ".join(str(int(r)) for r in ranks.loc[(model, kd)])])  # fmt: skip
     return rows
 
 

@@ -51,14 +51,8 @@ class Report:
                 rows, headers, tablefmt="simple", disable_numparse=True
             )
             if len(group.effects):
-                block += "\n\nWhat KD did\n" + tabulate(
-                    *_swap(effect_table(group.effects)), tablefmt="simple", disable_numparse=True
-                )
+                headers, rows = effect_table(group.effects)
+                block += "\n\nWhat KD did\n" + tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
                 block += "".join(f"\n{line}" for line in group.effect_words)
             blocks.append(block)
         return "\n\n".join(blocks)
-
-
-def _swap(table: tuple[list[str], list[list]]) -> tuple[list[list], list[str]]:
-    headers, rows = table
-    return rows, headers
