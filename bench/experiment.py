@@ -28,14 +28,21 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench.components.syntax import Component, Kind, Sweep, parse_sweeps, unique
 from bench.errors import BenchError
 from bench.nesting import check_nesting, too_deep_as_error
-from bench.training.config import RUN_PRESETS, RunConfig, load_config_with
+from bench.training.config import (
+    RUN_PRESETS,
+    RunConfig,
+    load_config,
+    load_config_with,
+    parse_override,
+    split_teacher_overrides,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,6 +87,21 @@ class Experiment:
 
     def teacher_config(self) -> RunConfig:
         return load_config_with(self.teacher_preset, self.teacher_overrides, "[teacher.overrides]", teacher=True)
+
+    def with_overrides(self, items: list[str]) -> Experiment:
+        """The experiment with ``--set`` items on top of its own ``[overrides]``: ``KEY=VALUE`` for students and
+        teachers, ``teacher.KEY=VALUE`` for the teachers alone (as on a plain ``bench run``), so that a grid's file
+        can be run at another size without being edited; the saved experiment records them."""
+        if not items:
+            return self
+        shared, own = split_teacher_overrides(items)
+        load_config(self.preset, shared)  # a bad key or value is an error naming --set
+        extra = dict(parse_override(item) for item in shared)
+        return replace(
+            self,
+            overrides={**self.overrides, **extra},
+            teacher_overrides={**self.teacher_overrides, **extra, **dict(parse_override(item) for item in own)},
+        )
 
 
 def load_experiment(path: Path | str, check: bool = True) -> Experiment:

@@ -46,8 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--experiment", type=Path, metavar="FILE",
                    help="the grid from an experiment file (TOML: models, kd, seeds, folds, preset, [overrides], "
-                   "[teacher]; see experiments/) instead of --models/--kd/--seeds/--preset/--set/--teacher/--folds; "
-                   "its resolved form is saved as RESULTS/experiments/<name>.toml")  # fmt: skip
+                   "[teacher]; see experiments/) instead of --models/--kd/--seeds/--preset/--teacher/--folds; --set "
+                   "KEY=VALUE still applies on top of the file's [overrides] (teacher.KEY=VALUE to its teachers "
+                   "alone); its resolved form is saved as RESULTS/experiments/<name>.toml")  # fmt: skip
     p.add_argument("--models",
                    help="comma-separated registered models with optional arguments, e.g. "
                    "lcovnet,nnunet:base_channels=16 (see `bench list --model NAME`)")  # fmt: skip
@@ -173,14 +174,14 @@ def _check_experiment_args(args: argparse.Namespace) -> None:
 
     given = [flag for flag, value, default in (
         ("--models", args.models, None), ("--kd", args.kd, "none"), ("--seeds", args.seeds, "0"),
-        ("--preset", args.preset, None), ("--set", args.overrides, []), ("--teacher", args.teacher, None),
+        ("--preset", args.preset, None), ("--teacher", args.teacher, None),
         ("--folds", args.folds, "0"), ("--kd-init", args.kd_init, None),
     ) if value != default]  # fmt: skip
     if given:
         raise BenchError(f"--experiment {args.experiment} holds the grid; drop {', '.join(given)} (or edit the file)")
     if not args.experiment.is_file():
         raise BenchError(f"--experiment {args.experiment} does not exist")
-    experiment = load_experiment(args.experiment, check=False)
+    experiment = load_experiment(args.experiment, check=False).with_overrides(args.overrides)
     kds = sum(kd.name != "none" for kd in experiment.kd_components())
     check_grid_size(len(experiment.model_components()), kds, len(experiment.teacher_components()),
                     len(experiment.seeds), len(experiment.folds), args.teacher_checkpoint is None)  # fmt: skip
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.training.distributed import init_distributed
 
     if args.experiment is not None:
-        experiment = load_experiment(args.experiment)
+        experiment = load_experiment(args.experiment).with_overrides(args.overrides)
         grid = _experiment_grid(args.experiment, experiment)
     else:
         experiment = None

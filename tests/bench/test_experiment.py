@@ -131,3 +131,19 @@ def test_syntax_only_loading_imports_neither_torch_nor_pandas():
             "print(sorted({'torch', 'pandas'} & set(sys.modules)))")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_set_items_apply_on_top_of_the_files_overrides_teacher_items_to_the_teachers_alone(tmp_path):
+    path = write(tmp_path, 'preset = "smoke"\nmodels = ["lcovnet"]\n[overrides]\niterations = 20\nlr = 0.01\n')
+    experiment = load_experiment(path).with_overrides(["iterations=5", "teacher.iterations=7", "patch=[16,16,16]"])
+    assert (experiment.config().iterations, experiment.config().lr, experiment.config().patch) == (5, 0.01, [16] * 3)
+    assert (experiment.teacher_config().iterations, experiment.teacher_config().patch) == (7, [16, 16, 16])
+    save_experiment(experiment, tmp_path / "saved.toml")
+    assert load_experiment(tmp_path / "saved.toml") == experiment  # the saved file records what ran
+    assert load_experiment(path).with_overrides([]) == load_experiment(path)
+
+
+def test_a_bad_set_item_on_an_experiment_is_an_error_naming_it(tmp_path):
+    experiment = load_experiment(write(tmp_path, 'preset = "smoke"\nmodels = ["lcovnet"]\n'))
+    with pytest.raises(BenchError, match="unknown preset key 'iteration'"):
+        experiment.with_overrides(["iteration=5"])
