@@ -155,9 +155,9 @@ def unetmod_tiny_d8(
         channels: widths of the four levels, default [32,64,128,256] (their configuration).
         base_channels: width of the first level, the others 2, 4 and 8 times it (give channels or base_channels, not
             both).
-        num_res_units: MONAI residual subunits per encoder level (their configuration: 0, plain convs).
+        num_res_units: MONAI residual subunits per encoder level (their configuration: 0, plain convs). [paper: 0]
         deep_supervision: also return 1x1x1-head logits and the decoder features at 1/2, 1/4 and 1/8 (their
-            ``do_ds=True`` heads; their benchmark configuration trains without them).
+            ``do_ds=True`` heads; their benchmark configuration trains without them). [paper: false]
     """
     return _build(
         "unetmod_tiny_d8", in_channels, num_classes, channels, base_channels, (32, 64, 128, 256), num_res_units,
@@ -186,9 +186,9 @@ def unetmod_base_d8(
         channels: widths of the four levels, default [64,128,256,512] (their configuration).
         base_channels: width of the first level, the others 2, 4 and 8 times it (give channels or base_channels, not
             both).
-        num_res_units: MONAI residual subunits per encoder level (their configuration: 2).
+        num_res_units: MONAI residual subunits per encoder level (their configuration: 2). [paper: 2]
         deep_supervision: also return 1x1x1-head logits and the decoder features at 1/2, 1/4 and 1/8 (their
-            ``do_ds=True`` heads; their benchmark configuration trains without them).
+            ``do_ds=True`` heads; their benchmark configuration trains without them). [paper: false]
     """
     return _build(
         "unetmod_base_d8", in_channels, num_classes, channels, base_channels, (64, 128, 256, 512), num_res_units,
