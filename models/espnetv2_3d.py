@@ -3,8 +3,8 @@
 "ESPNetv2", CVPR 2019, sacmehta/EdgeNets ``model/segmentation/espnetv2.py``).
 
 Encoder (EESPNet at scale s = 1, widths 32, 64, 128, 256; levels 5 and the classifier deleted, as they do):
-a stride-2 3x3x3 conv-BN-PReLU stem (1/2); down-samplers to 1/4, 1/8 and 1/16, each the concatenation of a stride-3
-average pool and a stride-2 EESP block, plus a projection of the input average-pooled to that size (input
+a stride-2 3x3x3 conv-BN-PReLU stem (1/2); down-samplers to 1/4, 1/8 and 1/16, each the concatenation of a 3x3x3
+stride-2 average pool and a stride-2 EESP block, plus a projection of the input average-pooled to that size (input
 reinforcement), then PReLU; 3 EESP blocks at 1/8 and 7 at 1/16. An EESP block: grouped (4) 1x1x1 conv-BN-PReLU to
 C/4 channels, four depthwise 3x3x3 convs with dilations from the receptive-field limit (1, 2, 3, 4, or 1, 1, 2, 3 at
 1/16), hierarchically summed, concatenated, BN-PReLU, grouped 1x1x1 conv-BN, residual when shapes match, PReLU.
