@@ -56,3 +56,16 @@ def heads_output(heads: Sequence[nn.Module], features: list[Tensor], deep_superv
     if not deep_supervision:
         return SegOutput([heads[0](features[0])], [features[0]])
     return SegOutput([head(f) for head, f in zip(heads, features)], features)
+
+
+def kaiming_fan_out_init(model: nn.Module) -> None:
+    """He-normal weights (fan-out, ReLU gain) and zero biases for every (transposed) convolution.
+
+    ACF-BCKD's ``MonaiSegmentor`` initialises every backbone this way (mmengine ``KaimingInit`` on ``_ConvNd`` and
+    ``_ConvTransposeNd``); its norms keep PyTorch's defaults (weight 1, bias 0).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d | nn.ConvTranspose3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

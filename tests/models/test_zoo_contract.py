@@ -26,9 +26,14 @@ TINY = {
         (32, 32, 32),
     ),
     "monai-swinunetr": ({"patch": (32, 32, 64), "feature_size": 12, "window_size": 4}, (32, 32, 64)),
+    "unetmod_tiny_d8": ({"base_channels": 4}, (16, 16, 16)),
+    "unetmod_base_d8": ({"base_channels": 4}, (16, 16, 16)),
+    "espnetv2_3d": ({"base_channels": 16}, (32, 32, 32)),  # its 3^3 average pools need 4 voxels at 1/8
+    "mobile_unet3d": ({"base_channels": 8}, (32, 32, 32)),
 }
 # networks with several decoder scales -> number of scales with deep supervision on
-MULTI_SCALE = {"dmfnet": 4, "mfnet": 4, "espnet3d": 3, "hdcnet": 4, "unet3d-cicek": 3, "monai-dynunet": 5}
+MULTI_SCALE = {"dmfnet": 4, "mfnet": 4, "espnet3d": 3, "hdcnet": 4, "unet3d-cicek": 3, "monai-dynunet": 5,
+               "unetmod_tiny_d8": 4, "unetmod_base_d8": 4, "espnetv2_3d": 3, "mobile_unet3d": 4}  # fmt: skip
 # no BatchNorm: a batch of one is enough (and halves the cost of the slowest networks)
 SINGLE_SAMPLE = {"monai-dynunet", "monai-unetr", "monai-swinunetr"}
 IN_CHANNELS, CLASSES = 2, 3
@@ -42,6 +47,7 @@ def _build(name: str, **overrides) -> tuple[torch.nn.Module, torch.Tensor]:
 
 def test_every_zoo_network_has_a_tiny_configuration():
     zoo = {"dmfnet", "mfnet", "espnet3d", "hdcnet", "unet3d-cicek", *models.available_models("monai-*")}
+    zoo |= {"unetmod_tiny_d8", "unetmod_base_d8", "espnetv2_3d", "mobile_unet3d"}
     assert zoo == set(TINY)
 
 
