@@ -18,9 +18,9 @@ is bound by memory traffic and element-wise work, near it by its MACs.
 
 The end-to-end rows segment a full-resolution phantom CT (--e2e, default 200x512x512 at 2.5x0.8x0.8 mm) with
 `bench predict` in a fresh process per runtime (untrained --e2e-model weights, resampled to the paper preset's
-3.0x1.4x1.4 mm, the preset's window and overlap): the seconds of each stage (read, preprocess, infer, restore,
-write), of the whole process, and its peak resident memory. --quick runs everything at a tiny size to prove the
-script works.
+3.0x1.4x1.4 mm, the preset's window and overlap): the seconds of each stage (read, locate (0: the whole CT is
+segmented), preprocess, infer, restore, write), of the whole process, and its peak resident memory. --quick runs
+everything at a tiny size to prove the script works.
 
 --kernels N prints, per network, the N operators with the most self time (CUDA time on a GPU) of one window in fp32
 and in bf16, from torch.profiler: where a window's time goes.

@@ -18,10 +18,12 @@ from torch import Tensor, nn
 
 from bench.data.layouts import Case
 from bench.deploy.inputs import output_name
+from bench.deploy.roi import ORGANS_MARGIN_MM, body_box, box_voxels, check_roi, crop_image, organs_box, segment_in_box
 from bench.deploy.spec import DeploySpec
 from bench.errors import BenchError
 
-STEPS = ("read", "preprocess", "infer", "restore", "write")
+# "locate": finding the region to segment (--roi body: before preprocessing; organs: also the coarse pass after it)
+STEPS = ("read", "locate", "preprocess", "infer", "restore", "write")
 
 
 def load_torch_model(
@@ -109,8 +111,11 @@ class Segmenter:
     spec: DeploySpec
     device: torch.device | None = None
     blend: str = "gaussian"  # how overlapping windows are weighted (bench.inference.BLENDS)
+    roi: str = "full"  # where the full-resolution sliding window runs (bench.deploy.roi.ROIS)
+    roi_margin_mm: float = ORGANS_MARGIN_MM  # around the organs the coarse pass found (roi "organs")
 
     def __post_init__(self) -> None:
+        check_roi(self.roi, self.roi_margin_mm)
         self.settings = self.spec.settings()
         self.device = self.device or torch.device("cpu")
 
@@ -126,19 +131,34 @@ class Segmenter:
                               overlap=self.spec.overlap, sw_batch_size=self.spec.sw_batch_size, device=device,
                               amp_dtype=dtype, blend=self.blend)  # fmt: skip
 
-    def segment(self, case: Case, out_dir: Path | None = None) -> tuple[object, dict[str, float]]:
-        """The mask of ``case`` in its original geometry (written to ``out_dir`` when given) and seconds per step."""
+    def labels(self, image: np.ndarray) -> np.ndarray:
+        """Label map ``uint8 [D, H, W]`` of a preprocessed image ``[C, D, H, W]``."""
+        return self.logits(image).argmax(dim=0).to(torch.uint8).cpu().numpy()
+
+    def segment(self, case: Case, out_dir: Path | None = None) -> tuple[object, dict[str, float], int]:
+        """The mask of ``case`` in its original geometry (written to ``out_dir`` when given), seconds per step, and
+        the number of preprocessed voxels the full-resolution sliding window covered."""
         from bench.data.dicom import read_volume
         from bench.data.nifti import write_image
         from bench.data.preprocess import preprocess_images, restore_to_original
 
-        seconds: dict[str, float] = {}
+        seconds = dict.fromkeys(STEPS, 0.0)
         t = time.perf_counter()
         images = [read_volume(p) for p in case.images]
         t = _lap(seconds, "read", t)
+        geometry = _geometry(images[0])
+        if self.roi != "full":
+            box = body_box(images[0], self.settings.ct_like)
+            images = [crop_image(im, box) for im in images]
+            t = _lap(seconds, "locate", t)
         image, _, meta = preprocess_images(case, images, None, self.settings, self.spec.ct_stats)
+        meta["original"] = geometry  # restore onto the whole input, zeros outside the body's box
         t = _lap(seconds, "preprocess", t)
-        labels = self.logits(image).argmax(dim=0).to(torch.uint8).cpu().numpy()
+        box = [(0, n) for n in image.shape[1:]]
+        if self.roi == "organs":
+            box = organs_box(self.labels, image, meta["spacing"], self.spec.patch, self.roi_margin_mm)
+            t = _lap(seconds, "locate", t, add=True)
+        labels = segment_in_box(self.labels, image, box)
         t = _lap(seconds, "infer", t)
         mask = restore_to_original(labels, meta)
         t = _lap(seconds, "restore", t)
@@ -146,12 +166,18 @@ class Segmenter:
             write_image(mask, Path(out_dir) / output_name(case))
         _lap(seconds, "write", t)
         seconds["total"] = sum(seconds[s] for s in STEPS)
-        return mask, seconds
+        return mask, seconds, box_voxels(box)
 
 
-def _lap(seconds: dict[str, float], step: str, start: float) -> float:
+def _geometry(image) -> dict[str, list]:
+    """Size, spacing, origin and direction of a SimpleITK image, as ``restore_to_original`` reads them."""
+    return {"size": list(image.GetSize()), "spacing": list(image.GetSpacing()), "origin": list(image.GetOrigin()),
+            "direction": list(image.GetDirection())}  # fmt: skip
+
+
+def _lap(seconds: dict[str, float], step: str, start: float, add: bool = False) -> float:
     now = time.perf_counter()
-    seconds[step] = now - start
+    seconds[step] = (seconds[step] if add else 0.0) + now - start
     return now
 
 
@@ -164,8 +190,8 @@ def predict_cases(segmenter: Segmenter, cases: list[Case], out_dir: Path, progre
     with Progress(len(cases), "predict", "cases", enabled=progress) as bar:
         for case in bar.track(cases):
             try:
-                _, seconds = segmenter.segment(case, out_dir)
+                _, seconds, voxels = segmenter.segment(case, out_dir)
             except DataError as err:  # an unreadable voxel block is the user's input, reported like other input errors
                 raise BenchError(str(err)) from None
-            rows.append({"case": case.case_id, "mask": output_name(case), **seconds})
+            rows.append({"case": case.case_id, "mask": output_name(case), **seconds, "segmented_voxels": voxels})
     return rows

@@ -43,7 +43,7 @@ def test_deploy_benchmark_times_each_runtime_and_prints_where_a_window_spends_it
     e2e = {line.split()[0]: line.split() for line in lines if line.startswith(("pytorch ", "openvino-"))}
     assert set(e2e) == {"pytorch", "openvino-bf16"} and e2e["openvino-bf16"][1:3] == ["openvino", bf16]
     for cols in e2e.values():
-        steps = [float(v) for v in cols[-8:-3]]  # read, preprocess, infer, restore, write
+        steps = [float(v) for v in cols[-9:-3]]  # read, locate, preprocess, infer, restore, write
         assert all(s >= 0 for s in steps) and sum(steps) == pytest.approx(float(cols[-3]), abs=0.03)
         assert float(cols[-2]) >= float(cols[-3]) and float(cols[-1]) > 50  # process seconds, peak RSS in MB
     assert "lcovnet, one window, fp32: top 4 operators" in proc.stdout

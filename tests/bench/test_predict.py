@@ -55,7 +55,7 @@ def test_predict_run_on_test_images_reproduces_stored_dice_and_input_geometry(ti
     # Same computation on the same float32 inputs: the tolerance only absorbs the JSON round trip of the summary.
     assert summarize(pd.DataFrame(rows))["dice_mean"] == pytest.approx(stored.dice_mean, abs=1e-6)
     timings = pd.read_csv(tmp_path / "t.csv")
-    steps = ["read", "preprocess", "infer", "restore", "write"]
+    steps = ["read", "locate", "preprocess", "infer", "restore", "write"]
     assert list(timings["case"]) == [m.split(".")[0] for m in masks]
     assert np.allclose(timings[steps].sum(axis=1), timings["total"]) and (timings[steps] >= 0).all().all()
     assert "infer (s)" in proc.stdout
