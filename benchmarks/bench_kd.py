@@ -55,7 +55,7 @@ def method_table(runs: pd.DataFrame, case_dice: pd.DataFrame) -> list[list]:
         closed = "-" if effect is None or pd.isna(effect["closed"]) else f"{100 * effect['closed']:.0f}%"
         p = "-" if effect is None or pd.isna(effect["p_wilcoxon"]) else f"{effect['p_wilcoxon']:.2g}"
         rows.append([model, kd, f"{values.mean():.4f} ± {values.std(ddof=1):.4f}", gain, closed, p,
-                     " ".join(str(int(r)) for r in ranks.loc[(model, kd)])])  # fmt: skip
+                     " ".join("-" if pd.isna(r) else str(int(r)) for r in ranks.loc[(model, kd)])])  # fmt: skip
     return rows
 
 

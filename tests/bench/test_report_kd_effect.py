@@ -118,3 +118,17 @@ def test_the_kd_benchmark_prints_each_methods_gain_and_how_its_rank_holds_across
     assert rows[("lcovnet", "ca")].rstrip().endswith("1 1 1")  # ca ranks first on every seed
     assert "Kendall tau between seeds' method rankings 1.00" in rows[("lcovnet:", "Kendall")]
     assert "3 of 3 seeds agree on the top three" in rows[("lcovnet:", "Kendall")]
+
+
+def test_the_kd_benchmark_prints_a_dash_for_the_seed_a_method_has_not_run_yet(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "results")
+    for seed in (0, 1):
+        _record(store, f"teacher_s{seed}", "unet3d", "none", seed, "smoke-teacher", [TEACHER_DICE] * len(CASES))
+        _record(store, f"none_s{seed}", "lcovnet", "none", seed, "smoke", _student_cases(seed))
+    _record(store, "ca_s0", "lcovnet", "ca", 0, "smoke", [d + 0.1 for d in _student_cases(0)], teacher_run="teacher_s0")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_kd.py"
+    proc = subprocess.run([sys.executable, str(script), "--report-only", "--results", str(store.root)],
+                          capture_output=True, text=True, encoding="utf-8", timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ca = next(line for line in proc.stdout.splitlines() if line.startswith("lcovnet") and " ca " in line)
+    assert ca.rstrip().endswith("1 -")  # first on seed 0, not run on seed 1 (an interrupted benchmark)
