@@ -86,12 +86,13 @@ def run(args: argparse.Namespace) -> int:
     from bench.deploy.predict import STEPS, Segmenter, predict_cases
     from bench.device import resolve_device
 
+    margin = roi_margin(args)  # the arguments alone first: a wrong combination is refused before any loading
     device = resolve_device(args.device)
     network, spec = load_network(args, device)
     spec = inference_options(spec, args)
     cases = find_inputs(args.input, spec.in_channels)
     writable_folder(args.output, "--output")
-    segmenter = Segmenter(network, spec, device, args.blend, args.roi, roi_margin(args))
+    segmenter = Segmenter(network, spec, device, args.blend, args.roi, margin)
     rows = predict_cases(segmenter, cases, args.output)
     frame = pd.DataFrame(rows)
     table = frame[["case", *STEPS, "total"]]

@@ -164,7 +164,13 @@ def test_options_benchmark_quick_prints_each_option_with_time_memory_and_dice(tr
     assert list(frame["window"])[3:5] == ["32x32x32", "64x64x64"] and list(frame["overlap"])[1:4] == [0.5, 0.25, 0]
     assert (frame["total (s)"] > 0).all() and (frame["process (s)"] >= frame["total (s)"]).all()
     assert (frame["peak RSS (MB)"] > 100).all()  # torch alone takes more; a child's own ru_maxrss, not ours
-    assert (frame["dice"] > 0.1).all() and frame["dice - run's"].iloc[0] == 0
+    assert frame["dice"].between(0, 1).all() and frame["dice"].iloc[0] > 0.1  # the trained run finds organs
+    assert frame["dice - run's"].to_numpy() == pytest.approx((frame["dice"] - frame["dice"].iloc[0]).to_numpy())
+    # Overlap, blending and the region change where windows sit and how they are weighted, not what a window sees, so
+    # Dice moves by a few boundary voxels at most; a window larger than this tiny CT is padded with zeros, which does
+    # change what the network sees (it scored 0.086 against 0.171 here), so it is not held to that.
+    same_view = frame[frame["option"] != "window 2x"]
+    assert same_view["dice - run's"].abs().max() <= 0.02
     for option in frame["option"]:
         assert option in proc.stdout
     assert "peak RSS (MB)" in proc.stdout and "windowed voxels (%)" in proc.stdout
