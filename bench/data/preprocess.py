@@ -248,6 +248,17 @@ def preprocess_case(
     return preprocess_images(case, images, label, settings, stats)
 
 
+def image_geometry(image: sitk.Image) -> dict[str, list]:
+    """Size, spacing, origin and direction of ``image`` (SimpleITK order): the ``original`` entry of a case's meta,
+    which :func:`restore_to_original` maps a prediction back onto."""
+    return {
+        "size": list(image.GetSize()),
+        "spacing": list(image.GetSpacing()),
+        "origin": list(image.GetOrigin()),
+        "direction": list(image.GetDirection()),
+    }
+
+
 def preprocess_images(
     case: Case, images: list[sitk.Image], label: sitk.Image | None, settings: PreprocessSettings, stats: dict | None
 ) -> tuple[np.ndarray, np.ndarray | None, dict]:
@@ -255,12 +266,7 @@ def preprocess_images(
     if settings.needs_ct_stats and stats is None:
         raise BenchError("normalization 'ct' needs the training set's intensity statistics (ct_intensity_stats)")
     ref = images[0]
-    original = {
-        "size": list(ref.GetSize()),
-        "spacing": list(ref.GetSpacing()),
-        "origin": list(ref.GetOrigin()),
-        "direction": list(ref.GetDirection()),
-    }
+    original = image_geometry(ref)
     for other, path in [*zip(images[1:], case.images[1:]), (label, case.label)]:
         if other is not None and other.GetSize() != ref.GetSize():
             raise DataError(f"{path}: size {other.GetSize()} differs from {case.images[0]}; run bench data check")

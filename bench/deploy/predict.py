@@ -140,13 +140,13 @@ class Segmenter:
         the number of preprocessed voxels the full-resolution sliding window covered."""
         from bench.data.dicom import read_volume
         from bench.data.nifti import write_image
-        from bench.data.preprocess import preprocess_images, restore_to_original
+        from bench.data.preprocess import image_geometry, preprocess_images, restore_to_original
 
         seconds = dict.fromkeys(STEPS, 0.0)
         t = time.perf_counter()
         images = [read_volume(p) for p in case.images]
         t = _lap(seconds, "read", t)
-        geometry = _geometry(images[0])
+        geometry = image_geometry(images[0])
         if self.roi != "full":
             box = body_box(images[0], self.settings.ct_like)
             images = [crop_image(im, box) for im in images]
@@ -157,7 +157,7 @@ class Segmenter:
         box = [(0, n) for n in image.shape[1:]]
         if self.roi == "organs":
             box = organs_box(self.labels, image, meta["spacing"], self.spec.patch, self.roi_margin_mm)
-            t = _lap(seconds, "locate", t, add=True)
+            t = _lap(seconds, "locate", t)
         labels = segment_in_box(self.labels, image, box)
         t = _lap(seconds, "infer", t)
         mask = restore_to_original(labels, meta)
@@ -169,15 +169,10 @@ class Segmenter:
         return mask, seconds, box_voxels(box)
 
 
-def _geometry(image) -> dict[str, list]:
-    """Size, spacing, origin and direction of a SimpleITK image, as ``restore_to_original`` reads them."""
-    return {"size": list(image.GetSize()), "spacing": list(image.GetSpacing()), "origin": list(image.GetOrigin()),
-            "direction": list(image.GetDirection())}  # fmt: skip
-
-
-def _lap(seconds: dict[str, float], step: str, start: float, add: bool = False) -> float:
+def _lap(seconds: dict[str, float], step: str, start: float) -> float:
+    """Add the seconds since ``start`` to ``step`` (locate is timed twice with --roi organs) and return now."""
     now = time.perf_counter()
-    seconds[step] = (seconds[step] if add else 0.0) + now - start
+    seconds[step] += now - start
     return now
 
 
