@@ -13,13 +13,17 @@ The OpenVINO IR is converted from the same ONNX file and its int8 model quantize
 bf16 runs in fp32 where the CPU lacks native bf16 (the precision column and a note say so).
 Ratios are against nnunet eager in the same run; argmax agreement is the share of voxels whose label equals eager
 fp32's on the phantom CT. "GMAC/s" is one window's MACs (fvcore) over its median time and "% of peak" its share of a
-dense square GEMM timed in the same process, threads and precision (torch._int_mm for int8): far below it a network
-is bound by memory traffic and element-wise work, near it by its MACs.
+dense square GEMM timed in the same process, threads and precision (torch.mm, torch._int_mm for int8; on the CPU
+with OpenVINO runtimes in the table, the faster of that and OpenVINO's MatMul, int8 as NNCF quantizes): far below it a
+network is bound by memory traffic and element-wise work, near it by its MACs. A share above 100 % says the GEMM is
+not that precision's ceiling (AMX int8 3-D convolutions with many channels outrun a 2048-square GEMM).
 
 The end-to-end rows segment a full-resolution phantom CT (--e2e, default 200x512x512 at 2.5x0.8x0.8 mm) with
 `bench predict` in a fresh process per runtime (untrained --e2e-model weights, resampled to the paper preset's
-3.0x1.4x1.4 mm, the preset's window and overlap): the seconds of each stage (read, locate (0: the whole CT is
-segmented), preprocess, infer, restore, write), of the whole process, and its peak resident memory. --quick runs
+3.0x1.4x1.4 mm, the preset's window and overlap): PyTorch; OpenVINO fp32 and bf16 from the weights file (converted
+through ONNX inside the timed process) and from an IR exported beforehand (ir-fp32, ir-bf16: what a deployment
+runs). Per row the seconds of each stage (read, locate (0: the whole CT is segmented), preprocess, infer, restore,
+write), of the whole process (from start to written mask), and its own peak resident memory. --quick runs
 everything at a tiny size to prove the script works.
 
 --kernels N prints, per network, the N operators with the most self time (CUDA time on a GPU) of one window in fp32
@@ -34,7 +38,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -49,6 +52,8 @@ from bench.deploy.onnx_export import export_onnx
 from bench.deploy.openvino_runtime import (
     OpenVinoNetwork,
     compile_model,
+    ir_files,
+    machine_peak,
     onnx_to_ir,
     quantize_int8_ir,
     resolve_precision,
@@ -58,6 +63,7 @@ from bench.deploy.quantize import quantize_int8
 from bench.device import resolve_device
 from bench.inference import predict_labels
 from bench.networks import build_model
+from bench.profiling.child import run_child
 from bench.profiling.flops import count_macs
 from bench.profiling.peak import measure_peak
 from bench.profiling.timing import time_forward
@@ -69,6 +75,7 @@ RUNTIMES = ("eager", "bf16", "compile", "ort-fp32", "ort-int8", "ov-fp32", "ov-b
 DEFAULT_RUNTIMES = {"cpu": "eager,ort-fp32,ort-int8,ov-fp32,ov-bf16,ov-int8", "cuda": "eager,bf16,compile,ort-fp32"}
 QUICK = {"models": "lcovnet", "volume": "32,64,64", "preset": "smoke", "base_channels": 4, "calibration_patches": 2,
          "patch_runs": 2, "e2e": "40,96,96", "peak_size": 512}  # fmt: skip
+E2E_RUNTIMES = ("pytorch", "openvino-fp32", "openvino-bf16", "ir-fp32", "ir-bf16")
 E2E_SPACING = (2.5, 0.8, 0.8)  # z, y, x in mm: an abdominal CT as clinics store it
 E2E_TARGET_SPACING = (3.0, 1.4, 1.4)  # the paper preset's spacing (bench/presets/paper.toml)
 # The precision each runtime's MACs run in: its latency is set against a GEMM timed in the same precision.
@@ -179,14 +186,12 @@ def end_to_end(args: argparse.Namespace, patch: list[int], overlap: float, width
     """A phantom CT of --e2e voxels at 2.5 x 0.8 x 0.8 mm (as clinics store abdominal CT) segmented by `bench predict`
     in a fresh process per --e2e-runtimes entry, resampled to the paper preset's 3.0 x 1.4 x 1.4 mm: each stage's
     seconds (from --timings), the whole process's (imports, loading, compiling included) and its peak resident
-    memory (psutil, sampled every 20 ms)."""
+    memory (its own ru_maxrss: bench.profiling.child)."""
     import json
-    import subprocess
     import sys
     from dataclasses import asdict
 
     import pandas as pd
-    import psutil
     import SimpleITK as sitk
 
     from bench.data.preprocess import PreprocessSettings
@@ -206,28 +211,27 @@ def end_to_end(args: argparse.Namespace, patch: list[int], overlap: float, width
                           list(patch), overlap, model_kwargs=width)  # fmt: skip
         (tmp / "spec.json").write_text(json.dumps(spec.to_json()))
         rows = []
-        for runtime in args.e2e_runtimes.split(","):
+        runtimes = args.e2e_runtimes.split(",")
+        if any(runtime.startswith("ir-") for runtime in runtimes):  # exported once, as `bench export` would
+            network = build_model(args.e2e_model, 1, CLASSES, deep_supervision=False, **width).eval()
+            network.load_state_dict(torch.load(tmp / "weights.pt"), strict=False)
+            export_onnx(network, 1, list(patch), tmp / "model.onnx")
+            onnx_to_ir(tmp / "model.onnx", tmp / "model.xml")
+        for runtime in runtimes:
+            source = ["--openvino", str(tmp / "model.xml")] if runtime.startswith("ir-") else [
+                "--weights", str(tmp / "weights.pt")]  # fmt: skip
             extra = [] if runtime == "pytorch" else ["--runtime", "openvino", "--precision", runtime.split("-")[1]]
-            command = [sys.executable, "-m", "bench", "-q", "predict", "--device", "cpu", "--weights",
-                       str(tmp / "weights.pt"), "--preprocessing", str(tmp / "spec.json"), "--input",
-                       str(tmp / "ct.nii.gz"), "--output", str(tmp / runtime), "--timings", str(tmp / f"{runtime}.csv"),
-                       *extra]  # fmt: skip
-            start = time.perf_counter()
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            peak = 0
-            with contextlib.suppress(psutil.NoSuchProcess):
-                watched = psutil.Process(proc.pid)
-                while proc.poll() is None:
-                    peak = max(peak, watched.memory_info().rss)
-                    time.sleep(0.02)
-            out, err = proc.communicate()
-            wall = time.perf_counter() - start
-            if proc.returncode:
-                raise SystemExit(f"bench predict ({runtime}) failed: {err.strip()[-2000:]}")
-            used = out.strip().splitlines()[-1].split("; runtime ")[-1].replace(", precision", "")
+            command = [sys.executable, "-m", "bench", "-q", "predict", "--device", "cpu", *source, "--preprocessing",
+                       str(tmp / "spec.json"), "--input", str(tmp / "ct.nii.gz"), "--output", str(tmp / runtime),
+                       "--timings", str(tmp / f"{runtime}.csv"), *extra]  # fmt: skip
+            out, err = tmp / f"{runtime}.out", tmp / f"{runtime}.err"
+            child = run_child(command, out, err)
+            if child.returncode:
+                raise SystemExit(f"bench predict ({runtime}) failed: {err.read_text().strip()[-2000:]}")
+            used = out.read_text().strip().splitlines()[-1].split("; runtime ")[-1].replace(", precision", "")
             steps = pd.read_csv(tmp / f"{runtime}.csv").iloc[0]
-            rows.append([runtime, used, *(f"{steps[s]:.2f}" for s in STEPS), f"{steps['total']:.2f}", f"{wall:.2f}",
-                         f"{peak / 2**20:.0f}"])  # fmt: skip
+            rows.append([runtime, used, *(f"{steps[s]:.2f}" for s in STEPS), f"{steps['total']:.2f}",
+                         f"{child.wall_s:.2f}", f"{child.peak_rss_mb:.0f}"])  # fmt: skip
     title = (f"end to end through `bench predict`: {args.e2e_model}, CT {'x'.join(map(str, size))} at "
              f"{'x'.join(map(str, E2E_SPACING))} mm (z,y,x), resampled to {'x'.join(map(str, E2E_TARGET_SPACING))} mm, "
              f"window {'x'.join(map(str, patch))}, overlap {overlap}")  # fmt: skip
@@ -253,8 +257,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="full-resolution CT of the end-to-end rows ('': none; default 200,512,512)")  # fmt: skip
     parser.add_argument("--peak-size", type=int, help="side of the square peak GEMM (default 2048 CPU, 8192 GPU)")
     parser.add_argument("--e2e-model", default="lcovnet", help="network of the end-to-end rows (default lcovnet)")
-    parser.add_argument("--e2e-runtimes", default="pytorch,openvino-fp32,openvino-bf16",
-                        help="end-to-end runs of pytorch, openvino-fp32, openvino-bf16 (default: all)")  # fmt: skip
+    parser.add_argument("--e2e-runtimes", default=",".join(E2E_RUNTIMES),
+                        help=f"end-to-end runs of {', '.join(E2E_RUNTIMES)} (default: all): openvino-* convert the "
+                        "weights through ONNX in the timed process, ir-* run an IR exported beforehand, as a "
+                        "deployment does")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="a tiny size that proves the script works (lcovnet at width 4, a 32x64x64 volume, the "
                         "smoke preset, a 40x96x96 end-to-end CT, a 512 GEMM); explicit options still win")  # fmt: skip
@@ -274,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
     kinds = (args.runtimes or DEFAULT_RUNTIMES[device.type]).split(",")
+    ov_kinds = any(kind.startswith("ov-") for kind in kinds)
     runs = args.runs or (30 if gpu else 1)
     patch_runs = args.patch_runs or (30 if gpu else 3)
     volume = tuple(int(v) for v in args.volume.split(","))
@@ -288,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{' (' + torch.cuda.get_device_name(device) + ')' if gpu else ''}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, whole CT: median of {runs}, patch: median of {patch_runs}"
     )
-    unknown_e2e = set(args.e2e_runtimes.split(",")) - {"pytorch", "openvino-fp32", "openvino-bf16"}
+    unknown_e2e = set(args.e2e_runtimes.split(",")) - set(E2E_RUNTIMES)
     if args.e2e and unknown_e2e:
         raise SystemExit(f"--e2e-runtimes: unknown {', '.join(sorted(unknown_e2e))}")
     if any(kind.startswith("ort") for kind in kinds):
@@ -316,10 +323,12 @@ def main(argv: list[str] | None = None) -> None:
                 if kind != "eager":
                     with torch.inference_mode():
                         agree = f"{100 * np.mean(runtime.labels(image, patch, overlap) == reference):.3f}"
-                size = f"{runtime.file.stat().st_size / 2**20:.1f}" if runtime.file else "-"
+                files = ir_files(runtime.file) if runtime.file and runtime.file.suffix == ".xml" else [runtime.file]
+                size = f"{sum(f.stat().st_size for f in files) / 2**20:.1f}" if runtime.file else "-"
                 precision = used_precision(kind, runtime)
                 if precision not in peaks:
-                    peaks[precision] = measure_peak(precision, runtime.device, args.peak_size)
+                    peaks[precision] = (machine_peak(precision, args.peak_size) if ov_kinds and not gpu
+                                        else measure_peak(precision, runtime.device, args.peak_size))  # fmt: skip
                 rate, share = peaks[precision].share(gmacs, patch_ms / 1000)
                 rows.append([name, kind, precision, size, f"{patch_ms:.1f}", f"{rate:.4g}", f"{100 * share:.1f}",
                              f"{s:.2f}", agree])  # fmt: skip

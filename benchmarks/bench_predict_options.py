@@ -12,7 +12,7 @@ there is none) once per option, each in a fresh `bench predict` process:
                        of the organs a 2x coarser pass of the network finds, plus --roi-margin mm
 
 Per option: the mean seconds per case of each step (from --timings), the whole process's seconds (imports and
-loading included), its peak resident memory (ru_maxrss of that child alone, from os.wait4), the share of the
+loading included), its own peak resident memory (ru_maxrss, bench.profiling.child), the share of the
 preprocessed voxels the full-resolution windows covered (against the run's settings), and the mean Dice over cases
 against the test labels (bench.evaluation.evaluate_folders on the run's organs), with its difference from the run's
 settings. Prints the table and writes it as CSV (--csv, default RESULTS/predict_options.csv). --quick segments one
@@ -29,13 +29,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
 from bench.deploy.predict import STEPS
+from bench.profiling.child import run_child
 
 SMOKE_RUN = ["--models", "lcovnet", "--preset", "smoke", "--device", "cpu"]
 
@@ -73,17 +73,11 @@ def options(patch: list[int], overlap: float) -> list[tuple[str, list[str]]]:
 
 
 def predict(command: list[str], log: Path) -> tuple[float, float]:
-    """Run ``command`` to completion: (its wall seconds, its peak resident memory in MB). ``os.wait4`` gives the
-    resource use of this child alone (RUSAGE_CHILDREN would keep the largest of all children so far)."""
-    start = time.perf_counter()
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(command[2:])} failed (exit {proc.returncode}):\n{log.read_text()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024  # kB on Linux
+    """Run ``command`` to completion: (its wall seconds, its peak resident memory in MB)."""
+    child = run_child(command, log)
+    if child.returncode:
+        raise SystemExit(f"{' '.join(command[2:])} failed (exit {child.returncode}):\n{log.read_text()[-3000:]}")
+    return child.wall_s, child.peak_rss_mb
 
 
 def dice_of(masks: Path, labels: Path, organs: dict[int, str]) -> float:

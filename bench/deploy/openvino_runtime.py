@@ -164,6 +164,57 @@ def quantize_int8_ir(xml_path: Path, int8_path: Path, patches: Iterator[np.ndarr
     save_ir(quantized, int8_path)
 
 
+def gemm_model(precision: str, size: int):
+    """A ``size``-square MatMul as an OpenVINO model and the precision to compile it in: for int8 the pattern NNCF
+    writes into a quantized model (FakeQuantize on the activations, int8 weights converted and scaled), which the CPU
+    plugin's low-precision transformations run as an int8 MatMul; bf16 falls back to fp32 as the networks do."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    a = ops.parameter([size, size], np.float32)
+    if precision == "int8":
+        low, high = ops.constant(np.float32(-4.0)), ops.constant(np.float32(4.0))
+        weights = rng.integers(-127, 128, (size, size)).astype(np.int8)
+        scaled = ops.multiply(ops.convert(ops.constant(weights), np.float32), ops.constant(np.float32(0.01)))
+        product = ops.matmul(ops.fake_quantize(a, low, high, low, high, 256), scaled, False, False)
+        return ov.Model([product], [a]), resolve_precision("fp32")
+    product = ops.matmul(a, ops.constant(rng.standard_normal((size, size), np.float32)), False, False)
+    return ov.Model([product], [a]), resolve_precision(precision)
+
+
+def openvino_peak(precision: str, size: int = 2048, runs: int = 3):
+    """The GEMM rate OpenVINO's CPU plugin reaches here in ``precision`` (fp32, bf16 or int8): ``gemm_model``
+    compiled like the networks (same threads, latency mode), median of ``runs`` after one warm-up."""
+    import time
+
+    from bench.profiling.peak import Peak
+
+    model, compiled_as = gemm_model(precision, size)
+    request = compile_model(model, compiled_as).create_infer_request()
+    x = np.random.default_rng(1).standard_normal((size, size), np.float32)
+    times = []
+    for _ in range(runs + 1):
+        start = time.perf_counter()
+        request.infer([x])
+        times.append(time.perf_counter() - start)
+    used = "int8" if precision == "int8" else compiled_as.used
+    return Peak(used, size**3 / 1e9 / float(np.median(times[1:])), size, f"OpenVINO MatMul ({used})")
+
+
+def machine_peak(precision: str, size: int | None = None):
+    """The faster of torch's and OpenVINO's square GEMM in ``precision`` on the CPU: the machine's measured limit
+    that an OpenVINO latency is set against. Neither engine is the faster one everywhere: on an AMX Xeon torch's
+    bf16 GEMM ran 743 GMAC/s against OpenVINO's 576, OpenVINO's int8 (AMX) 700 against ``torch._int_mm``'s 676."""
+    from bench.profiling.peak import CPU_SIZE, measure_peak
+
+    size = size or CPU_SIZE
+    candidates = [measure_peak(precision, torch.device("cpu"), size)]
+    if precision in (*PRECISIONS, "int8"):
+        candidates.append(openvino_peak(precision, size))
+    return max(candidates, key=lambda peak: peak.gmacs_per_s)
+
+
 def ir_files(xml_path: Path) -> tuple[Path, Path]:
     """The two files of an IR: the graph (.xml) and its weights (.bin)."""
     xml_path = Path(xml_path)

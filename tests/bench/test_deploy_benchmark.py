@@ -20,7 +20,7 @@ def test_deploy_benchmark_times_each_runtime_and_prints_where_a_window_spends_it
     proc = _run("--device", "cpu", "--models", "lcovnet", "--volume", "32,64,64", "--preset", "smoke",
                 "--runtimes", "eager,bf16,ort-fp32,ort-int8,ov-fp32,ov-bf16,ov-int8", "--base-channels", "4",
                 "--kernels", "4", "--calibration-patches", "2", "--patch-runs", "2", "--e2e", "24,48,48",
-                "--e2e-runtimes", "pytorch,openvino-bf16", "--peak-size", "256")  # fmt: skip
+                "--e2e-runtimes", "pytorch,openvino-bf16,ir-fp32", "--peak-size", "256")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = {}
     for line in proc.stdout.splitlines():
@@ -40,8 +40,9 @@ def test_deploy_benchmark_times_each_runtime_and_prints_where_a_window_spends_it
     assert table["eager"][3] == "-" and float(table["ort-int8"][3]) > 0 and float(table["ov-int8"][3]) > 0
     assert "peak GMAC/s (square GEMM, same process and threads): fp32" in proc.stdout
     lines = proc.stdout.splitlines()
-    e2e = {line.split()[0]: line.split() for line in lines if line.startswith(("pytorch ", "openvino-"))}
-    assert set(e2e) == {"pytorch", "openvino-bf16"} and e2e["openvino-bf16"][1:3] == ["openvino", bf16]
+    e2e = {line.split()[0]: line.split() for line in lines if line.startswith(("pytorch ", "openvino-", "ir-"))}
+    assert set(e2e) == {"pytorch", "openvino-bf16", "ir-fp32"} and e2e["openvino-bf16"][1:3] == ["openvino", bf16]
+    assert e2e["ir-fp32"][1:3] == ["openvino", "fp32"]
     for cols in e2e.values():
         steps = [float(v) for v in cols[-9:-3]]  # read, locate, preprocess, infer, restore, write
         assert all(s >= 0 for s in steps) and sum(steps) == pytest.approx(float(cols[-3]), abs=0.03)

@@ -15,6 +15,8 @@ from bench.deploy.openvino_runtime import (
     OpenVinoNetwork,
     compile_model,
     cpu_has_bf16,
+    gemm_model,
+    machine_peak,
     onnx_to_ir,
     resolve_precision,
     torch_to_openvino,
@@ -22,6 +24,7 @@ from bench.deploy.openvino_runtime import (
 from bench.deploy.predict import load_torch_model
 from bench.deploy.spec import run_spec
 from bench.networks import build_model
+from bench.profiling.peak import measure_peak
 from tests.bench.runutil import bench_cmd, export_int8, sidecar_of_run
 
 NO_BF16 = "this CPU has no native bf16 (AVX-512 BF16 or AMX) for OpenVINO"
@@ -74,6 +77,32 @@ def test_bf16_on_a_cpu_without_it_runs_fp32_and_says_why():
         assert (precision.used, precision.note) == ("bf16", "")
     else:
         assert precision.used == "fp32" and "no native bf16" in precision.note
+
+
+def _matmul_precision(compiled) -> str:
+    """The precision OpenVINO's CPU plugin runs the model's one MatMul in (its runtime graph's FullyConnected)."""
+    ops = compiled.get_runtime_model().get_ops()
+    [fc] = [op for op in ops if op.get_rt_info()["layerType"].astype(str) == "FullyConnected"]
+    return fc.get_rt_info()["runtimePrecision"].astype(str)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_openvino_gemm_reference_runs_in_the_precision_it_measures(precision):
+    model, compiled_as = gemm_model(precision, 64)
+    ran = _matmul_precision(compile_model(model, compiled_as, threads=1))
+    if precision == "int8":  # FakeQuantize on the input: unsigned 8-bit activations against int8 weights
+        assert ran in ("u8", "i8")
+    else:
+        assert ran == {"fp32": "f32", "bf16": "bf16"}[compiled_as.used]
+
+
+def test_machine_peak_is_the_faster_of_torch_and_openvino_gemms():
+    peak = machine_peak("fp32", size=256)
+    torch_rate = measure_peak("fp32", size=256).gmacs_per_s
+    assert peak.precision == "fp32" and peak.size == 256
+    assert peak.kernel in ("torch.mm", "OpenVINO MatMul (fp32)")
+    # Rates from two separate timings of small GEMMs: the chosen one is at least the torch figure up to timing noise.
+    assert peak.gmacs_per_s > 0.5 * torch_rate
 
 
 @pytest.fixture(scope="module")

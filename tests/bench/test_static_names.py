@@ -31,7 +31,9 @@ def test_reading_the_names_imports_no_torch():
 
 
 def test_bench_list_lines_stay_within_100_characters():
-    out = subprocess.run(bench_cmd("list"), capture_output=True, text=True, check=True).stdout
+    # The CLI writes UTF-8 (a model's description names Çiçek); decoding it must not depend on the locale this test
+    # process has at the time (one full-suite worker decoded it as ASCII and failed).
+    out = subprocess.run(bench_cmd("list"), capture_output=True, encoding="utf-8", check=True).stdout
     assert max(len(line) for line in out.splitlines()) <= 100
     names = {line.split()[0] for line in out.splitlines() if line and not line.startswith((" ", "-"))}
     assert set(models.available_models()) <= names and set(kd_methods.available_kd_methods()) <= names
