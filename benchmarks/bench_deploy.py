@@ -205,7 +205,8 @@ def end_to_end(args: argparse.Namespace, patch: list[int], overlap: float, width
         image = sitk.GetImageFromArray(synth_case(0, 0, size)[0])
         image.SetSpacing(tuple(reversed(E2E_SPACING)))
         sitk.WriteImage(image, str(tmp / "ct.nii.gz"))
-        torch.save(build_model(args.e2e_model, 1, CLASSES, **width).state_dict(), tmp / "weights.pt")
+        network = build_model(args.e2e_model, 1, CLASSES, **width).eval()
+        torch.save(network.state_dict(), tmp / "weights.pt")
         settings = PreprocessSettings(target_spacing=E2E_TARGET_SPACING, normalization="window", window=(-175.0, 250.0))
         spec = DeploySpec(args.e2e_model, 1, CLASSES, {i: f"organ_{i}" for i in range(1, CLASSES)}, asdict(settings),
                           list(patch), overlap, model_kwargs=width)  # fmt: skip
@@ -213,8 +214,6 @@ def end_to_end(args: argparse.Namespace, patch: list[int], overlap: float, width
         rows = []
         runtimes = args.e2e_runtimes.split(",")
         if any(runtime.startswith("ir-") for runtime in runtimes):  # exported once, as `bench export` would
-            network = build_model(args.e2e_model, 1, CLASSES, deep_supervision=False, **width).eval()
-            network.load_state_dict(torch.load(tmp / "weights.pt"), strict=False)
             export_onnx(network, 1, list(patch), tmp / "model.onnx")
             onnx_to_ir(tmp / "model.onnx", tmp / "model.xml")
         for runtime in runtimes:

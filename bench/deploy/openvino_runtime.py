@@ -186,20 +186,15 @@ def gemm_model(precision: str, size: int):
 def openvino_peak(precision: str, size: int = 2048, runs: int = 3):
     """The GEMM rate OpenVINO's CPU plugin reaches here in ``precision`` (fp32, bf16 or int8): ``gemm_model``
     compiled like the networks (same threads, latency mode), median of ``runs`` after one warm-up."""
-    import time
-
     from bench.profiling.peak import Peak
+    from bench.profiling.timing import time_forward
 
     model, compiled_as = gemm_model(precision, size)
     request = compile_model(model, compiled_as).create_infer_request()
     x = np.random.default_rng(1).standard_normal((size, size), np.float32)
-    times = []
-    for _ in range(runs + 1):
-        start = time.perf_counter()
-        request.infer([x])
-        times.append(time.perf_counter() - start)
+    timing = time_forward(lambda: request.infer([x]), torch.device("cpu"), 1, runs)
     used = "int8" if precision == "int8" else compiled_as.used
-    return Peak(used, size**3 / 1e9 / float(np.median(times[1:])), size, f"OpenVINO MatMul ({used})")
+    return Peak(used, size**3 / 1e9 / (timing.median_ms / 1000), size, f"OpenVINO MatMul ({used})")
 
 
 def machine_peak(precision: str, size: int | None = None):
